@@ -1,0 +1,50 @@
+# einspace: the two commands of the README.
+#   make demo   creates .venv, installs the project and runs the default search + report
+#   make test   creates .venv (if missing), installs test extras, runs ruff, mypy and pytest
+# TORCH is installed before the package so that pip does not pull a CUDA build:
+#   make demo TORCH=torch        (GPU users)
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_OUT ?= einspace-demo
+
+.PHONY: demo test lint typecheck pytest chromium clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/einspace demo --out $(DEMO_OUT)
+
+# Chromium lets the report test render index.html in a real browser; skipped where apt is absent.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium install failed; the browser test will be skipped"; \
+	fi
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-test chromium
+	$(BIN)/pytest -n 2
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO_OUT)
