@@ -28,12 +28,12 @@ from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import X, Y, factor_bit, permute_class, transpose_class, universe
 
-__all__ = ["MAX_EXHAUSTIVE_K", "enumerate_families", "sample_families"]
+__all__ = ["MAX_EXHAUSTIVE_K", "count_families", "enumerate_families", "sample_families"]
 
 MAX_EXHAUSTIVE_K = 3
 _CHUNK = 1 << 22
 
-Codes = npt.NDArray[np.int64]
+Codes = npt.NDArray[np.uint32]
 
 
 def _check_k(k: object) -> int:
@@ -50,7 +50,7 @@ def _tensor_masks(k: int, classes: tuple[int, ...]) -> list[int]:
 
 def _valid(codes: Codes, k: int, classes: tuple[int, ...]) -> npt.NDArray[np.bool_]:
     """Vectorized rules 1–4 of THEORY §1 for an array of candidate codes."""
-    tm = [np.int64(t) for t in _tensor_masks(k, classes)]
+    tm = [codes.dtype.type(t) for t in _tensor_masks(k, classes)]
     ok = ((codes & tm[0]) != 0) & ((codes & tm[1]) != 0)
     f = tm[2:]
     for i in range(k):
@@ -59,20 +59,29 @@ def _valid(codes: Codes, k: int, classes: tuple[int, ...]) -> npt.NDArray[np.boo
             if i != j:
                 ok &= (codes & f[i] & ~f[j]) != 0
     cand = codes[ok]
-    # connectivity: grow the set of tensors reached from x through present classes
-    reach = np.full(cand.shape, X, dtype=np.int64)
-    everything = X | Y | (((1 << k) - 1) << 2)
-    for _ in range(k + 1):
-        for j, m in enumerate(classes):
-            hit = ((cand >> j) & 1).astype(bool) & ((reach & m) != 0)
-            reach[hit] |= m
+    # connectivity: each tensor's neighbourhood (a tensor bitmask), then grow from x
+    n_tensors = k + 2
+    adj = [np.zeros(cand.shape, dtype=codes.dtype) for _ in range(n_tensors)]
+    for j, m in enumerate(classes):
+        present = (cand >> j) & 1
+        spread = present * codes.dtype.type(m)
+        for t in range(n_tensors):
+            if m >> t & 1:
+                adj[t] |= spread
+    reach = adj[0] | X
+    for _ in range(n_tensors - 2):
+        grown = reach.copy()
+        for t in range(1, n_tensors):
+            grown |= ((reach >> t) & 1) * adj[t]
+        reach = grown
+    everything = (1 << n_tensors) - 1
     idx = np.flatnonzero(ok)
     ok[idx[reach != everything]] = False
     return ok
 
 
 @lru_cache(maxsize=32)
-def _perm_tables(k: int, diagonal: bool, modulo_transpose: bool) -> list[npt.NDArray[np.int64]]:
+def _perm_tables(k: int, diagonal: bool, modulo_transpose: bool) -> list[Codes]:
     """For each renaming (× transposition): byte tables mapping codes to renamed codes."""
     classes = universe(k, diagonal)
     index = {m: j for j, m in enumerate(classes)}
@@ -84,7 +93,7 @@ def _perm_tables(k: int, diagonal: bool, modulo_transpose: bool) -> list[npt.NDA
             for m in classes:
                 pm = permute_class(m, perm)
                 target.append(index[transpose_class(pm) if t else pm])
-            table = np.zeros((n_bytes, 256), dtype=np.int64)
+            table = np.zeros((n_bytes, 256), dtype=np.uint32)
             for b in range(n_bytes):
                 for v in range(256):
                     table[b, v] = sum(
@@ -111,15 +120,45 @@ def _decode(code: int, k: int, classes: tuple[int, ...]) -> Family:
 
 
 @lru_cache(maxsize=16)
-def _enumerate(k: int, diagonal: bool, modulo_transpose: bool) -> tuple[Family, ...]:
+def _canonical_set(k: int, diagonal: bool, modulo_transpose: bool) -> Codes:
+    """Sorted canonical codes of every valid family (k ≤ 3: at most 25 classes, uint32)."""
     classes = universe(k, diagonal)
     total = 1 << len(classes)
-    found: list[Codes] = []
+    seen = np.zeros(total, dtype=bool)  # a bitmap beats sorting: codes are < 2**25
     for start in range(0, total, _CHUNK):
-        codes = np.arange(start, min(total, start + _CHUNK), dtype=np.int64)
+        codes = np.arange(start, min(total, start + _CHUNK), dtype=np.uint32)
         valid = codes[_valid(codes, k, classes)]
-        found.append(np.unique(_canonical_codes(valid, k, diagonal, modulo_transpose)))
-    unique = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        seen[_canonical_codes(valid, k, diagonal, modulo_transpose)] = True
+    return np.flatnonzero(seen).astype(np.uint32)
+
+
+def count_families(k: int, diagonal: bool = False, modulo_transpose: bool = False) -> int:
+    """The number of valid families, without building them (k ≤ 3).
+
+    Examples:
+        >>> count_families(3)
+        40378
+    """
+    k = _check_k(k)
+    if k > MAX_EXHAUSTIVE_K:
+        raise EinspaceError(_too_many(k, diagonal))
+    return len(_canonical_set(k, bool(diagonal), bool(modulo_transpose)))
+
+
+def _too_many(k: int, diagonal: bool) -> str:
+    n = len(universe(k, diagonal))
+    return (
+        f"k = {k}: exhaustive listing covers k ≤ {MAX_EXHAUSTIVE_K} (k = {k} has 2^{n} "
+        f"candidate class sets); draw a seeded sample instead with "
+        f"sample_families({k}, n=100, seed=0) or "
+        f"`einspace enumerate --factors {k} --sample 100`"
+    )
+
+
+@lru_cache(maxsize=16)
+def _enumerate(k: int, diagonal: bool, modulo_transpose: bool) -> tuple[Family, ...]:
+    classes = universe(k, diagonal)
+    unique = _canonical_set(k, diagonal, modulo_transpose)
     fams = [_decode(int(c), k, classes) for c in unique]
     fams.sort(key=lambda f: (len(f.classes), [universe(k, True).index(m) for m in f.classes]))
     return tuple(fams)
@@ -146,13 +185,7 @@ def enumerate_families(
     """
     k = _check_k(k)
     if k > MAX_EXHAUSTIVE_K:
-        n = len(universe(k, diagonal))
-        raise EinspaceError(
-            f"k = {k}: exhaustive listing covers k ≤ {MAX_EXHAUSTIVE_K} (k = {k} has 2^{n} "
-            f"candidate class sets); draw a seeded sample instead with "
-            f"sample_families({k}, n=100, seed=0) or "
-            f"`einspace enumerate --factors {k} --sample 100`"
-        )
+        raise EinspaceError(_too_many(k, diagonal))
     return list(_enumerate(k, bool(diagonal), bool(modulo_transpose)))
 
 

@@ -213,6 +213,36 @@ class Family:
                 fixed[alone[0]] = 1.0
         return self.forms.symbolic(self.symbols(), fixed)
 
+    def balanced_theta(self, rank: float = 0.25) -> tuple[float, ...] | None:
+        """A representative point of the family: each side's exponent shared equally.
+
+        Input-only classes split what the block-diagonal classes leave of 1, likewise on the
+        output side; block-diagonal classes get 1/(max(#input-only, #output-only) + #diag);
+        rank classes get ``rank``. None when the family has no point with every θ > 0 (a
+        side made only of block-diagonal classes forces the other side's classes to 0).
+
+        Examples:
+            >>> Family.parse("xA,xAB,By,ABy,AB").balanced_theta()
+            (0.5, 0.5, 0.5, 0.5, 0.25)
+        """
+        n_in = sum(1 for m in self.classes if m & X and not m & Y)
+        n_out = sum(1 for m in self.classes if m & Y and not m & X)
+        n_diag = sum(1 for m in self.classes if m & X and m & Y)
+        diag = 1.0 / (max(n_in, n_out) + n_diag) if n_diag else 0.0
+        out = []
+        for m in self.classes:
+            if m & X and m & Y:
+                out.append(diag)
+            elif m & (X | Y):
+                n = n_in if m & X else n_out
+                share = (1.0 - n_diag * diag) / n
+                if share <= 0:
+                    return None
+                out.append(share)
+            else:
+                out.append(rank)
+        return tuple(out)
+
     def factor_classes(self, factor: int) -> tuple[int, ...]:
         """The classes containing factor ``factor`` (bitmasks, class order)."""
         return tuple(m for m in self.classes if m & factor_bit(factor))

@@ -169,6 +169,23 @@ class Structure:
         return cls.from_classes(exps, label=label)
 
     @classmethod
+    def balanced(cls, family: Family | str, rank: float = 0.25) -> Structure:
+        """The family's representative point (:meth:`Family.balanced_theta`).
+
+        Examples:
+            >>> Structure.balanced("xA,xB,Ay,By").family.name
+            'kronecker'
+        """
+        fam = Family.parse(family) if isinstance(family, str) else family
+        theta = fam.balanced_theta(rank)
+        if theta is None:
+            raise EinspaceError(
+                f"family {fam} has no point with every exponent > 0: one side holds only "
+                "block-diagonal classes, which leave nothing to the other side's classes"
+            )
+        return cls.from_classes(dict(zip(fam.tokens, theta, strict=True)), label=str(fam))
+
+    @classmethod
     def named(cls, name: str, **params: float) -> Structure:
         """A named point: dense, low_rank, kronecker, tt, monarch, btt, block_diagonal.
 

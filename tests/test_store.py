@@ -1,0 +1,422 @@
+"""Tests of search.store: the run store (claims, curves, checkpoints, endings, errors)."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from einspace.errors import EinspaceError
+from search.store import RunStore, run_id
+
+CONTESTED = {"structure": "contested", "width": 1, "seed": 0}
+
+
+def _configs(n: int) -> list[dict[str, Any]]:
+    return [
+        {"structure": f"s{i % 3}", "task": "mlp_regression", "width": 8 * (i + 1)} for i in range(n)
+    ]
+
+
+# --------------------------------------------------------------------------- workers
+# Module-level so that "spawn" child processes can import them.
+
+
+def _claim_log_and_die(path: str, config: dict[str, Any]) -> None:
+    """A worker that claims a run, logs 3 points and a checkpoint, then dies unfinished."""
+    store = RunStore(path)
+    claim = store.claim(config, sweep="crash")
+    assert claim is not None
+    store.log_points(
+        claim.run_id,
+        [{"step": s, "compute": 1e3 * (s + 1), "train_loss": 2.0 - 0.1 * s} for s in range(3)],
+    )
+    store.save_checkpoint(claim.run_id, 2, b"weights@2")
+    store.close()
+
+
+def _race_worker(
+    path: str,
+    configs: list[dict[str, Any]],
+    start: Any,
+    done: Any,
+    results: Any,
+) -> None:
+    """Claim the contested config and hold it, then claim, log and finish each config."""
+    store = RunStore(path)
+    start.wait()
+    won_contested = store.claim(CONTESTED, sweep="race") is not None
+    claimed: list[str] = []
+    for config in configs:
+        claim = store.claim(config, sweep="race")
+        if claim is None:
+            continue
+        claimed.append(claim.run_id)
+        store.log_points(claim.run_id, [{"step": 1, "compute": 10.0, "train_loss": 1.0}])
+        store.finish(claim.run_id)
+    results.put((won_contested, claimed))
+    done.wait()  # stay alive until every worker is through, so held runs stay held
+    store.close()
+
+
+# --------------------------------------------------------------------------- round trip
+
+
+def test_round_trip_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    config = {"structure": "btt", "task": "digits", "width": 64, "seed": 3, "lr": 1e-3}
+    with RunStore(path) as store:
+        claim = store.claim(config, sweep="sweep-a")
+        assert claim is not None
+        assert claim.run_id == run_id(config)
+        assert (claim.attempt, claim.previous_status, claim.last_step) == (1, None, None)
+        assert claim.config == config
+        rows = [
+            {"step": s, "compute": 6e6 * s, "train_loss": 3.0 / (s + 1), "eval_loss": 3.1 / (s + 1)}
+            for s in range(5)
+        ]
+        assert store.log_points(claim.run_id, rows) == 5
+        store.save_checkpoint(claim.run_id, 4, b"\x00state\xff")
+        assert store.load_checkpoint(claim.run_id) == (4, b"\x00state\xff")
+        store.finish(claim.run_id, eval_loss=0.5)
+
+    with RunStore(str(path)) as store:
+        runs = store.runs()
+        assert len(runs) == 1
+        run = runs.iloc[0]
+        assert run["run_id"] == run_id(config)
+        assert run["config"] == config
+        assert (run["sweep"], run["structure"], run["task"]) == ("sweep-a", "btt", "digits")
+        assert (run["width"], run["seed"], run["last_step"]) == (64, 3, 4)
+        assert run["status"] == "finished"
+        assert run["final_train_loss"] == pytest.approx(3.0 / 5)  # from the last point
+        assert run["final_eval_loss"] == 0.5  # given explicitly
+        assert run["worker_pid"] > 0
+        points = store.points()
+        assert points["step"].tolist() == [0, 1, 2, 3, 4]
+        assert points["compute"].tolist() == [6e6 * s for s in range(5)]
+        assert points["train_loss"].tolist() == [3.0 / (s + 1) for s in range(5)]
+        assert set(points["structure"]) == {"btt"}
+        assert set(points["status"]) == {"finished"}
+        assert store.load_checkpoint(claim.run_id) is None  # dropped on finish
+    with sqlite3.connect(path) as conn:  # concurrent workers need WAL
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_relogging_a_step_replaces_it(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r.sqlite") as store:
+        rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
+        store.log_points(rid, [{"step": 0, "compute": 1.0, "train_loss": 5.0}])
+        store.log_points(
+            rid, [{"step": 0, "compute": 1.0, "train_loss": 4.0}, {"step": 1, "compute": 2.0}]
+        )
+        points = store.points()
+        assert points["step"].tolist() == [0, 1]
+        assert points["train_loss"].iloc[0] == 4.0
+        assert math.isnan(points["train_loss"].iloc[1])
+
+
+def test_numpy_scalars_and_key_order_give_the_same_run() -> None:
+    a = {"width": 64, "structure": "btt", "lr": 0.001}
+    b = {"lr": 0.001, "structure": "btt", "width": np.int64(64)}
+    assert run_id(a) == run_id(b)
+    assert run_id(a) != run_id({**a, "width": 65})
+    assert run_id(a) != run_id({**a, "width": 64.0})
+    assert len(run_id(a)) == 16
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def test_finished_run_is_not_claimed_again_and_keeps_its_points(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    config = {"structure": "dense", "width": 16}
+    with RunStore(path) as store:
+        claim = store.claim(config, sweep="s")
+        assert claim is not None
+        assert store.claim(config) is None  # held by this live process
+        store.log_points(claim.run_id, [{"step": 7, "compute": 70.0, "eval_loss": 0.3}])
+        store.finish(claim.run_id)
+    with RunStore(path, lease_s=0.0) as other:  # even with no lease, finished is final
+        assert other.claim(config, sweep="s") is None
+        with pytest.raises(EinspaceError, match="'finished'"):
+            other.log_points(claim.run_id, [{"step": 7, "compute": 70.0, "eval_loss": 9.9}])
+        with pytest.raises(EinspaceError, match="'finished'"):
+            other.finish(claim.run_id)
+        assert other.points()["eval_loss"].tolist() == [0.3]
+        assert other.runs()["attempt"].tolist() == [1]
+
+
+def test_pending_run_is_claimed(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r.sqlite") as store:
+        rid = store.register({"width": 8}, sweep="queue")
+        assert store.register({"width": 8}, sweep="queue") == rid
+        assert store.runs()["status"].tolist() == ["pending"]
+        claim = store.claim({"width": 8})
+        assert claim is not None
+        assert (claim.previous_status, claim.attempt, claim.sweep) == ("pending", 1, "queue")
+
+
+def test_stale_run_of_a_dead_worker_is_reclaimed_with_its_points(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.sqlite")
+    config = {"structure": "monarch", "width": 32, "seed": 1}
+    RunStore(path).close()
+    worker = mp.get_context("spawn").Process(target=_claim_log_and_die, args=(path, config))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 0
+
+    with RunStore(path) as store:  # default lease: the heartbeat is fresh, the pid is dead
+        [held] = store.runs().to_dict("records")
+        assert held["status"] == "running"
+        assert held["worker_pid"] == worker.pid
+        claim = store.claim(config)
+        assert claim is not None
+        assert claim.resumed
+        assert (claim.attempt, claim.previous_status, claim.last_step) == (2, "running", 2)
+        assert claim.sweep == "crash"
+        assert store.load_checkpoint(claim.run_id) == (2, b"weights@2")
+        assert store.points()["step"].tolist() == [0, 1, 2]
+        store.log_points(claim.run_id, [{"step": 3, "compute": 4e3, "train_loss": 1.7}])
+        store.finish(claim.run_id)
+        assert store.points()["train_loss"].tolist() == pytest.approx([2.0, 1.9, 1.8, 1.7])
+        assert store.claim(config) is None
+
+
+def test_expired_heartbeat_lets_another_worker_take_over(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    with RunStore(path, lease_s=3600.0) as patient, RunStore(path, lease_s=0.0) as eager:
+        claim = patient.claim({"width": 8})
+        assert claim is not None
+        assert patient.claim({"width": 8}) is None  # live pid, fresh heartbeat
+        time.sleep(0.01)
+        taken = eager.claim({"width": 8})
+        assert taken is not None
+        assert (taken.attempt, taken.previous_status) == (2, "running")
+
+
+def test_heartbeat_refreshes_the_heartbeat_time(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r.sqlite") as store:
+        rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
+        before = store.runs()["heartbeat_at"].iloc[0]
+        time.sleep(0.01)
+        store.heartbeat(rid)
+        assert store.runs()["heartbeat_at"].iloc[0] > before
+        store.finish(rid)
+        with pytest.raises(EinspaceError, match="cannot heartbeat"):
+            store.heartbeat(rid)
+
+
+def test_concurrent_processes_claim_each_run_exactly_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "race.sqlite")
+    configs = _configs(12)
+    RunStore(path).close()
+    ctx = mp.get_context("spawn")
+    n_workers = 3
+    start, done = ctx.Barrier(n_workers), ctx.Barrier(n_workers)
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(target=_race_worker, args=(path, configs, start, done, results))
+        for _ in range(n_workers)
+    ]
+    for w in workers:
+        w.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(60)
+        assert w.exitcode == 0
+
+    assert sum(won for won, _ in outcomes) == 1  # exactly one took the contested run
+    claimed = [rid for _, ids in outcomes for rid in ids]
+    assert sorted(claimed) == sorted(run_id(c) for c in configs)  # each once, none twice
+    with RunStore(path) as store:
+        runs = store.runs(sweep="race").set_index("run_id")
+        assert len(runs) == len(configs) + 1
+        assert runs.loc[run_id(CONTESTED), "status"] == "running"
+        finished = runs.drop(index=run_id(CONTESTED))
+        assert set(finished["status"]) == {"finished"}
+        assert set(finished["attempt"]) == {1}
+        assert len(store.points()) == len(configs)
+
+
+# --------------------------------------------------------------------------- endings
+
+
+def test_diverged_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    config = {"structure": "kron", "width": 16, "lr": 3.0}
+    with RunStore(path) as store:
+        rid = store.claim(config).run_id  # type: ignore[union-attr]
+        store.log_points(
+            rid, [{"step": s, "compute": 1.0 + s, "train_loss": 1.0 / (s + 1)} for s in range(5)]
+        )
+        store.save_checkpoint(rid, 4, b"x")
+        with pytest.raises(EinspaceError, match="mark_diverged"):
+            store.log_points(rid, [{"step": 5, "compute": 6.0, "train_loss": math.nan}])
+        store.mark_diverged(rid, 3, "train loss became nan")
+    with RunStore(path, lease_s=0.0) as store:
+        [run] = store.runs().to_dict("records")
+        assert run["status"] == "diverged"
+        assert run["last_step"] == 3
+        assert "train loss became nan" in run["error"]
+        assert store.points()["step"].tolist() == [0, 1, 2]  # the last good points
+        assert store.load_checkpoint(rid) is None
+        assert store.claim(config) is None
+        assert store.runs(status="diverged")["run_id"].tolist() == [rid]
+
+
+def test_failed_run_is_not_claimed_again(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r.sqlite", lease_s=0.0) as store:
+        rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
+        store.log_points(rid, [{"step": 0, "compute": 1.0, "train_loss": 2.0}])
+        store.mark_failed(rid, ValueError("shape mismatch"))
+        assert store.claim({"width": 8}) is None
+        [run] = store.runs().to_dict("records")
+        assert (run["status"], run["error"]) == ("failed", "ValueError: shape mismatch")
+        assert len(store.points()) == 1
+
+
+def test_summary_and_point_filters(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r.sqlite") as store:
+        ids = []
+        for config in _configs(4):
+            rid = store.claim(config, sweep="s").run_id  # type: ignore[union-attr]
+            store.log_points(rid, [{"step": 0, "compute": 1.0}, {"step": 1, "compute": 2.0}])
+            ids.append(rid)
+        store.finish(ids[0])
+        store.mark_failed(ids[1], "boom")
+        store.register({"width": 1})
+        table = store.summary()
+        counts = table.loc["s", ["running", "finished", "failed", "total", "points"]]
+        assert list(counts) == [
+            2,
+            1,
+            1,
+            4,
+            8,
+        ]
+        assert table.loc["", "pending"] == 1
+        assert set(store.points(run_ids=ids[:2])["run_id"]) == set(ids[:2])
+        assert len(store.points(sweep="nope")) == 0
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_corrupt_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "junk.sqlite"
+    junk = np.random.default_rng(0).bytes(4096)
+    path.write_bytes(junk)
+    with pytest.raises(EinspaceError, match="is not an SQLite database"):
+        RunStore(path)
+    assert path.read_bytes() == junk
+
+
+def test_truncated_sqlite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "half.sqlite"
+    path.write_bytes(b"SQLite format 3\x00" + np.random.default_rng(1).bytes(2000))
+    with pytest.raises(EinspaceError, match=r"half\.sqlite"):
+        RunStore(path)
+
+
+def test_foreign_sqlite_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "app.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    with pytest.raises(EinspaceError, match=r"not an einspace run store.*'users'"):
+        RunStore(path)
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert tables == ["users"]
+    assert mode == "delete"  # not switched to WAL either
+
+
+def test_foreign_table_named_meta_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE meta (a INTEGER)")
+    with pytest.raises(EinspaceError, match="not an einspace run store"):
+        RunStore(path)
+
+
+def test_other_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    RunStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(EinspaceError, match="schema version '999'"):
+        RunStore(path)
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("://no-dialect", "cannot parse"),
+        ("postgresql+psycopg://user@host:notaport/db", "cannot parse"),
+        ("nosuchdialect://host/db", "unknown database dialect"),
+        ("postgresql+nosuchdriver://user@host/db", "unknown database dialect"),
+    ],
+)
+def test_malformed_url_is_refused(url: str, match: str) -> None:
+    with pytest.raises(EinspaceError, match=match) as info:
+        RunStore(url)
+    message = str(info.value)
+    assert "sqlite" in message  # shows a valid example
+    assert url.split("://")[0] in message  # names what was given
+
+
+def test_folder_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(EinspaceError, match="is a folder"):
+        RunStore(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ({"step": 1, "compute": 1.0, "eval_los": 0.1}, "did you mean 'eval_loss'"),
+        ({"step": -1, "compute": 1.0}, "step of point 0 must be an integer >= 0"),
+        ({"step": 1.5, "compute": 1.0}, "got 1.5"),
+        ({"compute": 1.0}, "needs 'step'"),
+        ({"step": 1, "compute": math.inf}, "compute = inf"),
+        ({"step": 1, "compute": 1.0, "train_loss": "low"}, "'low'"),
+    ],
+)
+def test_bad_points_are_refused(tmp_path: Path, row: dict[str, Any], match: str) -> None:
+    with RunStore(tmp_path / "r.sqlite") as store:
+        rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
+        with pytest.raises(EinspaceError, match=match):
+            store.log_points(rid, [row])
+        assert len(store.points()) == 0
+
+
+def test_unknown_run_and_bad_config(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r.sqlite") as store:
+        rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
+        with pytest.raises(EinspaceError, match=f"no run with id 'nope'.*{rid}"):
+            store.load_checkpoint("nope")
+        with pytest.raises(EinspaceError, match="JSON-serializable"):
+            store.claim({"width": 8, "fn": object()})
+        with pytest.raises(EinspaceError, match="JSON-serializable"):
+            store.claim({"lr": math.nan})
+        with pytest.raises(EinspaceError, match=r"config\['width'\] must be an integer"):
+            store.claim({"width": "wide"})
+        with pytest.raises(EinspaceError, match="unknown status 'done'"):
+            store.runs(status="done")
+
+
+def test_importing_search_does_not_import_torch() -> None:
+    code = "import sys, search; print('torch' in sys.modules, hasattr(search, 'RunStore'))"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]
