@@ -177,6 +177,7 @@ def _named_families() -> dict[Family, str]:
 
 def family_name(family: Family) -> str | None:
     """The named structure whose family this is, up to renaming and transposition."""
-    if family.k > 3:
+    known = _named_families()
+    if all(f.k != family.k for f in known):
         return None
-    return _named_families().get(family.canonical(modulo_transpose=True))
+    return known.get(family.canonical(modulo_transpose=True))

@@ -32,7 +32,7 @@ from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import X, Y, class_name, permute_class, universe
 from einspace.realization import check_width
-from einspace.sizing import divisors, factorizations
+from einspace.sizing import divisors, factorizations, prime_count
 
 __all__ = ["enumerate_realizations", "family_size_grid"]
 
@@ -163,10 +163,17 @@ def enumerate_realizations(
     fams = enumerate_families(k, diagonal)
     uni = universe(k, diagonal)
     names = [class_name(m, k) for m in uni]
-    frames = []
+    cols: dict[str, list[npt.NDArray[np.generic]]] = {
+        key: []
+        for key in ("family_id", "sizes", "params", "macs_sequential", "macs_optimal", "cut")
+    }
     total_rows = 0
-    log_d = math.log(math.sqrt(d_in * d_out))
+    room_in, room_out = prime_count(d_in), prime_count(d_out)
     for fid, fam in enumerate(fams):
+        n_in = sum(1 for m in fam.classes if m & X)
+        n_out = sum(1 for m in fam.classes if m & Y)
+        if n_in > room_in or n_out > room_out:
+            continue  # every class needs a factor ≥ 2: not enough prime factors
         sizes = family_size_grid(fam, d_in, d_out)
         if not len(sizes):
             continue
@@ -182,54 +189,60 @@ def enumerate_realizations(
                 f"{fam}; use smaller widths"
             )
         cls = fam.classes
-        fsets = hypergraph.factor_class_sets(cls, fam.k)
-        params = sum(_prod_cols(sizes, s) for s in fsets)
-        seq = None
-        for o in hypergraph.orders(fam.k):
-            cost = sum(
-                _prod_cols(sizes, s.classes) for s in hypergraph.sequential_steps(cls, fam.k, o)
-            )
-            seq = cost if seq is None else np.minimum(seq, cost)
-        assert seq is not None
-        cut = None
-        for c in hypergraph.cuts(cls, fam.k):
-            value = _prod_cols(sizes, c)
-            cut = value if cut is None else np.minimum(cut, value)
-        assert cut is not None
-        rank = np.minimum(cut, min(d_in, d_out))
-        frame = pd.DataFrame(
-            {
-                "family_id": fid,
-                "family": str(fam),
-                "name": fam.name,
-            },
-            index=range(len(sizes)),
+        params = sum(_prod_cols(sizes, s) for s in hypergraph.factor_class_sets(cls, fam.k))
+        seq = np.min(
+            [
+                sum(
+                    _prod_cols(sizes, s.classes) for s in hypergraph.sequential_steps(cls, fam.k, o)
+                )
+                for o in hypergraph.orders(fam.k)
+            ],
+            axis=0,
         )
+        cut = np.min([_prod_cols(sizes, c) for c in hypergraph.cuts(cls, fam.k)], axis=0)
         full = np.ones((len(sizes), len(uni)), dtype=np.int64)
         full[:, [uni.index(m) for m in cls]] = sizes
-        for j, col in enumerate(names):
-            frame[col] = full[:, j]
-        frame["params"] = params
-        frame["macs_sequential"] = seq
-        frame["macs_optimal"] = _optimal_batch1(fam, sizes)
-        frame["rank_bound"] = rank
-        frame["nu_eff"] = np.log(seq) / log_d - 1
-        frame["omega_eff"] = np.log(seq / params) / log_d
-        m = min(d_in, d_out)
-        frame["psi_eff"] = np.log(rank) / math.log(m) if m > 1 else 1.0
-        if k == 2:
-            g = {c: full[:, names.index(c)] for c in ("α", "β", "δ", "ε", "ρ")}
-            frame["degenerate"] = g["ρ"] > np.maximum(
-                np.minimum(g["α"], g["ε"]), np.minimum(g["β"], g["δ"])
-            )
-        else:
-            frame["degenerate"] = False
-        frames.append(frame)
-    if not frames:
+        cols["family_id"].append(np.full(len(sizes), fid))
+        cols["sizes"].append(full)
+        cols["params"].append(np.asarray(params))
+        cols["macs_sequential"].append(seq)
+        cols["macs_optimal"].append(_optimal_batch1(fam, sizes))
+        cols["cut"].append(cut)
+    if not cols["family_id"]:
         raise EinspaceError(
             f"no exact realization exists at d_in = {d_in}, d_out = {d_out} for k = {k}: "
-            "every present class needs a factor ≥ 2 (a prime width admits only dense)"
+            "every present class needs a factor ≥ 2 (a prime width admits only one class "
+            "per side)"
         )
-    out = pd.concat(frames, ignore_index=True)
-    out["name"] = out["name"].astype("object")
+    data = {key: np.concatenate(v) for key, v in cols.items()}
+    fid_arr = data["family_id"]
+    fam_str = np.array([str(f) for f in fams], dtype=object)
+    fam_name = np.array([f.name for f in fams] if k <= 2 else [None] * len(fams), dtype=object)
+    out = pd.DataFrame(
+        {"family_id": fid_arr, "family": fam_str[fid_arr], "name": fam_name[fid_arr]}
+    )
+    full = data["sizes"]
+    for j, col in enumerate(names):
+        out[col] = full[:, j]
+    seq, params = data["macs_sequential"], data["params"]
+    rank = np.minimum(data["cut"], min(d_in, d_out))
+    log_d = math.log(math.sqrt(d_in * d_out))
+    m = min(d_in, d_out)
+    extra = {
+        "params": params,
+        "macs_sequential": seq,
+        "macs_optimal": data["macs_optimal"],
+        "rank_bound": rank,
+        "nu_eff": np.log(seq) / log_d - 1,
+        "omega_eff": np.log(seq / params) / log_d,
+        "psi_eff": np.log(rank) / math.log(m) if m > 1 else np.ones(len(rank)),
+    }
+    if k == 2:
+        g = {c: full[:, names.index(c)] for c in ("α", "β", "δ", "ε", "ρ")}
+        extra["degenerate"] = g["ρ"] > np.maximum(
+            np.minimum(g["α"], g["ε"]), np.minimum(g["β"], g["δ"])
+        )
+    else:
+        extra["degenerate"] = np.zeros(len(rank), dtype=bool)
+    out = pd.concat([out, pd.DataFrame(extra)], axis=1)
     return out

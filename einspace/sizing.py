@@ -33,6 +33,7 @@ __all__ = [
     "exact_sizes",
     "factorizations",
     "nearby_factorable",
+    "prime_count",
     "reference_dim",
     "round_sizes",
 ]
@@ -77,7 +78,8 @@ def factorizations(n: int, parts: int, min_part: int = 2) -> tuple[tuple[int, ..
     return tuple(out)
 
 
-def _prime_count(n: int) -> int:
+def prime_count(n: int) -> int:
+    """Number of prime factors of n, with multiplicity."""
     count, p = 0, 2
     while p * p <= n:
         while n % p == 0:
@@ -89,11 +91,11 @@ def _prime_count(n: int) -> int:
 
 def nearby_factorable(d: int, parts: int, count: int = 1) -> tuple[int, ...]:
     """The nearest widths below and above ``d`` with at least ``parts`` prime factors."""
-    below = [c for c in range(d - 1, 1, -1) if _prime_count(c) >= parts][:count]
+    below = [c for c in range(d - 1, 1, -1) if prime_count(c) >= parts][:count]
     above: list[int] = []
     c = d + 1
     while len(above) < count:
-        if _prime_count(c) >= parts:
+        if prime_count(c) >= parts:
             above.append(c)
         c += 1
     return tuple(sorted(below + above))
@@ -141,9 +143,9 @@ def _exact_failure(structure: Structure, d_in: int, d_out: int, pos: dict[str, l
     n_out = len(pos["out"]) + len(pos["diag"])
     reasons, hints = [], []
     for d, n, side in ((d_in, n_in, "d_in"), (d_out, n_out, "d_out")):
-        if _prime_count(d) < n:
+        if prime_count(d) < n:
             reasons.append(
-                f"{side} = {d} has {_prime_count(d)} prime factor(s) but the structure has "
+                f"{side} = {d} has {prime_count(d)} prime factor(s) but the structure has "
                 f"{n} {side[2:]}put classes, each needing a factor ≥ 2"
             )
             hints.append(f"{side} ∈ {nearby_factorable(d, n)}")

@@ -242,7 +242,7 @@ class Structure:
                     f"structure {self.describe_theta()} has no {word} class; "
                     f"some class must contain {'x' if side == X else 'y'}"
                 )
-            if abs(total - 1.0) > SUM_TOL:
+            if abs(total - 1.0) > SUM_TOL + 1e-9:
                 raise EinspaceError(
                     f"the {word} exponents of {self.describe_theta()} sum to {total:g}; "
                     f"expected 1 (± {SUM_TOL:g}). Scale them by {1 / total:.4g} to fix"

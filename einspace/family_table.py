@@ -1,0 +1,134 @@
+"""Tables of families with their exponents, vectorized over canonical family codes.
+
+Each family is placed at its balanced point (:meth:`Family.balanced_theta`: each side's
+exponent shared equally, rank classes at ``rank``). ν, ω and ψ there are computed with bit
+operations on whole arrays of family codes — the sequential steps, factor sets and x–y cuts
+are all masks of the code — so the 40,378 three-factor families take well under a second.
+
+Examples:
+    >>> t = family_table(2)
+    >>> len(t), list(t.loc[t["name"] == "btt", ["nu", "omega", "psi"]].iloc[0])
+    (39, [0.75, 0.0, 1.0])
+    >>> t.loc[t["name"] == "btt", "nu_symbolic"].iloc[0]
+    '-1 + Min(Max(α + γ + φ + ρ, γ + ε + φ + ρ), Max(α + γ + ε + φ, α + γ + ε + φ + ρ))'
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from einspace.enumeration import _check_k, _too_many
+from einspace.errors import EinspaceError
+from einspace.index_classes import X, Y, factor_bit, universe
+
+__all__ = ["balanced_exponents", "family_table"]
+
+Floats = npt.NDArray[np.float64]
+
+
+def balanced_exponents(
+    codes: npt.NDArray[np.uint32], k: int, diagonal: bool, rank: float = 0.25
+) -> dict[str, Floats]:
+    """ν, ω, ψ at each family's balanced point, for an array of family codes.
+
+    Families without a balanced point (see :meth:`Family.balanced_theta`) get NaN.
+    """
+    classes = universe(k, diagonal)
+    c = codes.astype(np.uint32)
+
+    def mask(pred: object) -> np.uint32:
+        return np.uint32(sum(1 << j for j, m in enumerate(classes) if pred(m)))  # type: ignore[operator]
+
+    m_in = mask(lambda m: m & X and not m & Y)
+    m_out = mask(lambda m: m & Y and not m & X)
+    m_diag = mask(lambda m: m & X and m & Y)
+    m_rank = mask(lambda m: not m & (X | Y))
+    n_in = np.bitwise_count(c & m_in).astype(float)
+    n_out = np.bitwise_count(c & m_out).astype(float)
+    n_diag = np.bitwise_count(c & m_diag).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_diag = np.where(n_diag > 0, 1.0 / (np.maximum(n_in, n_out) + n_diag), 0.0)
+        t_in = (1.0 - n_diag * t_diag) / n_in
+        t_out = (1.0 - n_diag * t_diag) / n_out
+    bad = ((n_in > 0) & (t_in <= 0)) | ((n_out > 0) & (t_out <= 0))
+
+    def total(s: npt.NDArray[np.uint32]) -> Floats:
+        out = np.bitwise_count(s & m_diag) * t_diag + np.bitwise_count(s & m_rank) * rank
+        with np.errstate(invalid="ignore"):
+            out = out + np.where(n_in > 0, np.bitwise_count(s & m_in) * t_in, 0.0)
+            out = out + np.where(n_out > 0, np.bitwise_count(s & m_out) * t_out, 0.0)
+        return np.asarray(out, dtype=float)
+
+    t_x = mask(lambda m: m & X)
+    t_y = mask(lambda m: m & Y)
+    t_f = [mask(lambda m, i=i: m & factor_bit(i)) for i in range(k)]
+    nu = np.full(len(c), np.inf)
+    for order in itertools.permutations(range(k)):
+        live = c & t_x
+        worst = np.zeros(len(c))
+        for t, f in enumerate(order):
+            later = t_y
+            for g in order[t + 1 :]:
+                later = later | t_f[g]
+            present = live | (c & t_f[f])
+            worst = np.maximum(worst, total(present))
+            live = present & later
+        nu = np.minimum(nu, worst)
+    nu = nu - 1.0
+    biggest = np.max([total(c & tf) for tf in t_f], axis=0)
+    omega = 1.0 + nu - biggest
+    psi = np.ones(len(c))
+    for side in range(1 << k):
+        xs = X | (side << 2)
+        cut = mask(lambda m, xs=xs: m & xs and m & ~xs)
+        psi = np.minimum(psi, total(c & cut))
+    out = {"nu": nu, "omega": omega, "psi": psi}
+    for v in out.values():
+        v[bad] = np.nan
+    return {key: np.round(v, 12) + 0.0 for key, v in out.items()}
+
+
+def family_table(
+    k: int,
+    diagonal: bool = False,
+    modulo_transpose: bool = False,
+    symbolic: bool | None = None,
+    rank: float = 0.25,
+) -> pd.DataFrame:
+    """One row per valid family: ``family_id``, ``family`` (canonical string), ``greek``,
+    ``name``, ``n_classes``, ν/ω/ψ at the balanced point, and (``symbolic=True``, the
+    default for k ≤ 2) the sympy forms as text in ``nu_symbolic``, ``omega_symbolic``,
+    ``psi_symbolic``. Row order and ids match :func:`einspace.enumerate_families`."""
+    k = _check_k(k)
+    if k > 3:
+        raise EinspaceError(_too_many(k, diagonal))
+    if symbolic is None:
+        symbolic = k <= 2
+    from einspace.enumeration import enumerate_families
+
+    fams = enumerate_families(k, diagonal, modulo_transpose)
+    classes = universe(k, diagonal)
+    index = {m: j for j, m in enumerate(classes)}
+    codes = np.array([sum(1 << index[m] for m in f.classes) for f in fams], dtype=np.uint32)
+    ex = balanced_exponents(codes, k, diagonal, rank)
+    table = pd.DataFrame(
+        {
+            "family_id": np.arange(len(fams)),
+            "family": [str(f) for f in fams],
+            "greek": [f.greek for f in fams],
+            "name": [f.name for f in fams] if k <= 2 else [None] * len(fams),
+            "n_classes": [len(f.classes) for f in fams],
+            "nu": ex["nu"],
+            "omega": ex["omega"],
+            "psi": ex["psi"],
+        }
+    )
+    if symbolic:
+        forms = [f.symbolic() for f in fams]
+        for key in ("nu", "omega", "psi"):
+            table[f"{key}_symbolic"] = [str(s[key]) for s in forms]
+    return table

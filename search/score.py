@@ -1,0 +1,335 @@
+"""Analytic candidate scoring: rank structures for a layer before training any of them.
+
+The default objective, ``"prior"``, encodes the papers' finding (THEORY §3): structures with
+full rank (ψ = 1) and no parameter sharing (small ω) scale best per unit of compute. Rows are
+ordered by
+
+1. within the MAC budget (if one is given) first,
+2. full rank first (rank bound = min(d_in, d_out)),
+3. smaller effective ω (``omega_eff``),
+4. more parameters per MAC,
+5. fewer MACs (ties),
+
+and every row reports the quantities the rule used plus a one-line ``why``. Other
+objectives are pluggable: a registered name, a callable ``f(df) -> scores`` (higher is
+better), or a fitted model with ``predict(df)`` such as :class:`ExponentModel`, which regresses
+measured scaling exponents on (ω, ψ, ν).
+
+Examples:
+    >>> df = score(["dense", "btt:r=0", "low_rank:r=0.5", "kronecker"], 1024, 1024)
+    >>> list(df["candidate"])
+    ['btt(r=0)', 'dense', 'kronecker', 'low_rank(r=0.5)']
+    >>> int(df.iloc[0]["macs"]), bool(df.iloc[0]["full_rank"])
+    (65536, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from einspace.errors import EinspaceError, suggest
+from einspace.family import Family
+from einspace.index_classes import class_name, universe
+from einspace.realization import Realization, check_width
+from einspace.realizations_table import enumerate_realizations, family_size_grid
+from einspace.structure import Structure
+
+__all__ = [
+    "OBJECTIVES",
+    "ExponentModel",
+    "Predictor",
+    "register_objective",
+    "score",
+]
+
+Scores = npt.NDArray[np.float64]
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """A fitted model that scores candidate rows (higher is better)."""
+
+    def predict(self, frame: pd.DataFrame) -> Sequence[float] | npt.NDArray[np.float64]:
+        """One score per row of ``frame``."""
+        ...
+
+
+Objective = str | Callable[[pd.DataFrame], Sequence[float] | npt.NDArray[np.float64]] | Predictor
+
+OBJECTIVES: dict[str, Callable[[pd.DataFrame], Scores]] = {}
+
+
+def register_objective(name: str, fn: Callable[[pd.DataFrame], Scores]) -> None:
+    """Register a named objective (higher scores rank first); a name can be registered once."""
+    if name in OBJECTIVES:
+        raise EinspaceError(f"objective {name!r} is already registered")
+    OBJECTIVES[name] = fn
+
+
+register_objective("fewest_macs", lambda df: -df["macs"].to_numpy(dtype=float))
+register_objective("params_per_mac", lambda df: df["params_per_mac"].to_numpy(dtype=float))
+register_objective("rank_per_mac", lambda df: (df["rank"] / df["macs"]).to_numpy(dtype=float))
+
+
+@dataclass(frozen=True)
+class ExponentModel:
+    """Linear model of a measured scaling exponent m ≈ c0 + c_ω ω + c_ψ ψ + c_ν ν.
+
+    Fit it on per-structure fitted laws (columns ``omega``, ``psi``, ``nu``, ``m``) and pass
+    it as ``objective=``: candidates with a larger predicted exponent rank first.
+
+    Examples:
+        >>> table = pd.DataFrame({"omega": [0, .5, 0, 0], "psi": [1, 1, .5, 1],
+        ...                       "nu": [1, .5, .5, .5], "m": [.30, .25, .20, .35]})
+        >>> model = ExponentModel.fit(table)
+        >>> round(model.coef["omega"], 2), round(model.coef["psi"], 2)
+        (-0.2, 0.3)
+        >>> round(model.coef["nu"], 2), round(model.coef["intercept"], 2)
+        (-0.1, 0.1)
+    """
+
+    coef: dict[str, float]
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame) -> ExponentModel:
+        """Least squares on rows with finite m (ridge 1e-9 keeps degenerate designs solvable)."""
+        needed = ["omega", "psi", "nu", "m"]
+        missing = [c for c in needed if c not in table.columns]
+        if missing:
+            raise EinspaceError(f"ExponentModel.fit needs columns {needed}; missing {missing}")
+        rows = table[needed].astype(float).dropna()
+        if len(rows) < 2:
+            raise EinspaceError(f"ExponentModel.fit needs ≥ 2 rows with finite m, got {len(rows)}")
+        x = np.column_stack([np.ones(len(rows)), rows[["omega", "psi", "nu"]].to_numpy()])
+        y = rows["m"].to_numpy()
+        beta = np.linalg.solve(x.T @ x + 1e-9 * np.eye(4), x.T @ y)
+        return cls(dict(zip(["intercept", "omega", "psi", "nu"], map(float, beta), strict=True)))
+
+    def predict(self, frame: pd.DataFrame) -> Scores:
+        """Predicted exponent from the effective ω, ψ, ν columns of a score table."""
+        c = self.coef
+        return (
+            c["intercept"]
+            + c["omega"] * frame["omega_eff"].to_numpy(dtype=float)
+            + c["psi"] * frame["psi_eff"].to_numpy(dtype=float)
+            + c["nu"] * frame["nu_eff"].to_numpy(dtype=float)
+        )
+
+
+def _structure_rows(
+    items: Iterable[Structure | str], d_in: int, d_out: int, mode: str
+) -> pd.DataFrame:
+    rows, failures = [], []
+    for item in items:
+        try:
+            s = Structure.parse(item) if isinstance(item, str) else item
+            if not isinstance(s, Structure):
+                raise EinspaceError(
+                    f"candidate {item!r} is not a Structure, name or θ string; "
+                    "e.g. 'btt:r=0.25' or Structure.named('monarch')"
+                )
+            r = s.realize(d_in, d_out, mode=mode)  # type: ignore[arg-type]
+        except EinspaceError as err:
+            failures.append(f"{item}: {err}")
+            continue
+        rows.append(_row(r, str(s)))
+    if failures:
+        raise EinspaceError(
+            f"{len(failures)} candidate(s) cannot be scored at d_in = {d_in}, d_out = {d_out}:\n  "
+            + "\n  ".join(failures)
+        )
+    return pd.DataFrame(rows)
+
+
+def _row(r: Realization, label: str) -> dict[str, object]:
+    return {
+        "candidate": label,
+        "family": str(r.family),
+        "name": r.family.name,
+        "k": r.k,
+        "sizes": " ".join(f"{n}={v}" for n, v in r.sizes.items()),
+        "params": r.params,
+        "macs": r.macs("sequential"),
+        "macs_optimal": r.macs("optimal"),
+        "rank": r.rank_bound,
+        "nu_eff": r.nu_eff,
+        "omega_eff": r.omega_eff,
+        "psi_eff": r.psi_eff,
+        "padding_in": r.padding["input"],
+        "padding_out": r.padding["output"],
+    }
+
+
+def _realization_rows(table: pd.DataFrame, k: int) -> pd.DataFrame:
+    names = [class_name(m, k) for m in universe(k, True)]
+    size_cols = [c for c in names if c in table.columns]
+    sizes = table[size_cols].to_numpy()
+    labels = [
+        " ".join(f"{n}={v}" for n, v in zip(size_cols, row, strict=True) if v > 1) for row in sizes
+    ]
+    return pd.DataFrame(
+        {
+            "candidate": [f"{f} [{s}]" for f, s in zip(table["family"], labels, strict=True)],
+            "family": table["family"],
+            "name": table["name"],
+            "k": k,
+            "sizes": labels,
+            "params": table["params"],
+            "macs": table["macs_sequential"],
+            "macs_optimal": table["macs_optimal"],
+            "rank": table["rank_bound"],
+            "nu_eff": table["nu_eff"],
+            "omega_eff": table["omega_eff"],
+            "psi_eff": table["psi_eff"],
+            "padding_in": 0,
+            "padding_out": 0,
+        }
+    )
+
+
+def _family_rows(fams: Sequence[Family], d_in: int, d_out: int) -> pd.DataFrame:
+    rows = []
+    for fam in fams:
+        if not fam.is_valid:
+            raise EinspaceError(f"family {fam} is not valid: {'; '.join(fam.violations())}")
+        for sizes in family_size_grid(fam, d_in, d_out):
+            r = Realization.from_sizes(fam, [int(v) for v in sizes], d_in, d_out)
+            rows.append(_row(r, f"{fam} [{' '.join(f'{n}={v}' for n, v in r.sizes.items())}]"))
+    if not rows:
+        raise EinspaceError(
+            f"none of the {len(fams)} families has an exact realization at d_in = {d_in}, "
+            f"d_out = {d_out}; try widths with more prime factors (e.g. powers of 2)"
+        )
+    return pd.DataFrame(rows)
+
+
+def score(
+    candidates: str | Iterable[Structure | str | Family],
+    d_in: int,
+    d_out: int | None = None,
+    budget_macs: int | None = None,
+    objective: Objective = "prior",
+    mode: str = "round",
+    k: int = 2,
+) -> pd.DataFrame:
+    """Rank candidate structures for a ``d_in → d_out`` layer, best first.
+
+    Args:
+        candidates: ``"all"`` (every exact realization of every valid ``k``-factor family,
+            see :func:`einspace.enumerate_realizations`), or an iterable of Structures,
+            structure strings (``"btt:r=0.25"``, θ strings) or Families (all their exact
+            realizations).
+        d_in: input width.
+        d_out: output width (defaults to ``d_in``).
+        budget_macs: MACs per input vector allowed; rows above it rank last and have
+            ``within_budget = False``.
+        objective: ``"prior"`` (module docstring), a registered name in :data:`OBJECTIVES`, a
+            callable on the table returning scores, or a fitted model with ``predict``.
+        mode: ``"round"`` or ``"exact"`` for structure candidates.
+        k: factors for ``"all"``.
+
+    Returns:
+        One row per candidate with ``position`` (1 = best), ``score`` (the objective's value;
+        for the prior, ψ_eff − ω_eff as a summary), the metrics and ``why``.
+
+    Examples:
+        >>> top = score("all", 64, 64, budget_macs=1024).iloc[0]
+        >>> bool(top["full_rank"]), bool(top["within_budget"]), int(top["macs"]) <= 1024
+        (True, True, True)
+    """
+    d_in = check_width(d_in, "d_in")
+    d_out = d_in if d_out is None else check_width(d_out, "d_out")
+    if budget_macs is not None and (
+        isinstance(budget_macs, bool)
+        or not isinstance(budget_macs, int | float)
+        or not math.isfinite(budget_macs)
+        or budget_macs <= 0
+    ):
+        raise EinspaceError(f"budget_macs = {budget_macs!r} must be a positive number of MACs")
+    if isinstance(candidates, str):
+        if candidates.strip().lower() not in ("all", "all realizations", "all_realizations"):
+            candidates = [candidates]
+        else:
+            table = _realization_rows(enumerate_realizations(d_in, d_out, k=k), k)
+            return _rank(table, d_in, d_out, budget_macs, objective)
+    items = list(candidates)
+    if not items:
+        raise EinspaceError(
+            "the candidate list is empty; give structures (e.g. ['dense', 'btt']), "
+            "families, or 'all'"
+        )
+    fams = [c for c in items if isinstance(c, Family)]
+    others = [c for c in items if not isinstance(c, Family)]
+    parts = []
+    if others:
+        parts.append(_structure_rows(others, d_in, d_out, mode))
+    if fams:
+        parts.append(_family_rows(fams, d_in, d_out))
+    return _rank(pd.concat(parts, ignore_index=True), d_in, d_out, budget_macs, objective)
+
+
+def _rank(
+    table: pd.DataFrame,
+    d_in: int,
+    d_out: int,
+    budget_macs: float | None,
+    objective: Objective,
+) -> pd.DataFrame:
+    t = table.copy()
+    t["params_per_mac"] = t["params"] / t["macs"]
+    t["full_rank"] = t["rank"] >= min(d_in, d_out)
+    t["within_budget"] = True if budget_macs is None else t["macs"] <= budget_macs
+    if isinstance(objective, str) and objective == "prior":
+        t["score"] = t["psi_eff"] - t["omega_eff"]
+        t["_omega"] = t["omega_eff"].round(9)  # exact ties despite float noise
+        keys = ["within_budget", "full_rank", "_omega", "params_per_mac", "macs"]
+        ascending = [False, False, True, False, True]
+        t["why"] = [
+            f"{'full rank' if fr else f'rank {int(rk)} < {min(d_in, d_out)}'}, "
+            f"ω_eff={om:.3f}, {ppm:.3g} params/MAC"
+            + ("" if wb else f", over budget ({int(mc)} MACs)")
+            for fr, rk, om, ppm, wb, mc in zip(
+                t["full_rank"],
+                t["rank"],
+                t["omega_eff"],
+                t["params_per_mac"],
+                t["within_budget"],
+                t["macs"],
+                strict=True,
+            )
+        ]
+    else:
+        if isinstance(objective, str):
+            if objective not in OBJECTIVES:
+                raise EinspaceError(
+                    f"unknown objective {objective!r}; {suggest(objective, ['prior', *OBJECTIVES])}"
+                )
+            values = OBJECTIVES[objective](t)
+        elif isinstance(objective, Predictor):
+            values = objective.predict(t)
+        elif callable(objective):
+            values = objective(t)
+        else:
+            raise EinspaceError(
+                f"objective {objective!r} is not a name, a callable or a model with predict()"
+            )
+        scores = np.asarray(values, dtype=float)
+        if scores.shape != (len(t),) or not np.isfinite(scores).all():
+            raise EinspaceError(
+                f"objective returned {scores.shape} scores with non-finite values "
+                f"{int((~np.isfinite(scores)).sum()) if scores.shape == (len(t),) else '?'}; "
+                f"expected {len(t)} finite numbers"
+            )
+        t["score"] = scores
+        keys, ascending = ["within_budget", "score"], [False, False]
+        t["why"] = [f"objective score {s:.4g}" for s in scores]
+    t = t.sort_values([*keys, "candidate"], ascending=[*ascending, True], kind="mergesort")
+    t.insert(0, "position", np.arange(1, len(t) + 1))
+    return t.drop(columns=["_omega"], errors="ignore").reset_index(drop=True)
