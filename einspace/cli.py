@@ -7,11 +7,13 @@ the commands that need them.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
@@ -35,6 +37,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def friendly(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn an EinspaceError raised by a command into a red one-liner and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except EinspaceError as err:
+            Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
 
 
 class Format(StrEnum):
@@ -86,6 +106,7 @@ def _sort_top(frame: pd.DataFrame, sort: str | None, top: int | None) -> pd.Data
 
 
 @app.command("enumerate")
+@friendly
 def enumerate_command(
     factors: Annotated[int, typer.Option("--factors", "-k", help="Number of factors k.")] = 2,
     diagonal: Annotated[
@@ -115,8 +136,7 @@ def enumerate_command(
     rank bound and effective exponents.
     """
     from einspace.enumeration import sample_families
-    from einspace.family_table import balanced_exponents, family_table
-    from einspace.index_classes import universe
+    from einspace.family_table import family_table
     from einspace.realizations_table import enumerate_realizations
 
     if d_in is not None or d_out is not None:
@@ -126,22 +146,19 @@ def enumerate_command(
         title = f"{len(frame)} exact realizations, k = {factors}, {d_in} → {d_out or d_in}"
     elif sample is not None:
         fams = sample_families(factors, sample, seed, diagonal, modulo_transpose)
-        index = {m: j for j, m in enumerate(universe(factors, diagonal))}
-        import numpy as np
-
-        codes = np.array([sum(1 << index[m] for m in f.classes) for f in fams], dtype=np.uint32)
-        ex = (
-            balanced_exponents(codes, factors, diagonal)
-            if len(index) <= 32
-            else {key: [float("nan")] * len(fams) for key in ("nu", "omega", "psi")}
-        )
+        points = [f.balanced_theta() for f in fams]
+        nan = float("nan")
         frame = pd.DataFrame(
             {
                 "family": [str(f) for f in fams],
                 "n_classes": [len(f.classes) for f in fams],
-                "nu": ex["nu"],
-                "omega": ex["omega"],
-                "psi": ex["psi"],
+                **{
+                    key: [
+                        getattr(f.forms, key)(t) if t is not None else nan
+                        for f, t in zip(fams, points, strict=True)
+                    ]
+                    for key in ("nu", "omega", "psi")
+                },
             }
         )
         title = f"{len(frame)} sampled families, k = {factors} (seed {seed})"
@@ -156,6 +173,7 @@ def enumerate_command(
 
 
 @app.command("show")
+@friendly
 def show_command(
     structure: Annotated[
         str, typer.Argument(help="Name ('btt:r=0.5'), θ '(α|β|γ|δ|ε|φ|ρ)' or class map.")
@@ -204,6 +222,7 @@ def show_command(
 
 
 @app.command("score")
+@friendly
 def score_command(
     d_in: Annotated[int, typer.Option(help="Input width.")],
     d_out: Annotated[int | None, typer.Option(help="Output width (default: d_in).")] = None,
@@ -233,6 +252,7 @@ def score_command(
 
 
 @app.command("report")
+@friendly
 def report_command(
     out: Annotated[Path, typer.Option(help="Directory to write index.html, report.md, CSVs.")],
     factors: Annotated[int, typer.Option("--factors", "-k", help="k for the family tables.")] = 2,
@@ -264,17 +284,13 @@ def _register_search_commands() -> None:
         from search.commands import demo_command, search_command
     except ImportError:  # pragma: no cover - the search package is part of the project
         return
-    app.command("search")(search_command)
-    app.command("demo")(demo_command)
+    app.command("search")(friendly(search_command))
+    app.command("demo")(friendly(demo_command))
 
 
 _register_search_commands()
 
 
 def main() -> None:
-    """Console entry point: run the app, turning EinspaceError into a clean message."""
-    try:
-        app()
-    except EinspaceError as err:
-        console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
-        raise SystemExit(2) from None
+    """Console entry point."""
+    app()

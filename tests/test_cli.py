@@ -1,0 +1,98 @@
+"""The einspace CLI: outputs agree with the API; bad input exits 2 with a clear message."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from einspace import Structure, enumerate_families, enumerate_realizations
+from einspace.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_help_lists_commands() -> None:
+    out = run("--help")
+    for command in ("enumerate", "show", "score", "report"):
+        assert command in out
+    assert "--factors" in run("enumerate", "--help")
+
+
+def test_enumerate_families_csv_matches_api() -> None:
+    frame = pd.read_csv(io.StringIO(run("enumerate", "--factors", "2", "--format", "csv")))
+    fams = enumerate_families(2)
+    assert len(frame) == 39
+    assert list(frame["family"]) == [str(f) for f in fams]
+    btt = frame[frame["name"] == "btt"].iloc[0]
+    s = Structure.balanced(btt["family"])
+    assert (btt["nu"], btt["omega"], btt["psi"]) == (s.nu, s.omega, s.psi)
+    assert "Min(" in btt["nu_symbolic"]
+
+
+def test_enumerate_counts_for_all_spaces() -> None:
+    out = run("enumerate", "-k", "2", "--diagonal", "--modulo-transpose", "--format", "json")
+    assert len(json.loads(out)) == len(enumerate_families(2, True, True)) == 251
+
+
+def test_enumerate_realizations_sorted_top() -> None:
+    out = run("enumerate", "--d-in", "64", "--sort", "params:desc", "--top", "3", "--format", "csv")
+    frame = pd.read_csv(io.StringIO(out))
+    table = enumerate_realizations(64, 64)
+    assert list(frame["params"]) == sorted(table["params"], reverse=True)[:3]
+
+
+def test_show_prints_every_metric() -> None:
+    out = run("show", "btt:r=0.25", "--d-in", "1024", "--format", "json")
+    info = json.loads(out)
+    r = Structure.named("btt", r=0.25).realize(1024, 1024)
+    assert info["params"] == r.params == 393216
+    assert info["macs_sequential"] == r.macs()
+    assert info["rank_bound"] == info["numeric_rank"] == 1024
+    assert info["ν"] == 0.75 and info["ω"] == 0.0 and info["ψ"] == 1.0
+    table = run("show", "(0.5|0|0.5|0|0.5|0.5|0)")
+    assert "monarch" in table
+
+
+def test_score_ranks_and_reports_prior() -> None:
+    out = run(
+        "score",
+        "--d-in",
+        "1024",
+        "-c",
+        "dense",
+        "-c",
+        "monarch",
+        "-c",
+        "low_rank",
+        "--format",
+        "csv",
+    )
+    frame = pd.read_csv(io.StringIO(out))
+    assert list(frame["candidate"]) == ["monarch", "dense", "low_rank(r=0.5)"]
+    assert frame["why"].str.contains("full rank").sum() == 2
+
+
+def test_bad_input_exits_2_with_message() -> None:
+    cases = [
+        (["show", "bt"], "did you mean 'btt'"),
+        (["show", "(0.5|0.5|0|0.5|0.5|0)"], "has 6 entries; expected 7"),
+        (["show", "btt", "--d-in", "0"], "d_in = 0 must be positive"),
+        (["enumerate", "--factors", "4"], "sample_families(4"),
+        (["enumerate", "--sort", "nope"], "--sort 'nope' is not a column"),
+        (["score", "--d-in", "1024", "-c", "dense", "--objective", "bset"], "unknown objective"),
+        (["show", "monarch", "--d-in", "1021", "--mode", "exact"], "1020, 1022"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output.replace("\n", " "), (args, result.output)
+        assert "Traceback" not in result.output
