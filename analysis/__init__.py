@@ -20,3 +20,8 @@ __all__ = [
     "fit_table",
     "frontier",
 ]
+
+# The report builder (analysis/report/); importing it loads neither matplotlib nor torch.
+from analysis.report import report
+
+__all__ += ["report"]
