@@ -200,18 +200,25 @@ class Family:
     def symbolic(self) -> dict[str, sympy.Expr]:
         """ν, ω, ψ as piecewise-linear sympy expressions of the class exponents.
 
-        A class that is alone on the input (or output) side has θ = 1 and is substituted.
+        The side constraints are used to eliminate one symbol per side: when no class holds
+        both x and y, the last input class is ``1 −`` the other input exponents, and likewise
+        on the output side (a lone class is 1). The expressions therefore agree with the
+        numbers on the constraint surface, which is where structures live.
 
         Examples:
             >>> Family.parse("xA,By,AB").symbolic()["nu"]      # low rank: ν = ρ
             ρ
+            >>> Family.parse("xA,xAB,By,ABy").symbolic()["omega"]  # Monarch shares nothing
+            0
         """
-        fixed = {}
-        for side in (X, Y):
-            alone = [p for p, m in enumerate(self.classes) if m & side]
-            if len(alone) == 1:
-                fixed[alone[0]] = 1.0
-        return self.forms.symbolic(self.symbols(), fixed)
+        import sympy
+
+        symbols: list[sympy.Expr] = list(self.symbols())
+        if not self.diagonal:
+            for side in (X, Y):
+                ps = [p for p, m in enumerate(self.classes) if m & side]
+                symbols[ps[-1]] = 1 - sympy.Add(*(symbols[p] for p in ps[:-1]))
+        return self.forms.symbolic(symbols)
 
     def balanced_theta(self, rank: float = 0.25) -> tuple[float, ...] | None:
         """A representative point of the family: each side's exponent shared equally.

@@ -10,7 +10,7 @@ Examples:
     >>> len(t), list(t.loc[t["name"] == "btt", ["nu", "omega", "psi"]].iloc[0])
     (39, [0.75, 0.0, 1.0])
     >>> t.loc[t["name"] == "btt", "nu_symbolic"].iloc[0]
-    '-1 + Min(Max(α + γ + φ + ρ, γ + ε + φ + ρ), Max(α + γ + ε + φ, α + γ + ε + φ + ρ))'
+    'Max(-α + ρ + 2, -ε + ρ + 2) - 1'
 """
 
 from __future__ import annotations

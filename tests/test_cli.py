@@ -35,7 +35,7 @@ def test_enumerate_families_csv_matches_api() -> None:
     btt = frame[frame["name"] == "btt"].iloc[0]
     s = Structure.balanced(btt["family"])
     assert (btt["nu"], btt["omega"], btt["psi"]) == (s.nu, s.omega, s.psi)
-    assert "Min(" in btt["nu_symbolic"]
+    assert btt["nu_symbolic"] == "Max(-α + ρ + 2, -ε + ρ + 2) - 1"  # 1 + ρ − min(α, ε)
 
 
 def test_enumerate_counts_for_all_spaces() -> None:
