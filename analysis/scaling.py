@@ -491,9 +491,11 @@ def fit_table(
 
     Each group (e.g. each structure) is fitted with :func:`fit_power_law`. The
     ``multiplier`` column is :func:`compute_multiplier` against the group named
-    ``dense``, evaluated at the largest compute among the dense fit's points (the end
-    of the dense frontier). When there is no dense group, or a fit fails, the affected
-    numbers are NaN and the ``note`` column says why; otherwise ``note`` is empty.
+    ``dense``, read at ``multiplier_loss``: the lowest loss that *both* fitted frontiers
+    reach within their measured compute ranges (the higher of the two end-of-frontier
+    losses), so neither fit is extrapolated. When there is no dense group, or a fit
+    fails, the affected numbers are NaN and the ``note`` column says why; otherwise
+    ``note`` is empty.
 
     Rows with a compute of exactly 0 (the untrained step 0 a run store logs) are left
     out; any other non-positive or non-finite value makes its group's fit fail.
@@ -509,7 +511,7 @@ def fit_table(
 
     Returns:
         One row per group, sorted by group: ``group, form, m, m_se, a, a_se, l_inf,
-        n_points, compute_min, compute_max, multiplier, note``.
+        n_points, compute_min, compute_max, multiplier, multiplier_loss, note``.
 
     Raises:
         EinspaceError: a column is missing or ``form`` is unknown.
@@ -559,6 +561,7 @@ def fit_table(
             compute_min=fit.compute_min,
             compute_max=fit.compute_max,
             multiplier=math.nan,
+            multiplier_loss=math.nan,
             note="",
         )
         if dense_fit is None:
@@ -567,9 +570,12 @@ def fit_table(
             row["note"] = f"dense {dense_fit}"
         else:
             try:
-                row["multiplier"] = compute_multiplier(
-                    fit, dense_fit, at_compute=dense_fit.compute_max
+                shared = max(
+                    float(fit.loss_at(fit.compute_max)),
+                    float(dense_fit.loss_at(dense_fit.compute_max)),
                 )
+                row["multiplier"] = compute_multiplier(fit, dense_fit, at_loss=shared)
+                row["multiplier_loss"] = shared
             except EinspaceError as err:
                 row["note"] = f"no multiplier: {err}"
         rows.append(row)
@@ -589,4 +595,5 @@ _NUMERIC_COLUMNS = (
     "compute_min",
     "compute_max",
     "multiplier",
+    "multiplier_loss",
 )

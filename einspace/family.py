@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from einspace import hypergraph
@@ -50,6 +50,19 @@ if TYPE_CHECKING:
     import sympy
 
 __all__ = ["Family"]
+
+
+@lru_cache(maxsize=4096)
+def _symbolic(family: Family) -> tuple[tuple[str, sympy.Expr], ...]:
+    """Cached body of :meth:`Family.symbolic` (sympy takes tens of ms per family)."""
+    import sympy
+
+    symbols: list[sympy.Expr] = list(family.symbols())
+    if not family.diagonal:
+        for side in (X, Y):
+            ps = [p for p, m in enumerate(family.classes) if m & side]
+            symbols[ps[-1]] = 1 - sympy.Add(*(symbols[p] for p in ps[:-1]))
+    return tuple(family.forms.symbolic(symbols).items())
 
 
 @dataclass(frozen=True)
@@ -211,14 +224,7 @@ class Family:
             >>> Family.parse("xA,xAB,By,ABy").symbolic()["omega"]  # Monarch shares nothing
             0
         """
-        import sympy
-
-        symbols: list[sympy.Expr] = list(self.symbols())
-        if not self.diagonal:
-            for side in (X, Y):
-                ps = [p for p, m in enumerate(self.classes) if m & side]
-                symbols[ps[-1]] = 1 - sympy.Add(*(symbols[p] for p in ps[:-1]))
-        return self.forms.symbolic(symbols)
+        return dict(_symbolic(self))
 
     def balanced_theta(self, rank: float = 0.25) -> tuple[float, ...] | None:
         """A representative point of the family: each side's exponent shared equally.

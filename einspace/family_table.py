@@ -15,7 +15,9 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +32,15 @@ __all__ = ["balanced_exponents", "family_table"]
 Floats = npt.NDArray[np.float64]
 
 
+def _has(bit: int, mask: int) -> bool:
+    return bool(mask & bit)
+
+
+def _straddles(side: int, mask: int) -> bool:
+    """Whether a class has tensors on both sides of a bipartition."""
+    return bool(mask & side and mask & ~side)
+
+
 def balanced_exponents(
     codes: npt.NDArray[np.uint32], k: int, diagonal: bool, rank: float = 0.25
 ) -> dict[str, Floats]:
@@ -40,8 +51,8 @@ def balanced_exponents(
     classes = universe(k, diagonal)
     c = codes.astype(np.uint32)
 
-    def mask(pred: object) -> np.uint32:
-        return np.uint32(sum(1 << j for j, m in enumerate(classes) if pred(m)))  # type: ignore[operator]
+    def mask(pred: Callable[[int], object]) -> np.uint32:
+        return np.uint32(sum(1 << j for j, m in enumerate(classes) if pred(m)))
 
     m_in = mask(lambda m: m & X and not m & Y)
     m_out = mask(lambda m: m & Y and not m & X)
@@ -65,7 +76,7 @@ def balanced_exponents(
 
     t_x = mask(lambda m: m & X)
     t_y = mask(lambda m: m & Y)
-    t_f = [mask(lambda m, i=i: m & factor_bit(i)) for i in range(k)]
+    t_f = [mask(functools.partial(_has, factor_bit(i))) for i in range(k)]
     nu = np.full(len(c), np.inf)
     for order in itertools.permutations(range(k)):
         live = c & t_x
@@ -84,7 +95,7 @@ def balanced_exponents(
     psi = np.ones(len(c))
     for side in range(1 << k):
         xs = X | (side << 2)
-        cut = mask(lambda m, xs=xs: m & xs and m & ~xs)
+        cut = mask(functools.partial(_straddles, xs))
         psi = np.minimum(psi, total(c & cut))
     out = {"nu": nu, "omega": omega, "psi": psi}
     for v in out.values():

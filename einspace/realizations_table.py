@@ -192,8 +192,12 @@ def enumerate_realizations(
         params = sum(_prod_cols(sizes, s) for s in hypergraph.factor_class_sets(cls, fam.k))
         seq = np.min(
             [
-                sum(
-                    _prod_cols(sizes, s.classes) for s in hypergraph.sequential_steps(cls, fam.k, o)
+                np.sum(
+                    [
+                        _prod_cols(sizes, s.classes)
+                        for s in hypergraph.sequential_steps(cls, fam.k, o)
+                    ],
+                    axis=0,
                 )
                 for o in hypergraph.orders(fam.k)
             ],

@@ -1,8 +1,19 @@
-"""Structure search: the run store, proxy tasks and the search loop.
+"""Structure search: the run store, proxy tasks, proxy runs, θ-space sampling and the driver.
 
-Importing this package does not import torch; the proxy tasks live in
-:mod:`search.tasks`, which does.
+Importing this package does not import torch or optuna: the proxy tasks
+(:mod:`search.tasks`) and proxy runs (:mod:`search.proxy`) import torch, and the names
+they export here are loaded on first use.
+
+Examples:
+    >>> import search
+    >>> search.snap_theta((1, 0, 1, 0, 1, 1, 0.25))
+    (0.5, 0.0, 0.5, 0.0, 0.5, 0.5, 0.25)
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from search.store import (
     LABEL_KEYS,
@@ -15,13 +26,53 @@ from search.store import (
     run_id,
 )
 
+if TYPE_CHECKING:
+    from search.driver import RunSettings, SearchResult, run_search
+    from search.proxy import CurvePoint, ProxyConfig, RunResult, proxy_run
+    from search.space import ThetaPoint, sample_points, snap_theta, theta_point
+
+_LAZY = {
+    "CurvePoint": "search.proxy",
+    "ProxyConfig": "search.proxy",
+    "RunResult": "search.proxy",
+    "proxy_run": "search.proxy",
+    "RunSettings": "search.driver",
+    "SearchResult": "search.driver",
+    "run_search": "search.driver",
+    "ThetaPoint": "search.space",
+    "sample_points": "search.space",
+    "snap_theta": "search.space",
+    "theta_point": "search.space",
+}
+
 __all__ = [
     "LABEL_KEYS",
     "POINT_FIELDS",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "Claim",
+    "CurvePoint",
+    "ProxyConfig",
+    "RunResult",
+    "RunSettings",
     "RunStore",
+    "SearchResult",
+    "ThetaPoint",
     "canonical_config",
+    "proxy_run",
     "run_id",
+    "run_search",
+    "sample_points",
+    "snap_theta",
+    "theta_point",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load the lazily exported names (those that would import torch) on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -306,6 +306,7 @@ def _rank(
             )
         ]
     else:
+        values: Sequence[float] | npt.NDArray[np.float64]
         if isinstance(objective, str):
             if objective not in OBJECTIVES:
                 raise EinspaceError(

@@ -39,8 +39,12 @@ def test_enumerate_families_csv_matches_api() -> None:
 
 
 def test_enumerate_counts_for_all_spaces() -> None:
-    out = run("enumerate", "-k", "2", "--diagonal", "--modulo-transpose", "--format", "json")
-    assert len(json.loads(out)) == len(enumerate_families(2, True, True)) == 251
+    out = run("enumerate", "-k", "1", "--diagonal", "--format", "json")
+    assert [r["family"] for r in json.loads(out)] == [
+        str(f) for f in enumerate_families(1, diagonal=True)
+    ]
+    out = run("enumerate", "-k", "2", "--diagonal", "--modulo-transpose")
+    assert f"{len(enumerate_families(2, True, True))} valid families" in out
 
 
 def test_enumerate_realizations_sorted_top() -> None:

@@ -230,12 +230,17 @@ def test_fit_table_rows_and_multiplier_against_dense() -> None:
     for name, (b, m) in laws.items():
         assert by_name.loc[name, "m"] == pytest.approx(m)
         assert by_name.loc[name, "a"] == pytest.approx(math.log(b))
-    # by hand: at C = 1e12 dense reaches L = 10 · 1e12^-0.2; C_s(L) = (b_s / L)^(1 / m_s).
-    target = 10.0 * 1e12**-0.2
+    # by hand: read at the lowest loss both frontiers reach, L* = max of the two losses at
+    # C = 1e12; then multiplier = C_dense(L*) / C_s(L*) with C(L) = (b / L)^(1 / m).
     for name in ("btt", "lowrank"):
         b, m = laws[name]
-        expected = 1e12 / (b / target) ** (1 / m)
+        target = max(10.0 * 1e12**-0.2, b * 1e12**-m)
+        expected = (10.0 / target) ** (1 / 0.2) / (b / target) ** (1 / m)
         assert by_name.loc[name, "multiplier"] == pytest.approx(expected, rel=1e-8)
+        assert by_name.loc[name, "multiplier_loss"] == pytest.approx(target)
+    # btt reaches lower losses: read at dense's end; low rank stops higher: read at its end
+    assert by_name.loc["btt", "multiplier_loss"] == pytest.approx(10.0 * 1e12**-0.2)
+    assert by_name.loc["lowrank", "multiplier_loss"] == pytest.approx(12.0 * 1e12**-0.18)
     multiplier = dict(zip(table["structure"], table["multiplier"], strict=True))
     assert multiplier["btt"] > 1 > multiplier["lowrank"]
     assert by_name.loc["dense", "multiplier"] == pytest.approx(1.0)

@@ -79,7 +79,7 @@ def symbolic_text(family: Family) -> tuple[str, str, str]:
 
     Examples:
         >>> symbolic_text(Family.parse("xA,By,AB"))
-        ('ρ', '0', 'Min(1, ρ)')
+        ('ρ', '0', 'ρ')
     """
     return _symbolic(family)
 

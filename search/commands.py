@@ -1,0 +1,235 @@
+"""The ``einspace search`` and ``einspace demo`` commands (registered by :mod:`einspace.cli`).
+
+Importing this module is cheap: torch, optuna and the driver are imported when a command
+runs. Errors (:class:`~einspace.errors.EinspaceError`) print as one red line and exit with
+status 2; Ctrl-C exits with status 130 after the driver has stopped cleanly.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+
+from einspace.errors import EinspaceError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from search.driver import SearchResult
+
+__all__ = ["DEMO_STRUCTURES", "DEMO_WIDTHS", "demo_command", "search_command"]
+
+DEMO_STRUCTURES: Final = ("dense", "btt", "monarch", "low_rank", "kronecker")
+"""The named structures of the demo (BTT at rank d^0.25, low rank at d^0.5)."""
+
+DEMO_WIDTHS: Final = (16, 64, 256)
+"""Powers of 4: squares, so Kronecker, Monarch and BTT realize exactly."""
+
+DEMO_STEPS: Final = 1000
+DEMO_TRIALS: Final = 3
+
+
+class RealizationMode(StrEnum):
+    """How structured layers pick class sizes (see :meth:`einspace.Structure.realize`)."""
+
+    round = "round"
+    exact = "exact"
+
+
+def _fail(console: Console, err: EinspaceError) -> typer.Exit:
+    console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+    return typer.Exit(2)
+
+
+def search_command(
+    structures: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Candidates: names ('btt', 'btt:r=0.5', 'low_rank:r=0.25'), θ strings "
+            "('(0.5|0|0.5|0|0.5|0.5|0)') or class maps ('xA=1,Ay=1').",
+            show_default=False,
+        ),
+    ] = None,
+    widths: Annotated[str, typer.Option(help="Hidden widths, comma-separated.")] = "16,64,256",
+    seeds: Annotated[str, typer.Option(help="Seeds, comma-separated.")] = "0",
+    task: Annotated[str, typer.Option(help="Proxy task: mlp_regression or digits.")] = (
+        "mlp_regression"
+    ),
+    steps: Annotated[int, typer.Option(help="Optimizer steps per run.")] = 300,
+    lr: Annotated[
+        float, typer.Option(help="μP base learning rate (dense at --base-width).")
+    ] = 3e-3,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 64,
+    depth: Annotated[int, typer.Option(help="Structured hidden layers.")] = 2,
+    eval_every: Annotated[int, typer.Option(help="Steps between logged points.")] = 25,
+    base_width: Annotated[int, typer.Option(help="Width at which --lr applies unscaled.")] = 64,
+    mode: Annotated[
+        RealizationMode, typer.Option(help="Realization: 'round' (pad) or 'exact'.")
+    ] = RealizationMode.round,
+    pad_tol: Annotated[float, typer.Option(help="Padding tolerance of round mode.")] = 0.15,
+    store: Annotated[
+        str, typer.Option(help="Run store: SQLite path or SQLAlchemy URL.")
+    ] = "einspace-runs.sqlite",
+    sweep: Annotated[str, typer.Option(help="Sweep name of the grid's runs.")] = "search",
+    workers: Annotated[int, typer.Option(help="Worker processes (each claims runs).")] = 1,
+    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
+    threads: Annotated[
+        int, typer.Option(help="torch threads per worker (0: torch's default).")
+    ] = 1,
+    trials: Annotated[int, typer.Option(help="θ-space TPE trials (0: grid only).")] = 0,
+    promote: Annotated[int, typer.Option(help="Best θ structures added to the grid.")] = 3,
+    theta_width: Annotated[
+        int | None, typer.Option(help="Width of θ trials (default: middle width).")
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(help="θ trials' compute budget in FLOPs (default: dense's at --steps)."),
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="optuna RDB storage URL (default: the run store).")
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="optuna study name to share.")] = None,
+    sampler_seed: Annotated[int, typer.Option(help="TPE sampler seed.")] = 0,
+    prune: Annotated[bool, typer.Option(help="Successive-halving pruning of θ trials.")] = True,
+    enqueue: Annotated[
+        list[str] | None,
+        typer.Option(help="θ point a new study tries first, '(α|β|γ|δ|ε|φ|ρ)'; repeatable."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars and live table.")] = True,
+) -> None:
+    """Train proxy runs over structures × widths × seeds (and θ-space trials), then fit
+    scaling laws and print each structure's compute multiplier against dense.
+
+    Re-running the same command skips finished runs and resumes interrupted ones. Several
+    processes may share --store (and --storage/--study for θ trials).
+    """
+    from rich.console import Console
+
+    console = Console()
+    try:
+        from search.driver import RunSettings, parse_seeds, parse_widths, run_search
+
+        settings = RunSettings(
+            task=task,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            depth=depth,
+            eval_every=eval_every,
+            base_width=base_width,
+            mode="exact" if mode == RealizationMode.exact else "round",
+            pad_tol=pad_tol,
+        )
+        result = run_search(
+            structures or [],
+            parse_widths(widths),
+            parse_seeds(seeds),
+            settings=settings,
+            store=store,
+            sweep=sweep,
+            workers=workers,
+            device=device,
+            threads=threads or None,
+            trials=trials,
+            promote=promote,
+            theta_width=theta_width,
+            budget=budget,
+            storage=storage,
+            study=study,
+            sampler_seed=sampler_seed,
+            prune=prune,
+            enqueue=enqueue or [],
+            progress=progress,
+            console=console,
+        )
+    except EinspaceError as err:
+        raise _fail(console, err) from None
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+def demo_command(
+    out: Annotated[Path, typer.Option(help="Folder for the run store and the report.")] = Path(
+        "einspace-demo"
+    ),
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    progress: Annotated[bool, typer.Option(help="Show progress bars and live table.")] = True,
+) -> None:
+    """Run the default search end to end (about 5 minutes on 2 CPU cores) and write the
+    report: dense, BTT, Monarch, low rank, Kronecker and θ-space trials at widths 16, 64
+    and 256 on the MLP-regression task. Re-running resumes or skips finished runs."""
+    from rich.console import Console
+
+    console = Console()
+    started = time.perf_counter()
+    try:
+        result = run_demo(out, workers=workers, progress=progress, console=console)
+    except EinspaceError as err:
+        raise _fail(console, err) from None
+    if result.interrupted:
+        raise typer.Exit(130)
+    _demo_report(out, console)
+    console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
+
+
+def _demo_report(out: Path, console: Console) -> None:
+    """Write the report of the demo's store into ``out/report`` (skipped without one)."""
+    try:
+        from analysis import report
+    except ImportError:
+        console.print("analysis.report is not available; skipping the report")
+        return
+    try:
+        index = report(
+            out / "report",
+            factors=2,
+            d_in=max(DEMO_WIDTHS),
+            d_out=max(DEMO_WIDTHS),
+            runs=out / "runs.sqlite",
+            study="demo",
+            command=f"einspace demo --out {out}",
+        )
+    except EinspaceError as err:
+        raise _fail(console, err) from None
+    console.print(f"report written: [bold]{index}[/bold]")
+
+
+def run_demo(
+    out: Path,
+    *,
+    workers: int = 2,
+    progress: bool = True,
+    console: Console | None = None,
+    steps: int = DEMO_STEPS,
+    trials: int = DEMO_TRIALS,
+) -> SearchResult:
+    """The demo's search (without the report); its store is ``out/runs.sqlite``.
+
+    Exact realization mode: at the demo widths the named structures realize the same in
+    both modes, and θ points realize far more often than with rounding.
+    """
+    from search.driver import RunSettings, run_search
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EinspaceError(f"--out {str(out)!r} is a file; expected a folder (new or a demo's)")
+    out.mkdir(parents=True, exist_ok=True)
+    settings = RunSettings(steps=steps, eval_every=max(1, steps // 20), mode="exact")
+    return run_search(
+        list(DEMO_STRUCTURES),
+        list(DEMO_WIDTHS),
+        [0],
+        settings=settings,
+        store=out / "runs.sqlite",
+        sweep="demo",
+        workers=workers,
+        trials=trials,
+        promote=trials,
+        theta_width=64,
+        progress=progress,
+        console=console,
+    )

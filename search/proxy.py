@@ -1,0 +1,768 @@
+"""Proxy runs: train a small MLP with einsum-structured hidden layers and log its curve.
+
+The model (:class:`ProxyMLP`) is ``d_in → width → … → width → d_out``: a dense input layer,
+``depth`` hidden ``width × width`` :class:`~einspace.nn.EinsumLinear` layers of the
+structure under study, and a dense readout, with ReLU in between. Training follows
+structure-aware μP (THEORY §4): the hidden layers' factors get the per-factor learning
+rates of :func:`einspace.nn.param_groups`; the dense input layer gets ``lr`` and the
+readout ``lr · base_width / width``. The dense layers have spectral init
+``σ = fan_in^{-1/2} · min(1, √(fan_out / fan_in))`` and zero biases. The optimizer is AdamW.
+
+**Compute** (THEORY §6) is training FLOPs: ``6 × MACs-per-token × tokens`` where a token
+is one example, and MACs-per-token is that of the whole model: ``d_in·width`` for the
+input layer, each hidden layer's :meth:`EinsumLinear.macs` at the training batch size,
+and ``width·d_out`` for the readout (biases and nonlinearities are not counted, nor is
+evaluation). After ``s`` optimizer steps of batch ``b``, ``compute = 6·M·b·s``.
+
+**Logged points** ``(step, compute, train_loss, eval_loss)`` are taken at step 0, every
+``eval_every`` steps and at the last step. ``eval_loss`` is the loss on the task's fixed
+evaluation set with the parameters after ``step`` updates. ``train_loss`` is the mean
+loss of the training batches since the previous point, each measured just before its
+update; at step 0 it is the loss of the first batch at initialization.
+
+**Reproducibility.** The model is built on CPU from ``seed`` (then moved to the device),
+and the batch of step ``s`` is drawn with a generator seeded from ``(seed, s)``, so a
+batch depends on nothing that ran before. The task itself (e.g. the teacher network)
+comes from its own ``task_kwargs``, shared by every seed. On CPU, the same config gives
+the same curve bit for bit.
+
+**Divergence.** A non-finite training or evaluation loss at step ``s`` ends the run as
+``diverged``: the points before ``s`` are kept as its last good points.
+
+**With a run store** the run is claimed (:meth:`search.store.RunStore.claim`), its points
+are logged as they come, a checkpoint (model, optimizer, RNG state and the partial
+training-loss window, ``torch.save`` into bytes) is stored every ``checkpoint_every``
+steps, and the run is finished, or marked diverged or failed. A claim of a run whose
+worker died resumes from its newest checkpoint; on CPU the continuation is bitwise
+identical to an uninterrupted run. Checkpoints are loaded with ``weights_only=True``.
+A run the store already holds is not trained again: its stored points are returned.
+On KeyboardInterrupt the run is left ``running`` with its newest checkpoint, so the next
+process that claims it (once this one has exited) resumes it; the interrupt is re-raised.
+Any other error during training marks the run failed and is returned, not raised, so a
+sweep goes on.
+
+Examples:
+    >>> result = proxy_run("btt", "mlp_regression", width=16, steps=4, eval_every=2,
+    ...                    task_kwargs={"n_eval": 64})
+    >>> result.status, [p.step for p in result.points]
+    ('finished', [0, 2, 4])
+    >>> result.macs_per_token == 8 * 16 + 2 * 256 + 16 * 1  # BTT at 16: 2 × 4·4·4·2 per layer
+    True
+    >>> result.points[-1].compute == 6 * result.macs_per_token * 64 * 4
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import math
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from einspace.errors import EinspaceError, suggest
+from einspace.structure import Structure
+from search.space import Mode
+from search.tasks import TASKS, Task, get_task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from search.store import RunStore
+
+__all__ = [
+    "CONFIG_KIND",
+    "CONFIG_VERSION",
+    "CurvePoint",
+    "ProxyConfig",
+    "ProxyMLP",
+    "RunResult",
+    "mlp_macs",
+    "proxy_run",
+    "run_config",
+]
+
+CONFIG_KIND: Final = "proxy"
+CONFIG_VERSION: Final = 1
+"""Bumped when the model or the training loop changes, so old runs are not reused."""
+
+_RESULT_STATUSES: Final = ("finished", "diverged", "failed", "pruned", "busy")
+_STREAM_INIT, _STREAM_BATCH = 1, 2
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything that determines a proxy run; its :meth:`to_dict` is the run's identity.
+
+    ``structure`` is normalized to the canonical spec ``str(Structure.parse(spec))``
+    (``"btt"`` becomes ``"btt(r=0.25)"``), which parses back to the same structure.
+
+    Attributes:
+        structure: the hidden layers' structure spec.
+        width: hidden width (the structured layers are ``width × width``).
+        steps: optimizer steps.
+        task: registered task name (:data:`search.tasks.TASKS`).
+        task_kwargs: keyword arguments of the task (its seed, sizes, …).
+        seed: seed of the model init and of the batch order.
+        lr: the μP base learning rate (that of a dense layer at ``base_width``).
+        batch_size: examples per step.
+        depth: number of hidden structured layers.
+        eval_every: steps between logged points.
+        weight_decay: AdamW's decoupled weight decay.
+        base_width: the width at which ``lr`` applies unscaled (μP).
+        mode: realization mode of the structured layers (``"round"`` or ``"exact"``).
+        pad_tol: padding tolerance of round mode.
+        task_repr: ``repr`` of a task object passed instead of a name (identity only).
+
+    Examples:
+        >>> cfg = ProxyConfig("btt", width=64, steps=100)
+        >>> cfg.structure, ProxyConfig.from_dict(cfg.to_dict()) == cfg
+        ('btt(r=0.25)', True)
+    """
+
+    structure: str
+    width: int
+    steps: int
+    task: str = "mlp_regression"
+    task_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    lr: float = 3e-3
+    batch_size: int = 64
+    depth: int = 2
+    eval_every: int = 25
+    weight_decay: float = 0.0
+    base_width: int = 64
+    mode: Mode = "round"
+    pad_tol: float = 0.15
+    task_repr: str | None = None
+
+    def __post_init__(self) -> None:
+        spec = self.structure
+        structure = spec if isinstance(spec, Structure) else _parse_structure(spec)
+        object.__setattr__(self, "structure", str(structure))
+        for name in ("width", "steps", "batch_size", "depth", "eval_every", "base_width"):
+            _positive_int(getattr(self, name), name, allow_zero=name in ("steps", "depth"))
+        _positive_int(self.seed, "seed", allow_zero=True)
+        for name in ("lr", "weight_decay", "pad_tol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise EinspaceError(f"{name} = {value!r} must be a number")
+            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise EinspaceError(f"{name} = {value!r} must be finite and positive")
+            object.__setattr__(self, name, float(value))
+        if self.mode not in ("round", "exact"):
+            raise EinspaceError(
+                f"mode = {self.mode!r}; {suggest(str(self.mode), ['round', 'exact'])}"
+            )
+        if not isinstance(self.task, str) or self.task not in TASKS:
+            raise EinspaceError(f"unknown task {self.task!r}; {suggest(str(self.task), TASKS)}")
+        if not isinstance(self.task_kwargs, Mapping):
+            raise EinspaceError(f"task_kwargs must be a mapping; got {self.task_kwargs!r}")
+        object.__setattr__(self, "task_kwargs", dict(self.task_kwargs))
+
+    def structure_object(self) -> Structure:
+        """The parsed structure."""
+        return Structure.parse(self.structure)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run config as stored (JSON-ready; ``kind`` and ``version`` included).
+
+        Examples:
+            >>> ProxyConfig("dense", width=8, steps=1).to_dict()["structure"]
+            'dense'
+        """
+        out = {"kind": CONFIG_KIND, "version": CONFIG_VERSION, **asdict(self)}
+        if out["task_repr"] is None:
+            del out["task_repr"]
+        return out
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> ProxyConfig:
+        """Rebuild a config from :meth:`to_dict` output (e.g. a stored run's config).
+
+        Raises:
+            EinspaceError: not a proxy config, of another version, or with unknown keys.
+        """
+        if config.get("kind") != CONFIG_KIND:
+            raise EinspaceError(
+                f"config {dict(config)!r} is not a proxy-run config (kind {config.get('kind')!r}"
+                f", expected {CONFIG_KIND!r})"
+            )
+        if config.get("version") != CONFIG_VERSION:
+            raise EinspaceError(
+                f"proxy config version {config.get('version')!r}; this einspace runs version "
+                f"{CONFIG_VERSION}"
+            )
+        names = {f.name for f in fields(cls)}
+        body = {k: v for k, v in config.items() if k not in ("kind", "version")}
+        unknown = [k for k in body if k not in names]
+        if unknown:
+            raise EinspaceError(
+                f"unknown proxy config key {unknown[0]!r}; {suggest(unknown[0], names)}"
+            )
+        return cls(**body)
+
+    def make_task(self) -> Task:
+        """The task of this config (built once per process and reused: tasks are
+        read-only, and building one can take a fraction of a second)."""
+        return _task(self.task, json.dumps(self.task_kwargs, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _task(name: str, kwargs_json: str) -> Task:
+    return get_task(name, **json.loads(kwargs_json))
+
+
+def _parse_structure(spec: object) -> Structure:
+    if not isinstance(spec, str):
+        raise EinspaceError(
+            f"structure {spec!r} must be a Structure or a spec string such as 'btt', "
+            f"'btt:r=0.5' or '(0.5|0|0.5|0|0.5|0.5|0.25)'"
+        )
+    return Structure.parse(spec)
+
+
+def _positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise EinspaceError(f"{name} = {value!r} must be an integer >= {low}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def mlp_macs(d_in: int, d_out: int, width: int, depth: int, hidden_macs: float) -> int:
+    """MACs per example of :class:`ProxyMLP`: ``d_in·width + depth·hidden_macs + width·d_out``.
+
+    Examples:
+        >>> mlp_macs(8, 1, 16, 2, 256)  # dense hidden layers of width 16
+        656
+    """
+    return int(d_in * width + depth * hidden_macs + width * d_out)
+
+
+def _spectral_std(fan_in: int, fan_out: int) -> float:
+    return float(fan_in**-0.5 * min(1.0, math.sqrt(fan_out / fan_in)))
+
+
+class ProxyMLP(nn.Module):
+    """``d_in → width → (structured width × width) × depth → d_out`` with ReLU.
+
+    Args:
+        d_in: input features.
+        d_out: outputs.
+        width: hidden width.
+        depth: number of structured hidden layers.
+        structure: their structure (a :class:`Structure` or spec).
+        mode: realization mode of the structured layers.
+        pad_tol: padding tolerance of round mode.
+
+    Examples:
+        >>> model = ProxyMLP(8, 1, 16, 1, "dense")
+        >>> model(torch.zeros(3, 8)).shape, model.macs(3)
+        (torch.Size([3, 1]), 400)
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        width: int,
+        depth: int,
+        structure: Structure | str,
+        *,
+        mode: Mode = "round",
+        pad_tol: float = 0.15,
+    ) -> None:
+        from einspace.nn import EinsumLinear
+
+        super().__init__()
+        self.d_in, self.d_out, self.width, self.depth = d_in, d_out, width, depth
+        self.embed = nn.Linear(d_in, width)
+        self.hidden = nn.ModuleList(
+            EinsumLinear(width, width, structure, mode=mode, pad_tol=pad_tol) for _ in range(depth)
+        )
+        self.readout = nn.Linear(width, d_out)
+        with torch.no_grad():
+            for layer in (self.embed, self.readout):
+                fan_out, fan_in = layer.weight.shape
+                layer.weight.normal_(0.0, _spectral_std(fan_in, fan_out))
+                layer.bias.zero_()
+
+    def macs(self, batch: int = 1) -> int:
+        """MACs per example: dense layers ``d_in·d_out``, structured layers their own count."""
+        hidden = sum(int(cast(Any, layer).macs(batch)) for layer in self.hidden)
+        return mlp_macs(self.d_in, self.d_out, self.width, 1, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.relu(self.embed(x))  # (B, width)
+        for layer in self.hidden:
+            h = torch.relu(layer(h))  # (B, width)
+        return self.readout(h)  # (B, d_out)
+
+
+def _optimizer(model: ProxyMLP, config: ProxyConfig) -> torch.optim.AdamW:
+    """AdamW with μP groups: param_groups for the structured layers, explicit dense ones."""
+    from einspace.nn import param_groups
+
+    scale = config.base_width / config.width
+    groups: list[dict[str, Any]] = [{"params": list(model.embed.parameters()), "lr": config.lr}]
+    if config.depth:
+        groups.extend(
+            param_groups(model.hidden, config.lr, optimizer="adam", base_width=config.base_width)
+        )
+    groups.append({"params": list(model.readout.parameters()), "lr": config.lr * scale})
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _seed_from(*words: int) -> int:
+    state = np.random.SeedSequence(list(words)).generate_state(1, dtype=np.uint64)
+    return int(state[0] & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _build_model(config: ProxyConfig, task: Task) -> ProxyMLP:
+    """The model of ``config``, built on CPU from its seed without touching global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed_from(config.seed, _STREAM_INIT))
+        return ProxyMLP(
+            task.d_in,
+            task.d_out,
+            config.width,
+            config.depth,
+            config.structure,
+            mode=config.mode,
+            pad_tol=config.pad_tol,
+        )
+
+
+# --------------------------------------------------------------------------- results
+
+
+class CurvePoint(NamedTuple):
+    """One logged point of a run (see the module docs for what each field means)."""
+
+    step: int
+    compute: float
+    train_loss: float | None
+    eval_loss: float | None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a proxy run produced.
+
+    Attributes:
+        config: the run's config.
+        status: ``finished``, ``diverged``, ``failed``, ``pruned`` (stopped by the
+            ``on_point`` callback; stored as finished with a shorter curve) or ``busy``
+            (another live worker holds the run; nothing was trained).
+        points: the logged curve, by step (for a diverged run: its good points).
+        run_id: the run's id in the store (also computed without a store).
+        params: parameters of the whole model.
+        macs_per_token: MACs per example of the whole model.
+        resumed_from: the checkpoint step this call resumed from, if any.
+        trained_steps: optimizer steps this call took (0 when the store had the run).
+        cached: whether the run came from the store instead of being trained here.
+        wall_s: seconds this call spent.
+        error: the divergence or failure message.
+    """
+
+    config: ProxyConfig
+    status: str
+    points: tuple[CurvePoint, ...]
+    run_id: str
+    params: int
+    macs_per_token: int
+    resumed_from: int | None = None
+    trained_steps: int = 0
+    cached: bool = False
+    wall_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def final_eval_loss(self) -> float | None:
+        """The eval loss of the last point that has one."""
+        return next((p.eval_loss for p in reversed(self.points) if p.eval_loss is not None), None)
+
+    @property
+    def compute(self) -> float:
+        """The compute of the last logged point."""
+        return self.points[-1].compute if self.points else 0.0
+
+    def frame(self) -> pd.DataFrame:
+        """The curve as a DataFrame with columns step, compute, train_loss, eval_loss."""
+        import pandas as pd
+
+        return pd.DataFrame(self.points, columns=list(CurvePoint._fields))
+
+
+# --------------------------------------------------------------------------- running
+
+
+def proxy_run(
+    structure: Structure | str,
+    task: Task | str = "mlp_regression",
+    width: int = 64,
+    steps: int = 300,
+    *,
+    seed: int = 0,
+    lr: float = 3e-3,
+    batch_size: int = 64,
+    depth: int = 2,
+    eval_every: int = 25,
+    weight_decay: float = 0.0,
+    base_width: int = 64,
+    mode: Mode = "round",
+    pad_tol: float = 0.15,
+    task_kwargs: Mapping[str, Any] | None = None,
+    store: RunStore | None = None,
+    sweep: str | None = None,
+    device: torch.device | str | None = None,
+    checkpoint_every: int | None = None,
+    on_point: Callable[[CurvePoint], bool | None] | None = None,
+) -> RunResult:
+    """Train one proxy model and return its curve (see the module docs).
+
+    Args:
+        structure: the hidden layers' structure (object or spec string).
+        task: a registered task name, or a :class:`~search.tasks.Task` object (then
+            ``task_kwargs`` must be empty and the task's ``repr`` identifies it).
+        width: hidden width; the structure must realize at ``width × width``.
+        steps: optimizer steps.
+        seed: seed of the init and the batch order.
+        lr: μP base learning rate (a dense layer's at ``base_width``).
+        batch_size: examples per step.
+        depth: structured hidden layers.
+        eval_every: steps between logged points.
+        weight_decay: AdamW weight decay.
+        base_width: width at which ``lr`` applies unscaled.
+        mode: realization mode (``"round"`` or ``"exact"``).
+        pad_tol: padding tolerance of round mode.
+        task_kwargs: arguments of the task when ``task`` is a name.
+        store: a run store to claim, log, checkpoint and finish the run in.
+        sweep: the sweep name the run is registered under.
+        device: where to train (``None``: CPU; ``"cuda"`` works when available).
+        checkpoint_every: steps between checkpoints (with a store); default: about four
+            per run, on multiples of ``eval_every``.
+        on_point: called with each logged point; returning True stops the run
+            (status ``pruned``).
+
+    Raises:
+        EinspaceError: bad arguments (unknown task, structure not realizable at
+            ``width``, …), before anything is trained or stored.
+
+    Examples:
+        >>> r = proxy_run("dense", width=8, steps=2, eval_every=1, task_kwargs={"n_eval": 32})
+        >>> [p.step for p in r.points], r.status
+        ([0, 1, 2], 'finished')
+    """
+    task_obj: Task | None = None
+    if isinstance(task, str):
+        name, kwargs, text = task, dict(task_kwargs or {}), None
+    elif isinstance(task, Task):
+        if task_kwargs:
+            raise EinspaceError("task_kwargs apply to a task name; got a Task object as well")
+        task_obj, name, kwargs, text = task, task.name, {}, repr(task)
+    else:
+        raise EinspaceError(
+            f"task {task!r} must be a registered name ({', '.join(map(repr, TASKS))}) or a Task"
+        )
+    config = ProxyConfig(
+        structure=structure if isinstance(structure, str) else str(structure),
+        width=width,
+        steps=steps,
+        task=name,
+        task_kwargs=kwargs,
+        seed=seed,
+        lr=lr,
+        batch_size=batch_size,
+        depth=depth,
+        eval_every=eval_every,
+        weight_decay=weight_decay,
+        base_width=base_width,
+        mode=mode,
+        pad_tol=pad_tol,
+        task_repr=text,
+    )
+    return run_config(
+        config,
+        store=store,
+        sweep=sweep,
+        device=device,
+        checkpoint_every=checkpoint_every,
+        on_point=on_point,
+        task=task_obj,
+    )
+
+
+def run_config(
+    config: ProxyConfig | Mapping[str, Any],
+    *,
+    store: RunStore | None = None,
+    sweep: str | None = None,
+    device: torch.device | str | None = None,
+    checkpoint_every: int | None = None,
+    on_point: Callable[[CurvePoint], bool | None] | None = None,
+    task: Task | None = None,
+) -> RunResult:
+    """Run a :class:`ProxyConfig` (or its dict); the arguments are those of :func:`proxy_run`.
+
+    ``task`` overrides building the task from the config (for task objects).
+
+    Examples:
+        >>> cfg = ProxyConfig("monarch", width=16, steps=2, eval_every=2,
+        ...                   task_kwargs={"n_eval": 32})
+        >>> run_config(cfg.to_dict()).final_eval_loss == run_config(cfg).final_eval_loss
+        True
+    """
+    from search.store import run_id as store_run_id
+
+    cfg = config if isinstance(config, ProxyConfig) else ProxyConfig.from_dict(config)
+    started = time.perf_counter()
+    dev = _device(device)
+    the_task = task if task is not None else cfg.make_task()
+    cfg.structure_object().realize(cfg.width, cfg.width, mode=cfg.mode, pad_tol=cfg.pad_tol)
+    every = _checkpoint_every(cfg, checkpoint_every)
+    rid = store_run_id(cfg.to_dict())
+    model = _build_model(cfg, the_task)
+    params = sum(p.numel() for p in model.parameters())
+    macs = model.macs(cfg.batch_size)
+    base = RunResult(cfg, "finished", (), rid, params, macs)
+    if store is None:
+        return _train(cfg, the_task, model, dev, base, None, every, on_point, started)
+    claim = store.claim(cfg.to_dict(), sweep=sweep)
+    if claim is None:
+        return _stored_result(store, base, started)
+    return _train(cfg, the_task, model, dev, base, store, every, on_point, started)
+
+
+def _device(device: torch.device | str | None) -> torch.device:
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EinspaceError(
+            f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:0'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EinspaceError(f"device {device!r} asked for but CUDA is not available; use 'cpu'")
+    return dev
+
+
+def _checkpoint_every(config: ProxyConfig, value: int | None) -> int:
+    if value is not None:
+        return _positive_int(value, "checkpoint_every")
+    intervals = max(1, math.ceil(config.steps / config.eval_every / 4))
+    return config.eval_every * intervals
+
+
+def _stored_result(store: RunStore, base: RunResult, started: float) -> RunResult:
+    runs = store.runs()
+    row = runs[runs["run_id"] == base.run_id]
+    status = str(row["status"].iloc[0]) if len(row) else "busy"
+    if status in ("running", "pending"):
+        status = "busy"
+    points = _stored_points(store, base.run_id)
+    error = row["error"].iloc[0] if len(row) else None
+    return replace(
+        base,
+        status=status,
+        points=points,
+        cached=True,
+        wall_s=time.perf_counter() - started,
+        error=None if error is None or (isinstance(error, float) and math.isnan(error)) else error,
+    )
+
+
+def _stored_points(store: RunStore, rid: str) -> tuple[CurvePoint, ...]:
+    frame = store.points(run_ids=[rid])
+    columns = [frame[c].tolist() for c in CurvePoint._fields]
+    return tuple(
+        CurvePoint(int(step), float(compute), _opt(train), _opt(ev))
+        for step, compute, train, ev in zip(*columns, strict=True)
+    )
+
+
+def _opt(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(number) else number
+
+
+# --------------------------------------------------------------------------- training
+
+
+class _Diverged(Exception):
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(reason)
+        self.step = step
+        self.reason = reason
+
+
+def _batch(
+    task: Task, config: ProxyConfig, step: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(_seed_from(config.seed, _STREAM_BATCH, step))
+    return task.train_batch(step, config.batch_size, generator=gen, device=device)
+
+
+def _evaluate(model: ProxyMLP, task: Task, data: tuple[Tensor, Tensor]) -> float:
+    model.eval()
+    with torch.no_grad():
+        loss = float(task.loss(model(data[0]), data[1]))
+    model.train()
+    return loss
+
+
+def _checkpoint_blob(
+    step: int, model: ProxyMLP, optimizer: torch.optim.Optimizer, window: list[float]
+) -> bytes:
+    state = {
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "window": list(window),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _restore(
+    blob: bytes, model: ProxyMLP, optimizer: torch.optim.Optimizer, device: torch.device
+) -> tuple[int, list[float]]:
+    state = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+    return int(state["step"]), [float(v) for v in state["window"]]
+
+
+def _train(
+    config: ProxyConfig,
+    task: Task,
+    model: ProxyMLP,
+    device: torch.device,
+    base: RunResult,
+    store: RunStore | None,
+    checkpoint_every: int,
+    on_point: Callable[[CurvePoint], bool | None] | None,
+    started: float,
+) -> RunResult:
+    rid = base.run_id
+    model.to(device)
+    optimizer = _optimizer(model, config)
+    start, resumed = 0, None
+    window: list[float] = []  # training losses since the last logged point
+    points: dict[int, CurvePoint] = {}
+    if store is not None:
+        saved = store.load_checkpoint(rid)
+        if saved is not None:
+            start, window = _restore(saved[1], model, optimizer, device)
+            resumed = start
+            points = {p.step: p for p in _stored_points(store, rid) if p.step < start}
+    per_step = 6.0 * base.macs_per_token * config.batch_size
+    eval_data = task.eval_set(device)
+    last_beat = time.monotonic()
+    beat_every = store.lease_s / 4 if store is not None else math.inf
+    status, error, step = "finished", None, start
+    try:
+        for step in range(start, config.steps + 1):
+            if step % config.eval_every == 0 or step == config.steps:
+                # at a resumed start this logs the checkpoint's point again, identically
+                point = _log_point(config, task, model, eval_data, device, step, window, per_step)
+                window = []
+                points[step] = point
+                if store is not None:
+                    store.log_points(rid, [point._asdict()])
+                    last_beat = time.monotonic()
+                if on_point is not None and on_point(point) and step < config.steps:
+                    status = "pruned"
+                    break
+            if step == config.steps:
+                break
+            x, y = _batch(task, config, step, device)
+            loss = task.loss(model(x), y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise _Diverged(step, f"training loss became {value} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            window.append(value)
+            done = step + 1
+            if store is not None:
+                if done % checkpoint_every == 0 and done < config.steps:
+                    store.save_checkpoint(
+                        rid, done, _checkpoint_blob(done, model, optimizer, window)
+                    )
+                    last_beat = time.monotonic()
+                elif time.monotonic() - last_beat > beat_every:
+                    store.heartbeat(rid)
+                    last_beat = time.monotonic()
+    except _Diverged as div:
+        status, error = "diverged", div.reason
+        points = {s: p for s, p in points.items() if s < div.step}
+        if store is not None:
+            store.mark_diverged(rid, div.step, div.reason)
+    except KeyboardInterrupt:
+        raise  # the run stays 'running' with its newest checkpoint; a later claim resumes it
+    except Exception as err:  # never crash a sweep: record the failure and return it
+        status, error = "failed", "".join(traceback.format_exception_only(err)).strip()
+        if store is not None:
+            store.mark_failed(rid, err)
+    else:
+        if store is not None:
+            store.finish(rid)
+    return replace(
+        base,
+        status=status,
+        points=tuple(points[s] for s in sorted(points)),
+        resumed_from=resumed,
+        trained_steps=max(0, step - start),
+        wall_s=time.perf_counter() - started,
+        error=error,
+    )
+
+
+def _log_point(
+    config: ProxyConfig,
+    task: Task,
+    model: ProxyMLP,
+    eval_data: tuple[Tensor, Tensor],
+    device: torch.device,
+    step: int,
+    window: list[float],
+    per_step: float,
+) -> CurvePoint:
+    eval_loss = _evaluate(model, task, eval_data)
+    if not math.isfinite(eval_loss):
+        raise _Diverged(step, f"eval loss became {eval_loss} at step {step}")
+    if step == 0 and not window:
+        x, y = _batch(task, config, 0, device)
+        with torch.no_grad():
+            train = float(task.loss(model(x), y))
+        if not math.isfinite(train):
+            raise _Diverged(0, f"training loss is {train} at initialization")
+    else:
+        train = float(sum(window) / len(window)) if window else math.nan
+    return CurvePoint(step, per_step * step, None if math.isnan(train) else train, eval_loss)

@@ -1,0 +1,376 @@
+"""Tests of the search driver, the θ-space sampler and the search command.
+
+The slow ones start real processes: a sweep interrupted with SIGINT and then killed with
+SIGKILL resumes without losing or repeating a run, and two worker processes share one
+SQLite run store and one optuna study.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from einspace.errors import EinspaceError
+from einspace.structure import Structure
+from search.driver import RunSettings, interpolate_loss, parse_structures, parse_widths, run_search
+from search.space import (
+    PARAM_NAMES,
+    check_widths,
+    nearest_width,
+    sample_points,
+    snap_theta,
+    theta_point,
+)
+from search.store import RunStore
+
+TINY = RunSettings(steps=12, eval_every=4, batch_size=8, task_kwargs={"n_eval": 64})
+QUIET = {"progress": False}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny models run fastest, and bit-for-bit alike, on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _quiet() -> Console:
+    return Console(file=io.StringIO(), width=120)
+
+
+# --------------------------------------------------------------------------- θ space
+
+unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(unit, min_size=7, max_size=7), st.sampled_from(["round", "exact"]))
+def test_theta_points_are_valid_structures_or_clear_rejections(raw: list[float], mode: str) -> None:
+    widths = [16, 64]
+    point = theta_point(raw, widths=widths, mode=mode)  # type: ignore[arg-type]
+    theta = point.theta
+    assert sum(theta[:3]) == pytest.approx(1.0, abs=1e-12)
+    assert sum(theta[3:6]) == pytest.approx(1.0, abs=1e-12)
+    assert all(v == 0 or v >= 0.1 - 1e-12 for v in theta)
+    if point.ok:
+        assert point.rejection is None and point.structure is not None
+        assert point.structure.family.is_valid
+        assert Structure.parse(point.spec) == point.structure
+        for w in widths:
+            point.structure.realize(w, w, mode=mode)  # type: ignore[arg-type]
+    else:
+        assert point.structure is None
+        kind = (point.rejection or "").split(":")[0]
+        assert kind in {"disconnected", "redundant", "unrealizable"}, point.rejection
+
+
+def test_snap_reaches_the_named_corners() -> None:
+    assert Structure.from_theta(snap_theta((1, 0.02, 0, 1, 0, 0.05, 0))).family.name == "dense"
+    monarch = snap_theta((0.5, 0.0, 0.5, 0.01, 0.49, 0.5, 0.04))
+    assert Structure.from_theta(monarch).family.name == "monarch"
+
+
+def test_sampler_rejections_are_explained() -> None:
+    assert theta_point((1, 0, 0, 0, 1, 0, 0)).rejection.startswith("disconnected")  # type: ignore[union-attr]
+    assert theta_point((0, 0, 1, 0, 0, 1, 0)).rejection.startswith("redundant")  # type: ignore[union-attr]
+    deg = theta_point((0.5, 0, 0.5, 0, 0.5, 0.5, 1.0), reject_degenerate=True)
+    assert deg.rejection is not None and deg.rejection.startswith("degenerate")
+    points = sample_points(5, seed=1, widths=[16, 64], mode="exact")
+    assert len({p.theta for p in points}) == 5 and all(p.ok for p in points)
+    assert points == sample_points(5, seed=1, widths=[16, 64], mode="exact")
+
+
+def test_bad_raw_theta_raises() -> None:
+    with pytest.raises(EinspaceError, match="7 numbers"):
+        snap_theta((0.5, 0.5))
+    with pytest.raises(EinspaceError, match="outside"):
+        snap_theta((1.5, 0, 0, 1, 0, 0, 0))
+    assert PARAM_NAMES[-1] == "rho"
+
+
+def test_unrealizable_width_names_structure_width_and_nearest() -> None:
+    spec = "(0.3|0.3|0.4|0.2|0.3|0.5|0.2)"
+    structure = Structure.parse(spec)
+    assert nearest_width(structure, 16) == 14
+    with pytest.raises(EinspaceError, match=r"'\(0\.3\|.*width 16.*nearest width that works is 14"):
+        check_widths([structure], [16])
+
+
+# --------------------------------------------------------------------------- driver units
+
+
+def test_interpolation_is_log_log() -> None:
+    from search.proxy import CurvePoint
+
+    pts = [CurvePoint(0, 0.0, 2.0, 2.0), CurvePoint(1, 10.0, 1.0, 1.0)]
+    pts.append(CurvePoint(2, 1000.0, 0.01, 0.01))
+    assert interpolate_loss(pts, 100.0) == pytest.approx(0.1)
+    assert interpolate_loss(pts, 5.0) == 1.0
+    assert interpolate_loss([], 5.0) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda p: run_search([], [16], store=p, **QUIET), "candidate list is empty"),
+        (
+            lambda p: run_search(["dense"], [16], settings=RunSettings(task="digts"), store=p),
+            "unknown task 'digts'; did you mean 'digits'",
+        ),
+        (
+            lambda p: run_search(["(0.3|0.3|0.4|0.2|0.3|0.5|0.2)"], [16], store=p, **QUIET),
+            "width 16.*nearest width that works is 14",
+        ),
+        (lambda p: run_search(["dense"], [0], store=p), "width 0"),
+        (lambda p: run_search(["dens"], [16], store=p), "did you mean 'dense'"),
+        (
+            lambda p: run_search(["dense"], [16], store=p, trials=1, storage="not a url"),
+            "storage URL 'not a url' is malformed",
+        ),
+        (
+            lambda p: run_search(["dense"], [16], store=p, trials=1, storage="nosuchdb://x/y"),
+            "cannot open optuna storage",
+        ),
+        (lambda p: run_search(["dense"], [16], store="postgresql://a:b@:x:y/z"), "run store URL"),
+    ],
+)
+def test_bad_input_raises_einspace_error(
+    tmp_path: Path, call: Callable[[Path], Any], match: str
+) -> None:
+    with pytest.raises(EinspaceError, match=match):
+        call(tmp_path / "runs.sqlite")
+
+
+def test_parsers() -> None:
+    assert parse_widths("64,16") == [64, 16]
+    assert list(parse_structures(["btt", "btt(r=0.25)", "low_rank"])) == [
+        "btt(r=0.25)",
+        "low_rank(r=0.5)",
+    ]
+    with pytest.raises(EinspaceError):
+        parse_widths("16,x")
+
+
+def test_search_command_reports_bad_input_cleanly(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from search.commands import search_command
+
+    app = typer.Typer()
+    app.command()(search_command)
+    result = CliRunner().invoke(
+        app, ["--store", str(tmp_path / "r.sqlite"), "--widths", "16", "--no-progress"]
+    )
+    assert result.exit_code == 2
+    assert "candidate list is empty" in result.output
+
+
+def test_commands_module_does_not_import_torch() -> None:
+    code = "import sys, search, search.commands, search.driver; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- processes
+
+SWEEP = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from search.driver import RunSettings, run_search
+settings = RunSettings(steps=120, eval_every=10, batch_size=8, task_kwargs={{"n_eval": 64}})
+result = run_search({structures!r}, {widths!r}, settings=settings, store={store!r},
+                    sweep="kill", checkpoint_every=20, progress=False)
+print("INTERRUPTED" if result.interrupted else "DONE", flush=True)
+sys.exit(130 if result.interrupted else 0)
+"""
+KILL_SETTINGS = RunSettings(steps=120, eval_every=10, batch_size=8, task_kwargs={"n_eval": 64})
+KILL_STRUCTURES = ["dense", "monarch", "kronecker"]
+KILL_WIDTHS = [16, 36]
+
+
+def _snapshot(path: Path) -> dict[str, tuple[int, float, list[tuple[Any, ...]]]]:
+    """Finished runs: id → (attempt, updated_at, points)."""
+    with RunStore(path) as store:
+        runs = store.runs(status="finished")
+        points = store.points(run_ids=list(runs["run_id"]))
+    out = {}
+    for row in runs.itertuples():
+        own = points[points["run_id"] == row.run_id]
+        curve = list(own[["step", "compute", "train_loss", "eval_loss"]].itertuples(index=False))
+        out[row.run_id] = (int(row.attempt), row.updated_at.timestamp(), [tuple(p) for p in curve])
+    return out
+
+
+def _mid_run(path: Path, finished_at_least: int) -> bool:
+    """At least ``finished_at_least`` runs finished and a running run has a checkpoint."""
+    if not path.exists():
+        return False
+    with RunStore(path) as store:
+        runs = store.runs()
+        if (runs["status"] == "finished").sum() < finished_at_least:
+            return False
+        running = runs[runs["status"] == "running"]["run_id"]
+        return any(store.load_checkpoint(rid) is not None for rid in running)
+
+
+def _start_sweep(path: Path) -> subprocess.Popen[str]:
+    code = SWEEP.format(structures=KILL_STRUCTURES, widths=KILL_WIDTHS, store=str(path))
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait(proc: subprocess.Popen[str], ready: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"the sweep ended before it could be stopped:\n{output}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the sweep did not reach the point to stop it in time")
+        time.sleep(0.05)
+
+
+def test_killed_sweep_resumes_without_loss_or_repeats(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    total = len(KILL_STRUCTURES) * len(KILL_WIDTHS)
+    proc = _start_sweep(path)
+    _wait(proc, lambda: _mid_run(path, 1))
+    os.kill(proc.pid, signal.SIGKILL)  # kill -9 in the middle of a run
+    proc.wait(timeout=30)
+    before = _snapshot(path)
+    assert 1 <= len(before) < total
+    with RunStore(path) as store:
+        killed = store.runs(status="running")
+    assert len(killed) == 1
+
+    result = run_search(
+        KILL_STRUCTURES,
+        KILL_WIDTHS,
+        settings=KILL_SETTINGS,
+        store=path,
+        sweep="kill",
+        checkpoint_every=20,
+        progress=False,
+        console=_quiet(),
+    )
+    assert not result.interrupted
+    after = _snapshot(path)
+    assert len(after) == total
+    assert {k: after[k] for k in before} == before  # finished runs were neither lost nor redone
+    with RunStore(path) as store:
+        runs = store.runs()
+        points = store.points()
+    assert len(runs) == total and set(runs["status"]) == {"finished"}
+    resumed = runs[runs["run_id"] == killed["run_id"].iloc[0]].iloc[0]
+    assert resumed["attempt"] == 2 and (runs["attempt"] == 1).sum() == total - 1
+    counts = points.groupby("run_id")["step"].agg(["count", "nunique"])
+    assert (counts["count"] == 13).all() and (counts["nunique"] == 13).all()
+    # the resumed run's curve is the uninterrupted one, bit for bit
+    from search.proxy import run_config
+
+    fresh = run_config(resumed["config"])
+    own = points[points["run_id"] == resumed["run_id"]]
+    assert own["eval_loss"].tolist() == [p.eval_loss for p in fresh.points]
+    assert len(result.fits) == len(KILL_STRUCTURES)
+
+
+def test_ctrl_c_keeps_finished_runs_and_leaves_the_run_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import search.proxy as proxy
+
+    path = tmp_path / "runs.sqlite"
+    original, calls = proxy._batch, [0]
+
+    def batch_then_ctrl_c(*args: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2 * 122 + 75:  # third run, step ~74, after its checkpoint at 60
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(proxy, "_batch", batch_then_ctrl_c)
+    out = io.StringIO()
+    result = run_search(
+        ["dense"],
+        [16, 36, 64],
+        settings=KILL_SETTINGS,
+        store=path,
+        sweep="ctrl-c",
+        checkpoint_every=20,
+        progress=False,
+        console=Console(file=out, width=120),
+    )
+    assert result.interrupted
+    assert "interrupted" in out.getvalue()
+    with RunStore(path) as store:
+        runs = store.runs()
+        assert sorted(runs["status"]) == ["finished", "finished", "running"]
+        running = runs[runs["status"] == "running"].iloc[0]
+        assert store.load_checkpoint(running["run_id"])[0] == 60  # type: ignore[index]
+    monkeypatch.setattr(proxy, "_batch", original)
+    # once this process is gone the run is taken over; lease 0 stands in for that here
+    resumed = proxy.run_config(running["config"], store=RunStore(path, lease_s=0))
+    assert resumed.resumed_from == 60 and resumed.status == "finished"
+    assert resumed.points == proxy.run_config(running["config"]).points
+
+
+def test_two_workers_share_the_store_and_the_study(tmp_path: Path) -> None:
+    path = tmp_path / "runs.sqlite"
+    result = run_search(
+        ["dense", "monarch"],
+        [16, 36],
+        seeds=[0, 1],
+        settings=RunSettings(
+            steps=20, eval_every=5, batch_size=8, mode="exact", task_kwargs={"n_eval": 64}
+        ),
+        store=path,
+        sweep="pair",
+        workers=2,
+        trials=4,
+        promote=1,
+        theta_width=16,
+        progress=False,
+        console=_quiet(),
+    )
+    assert not result.interrupted
+    trials = result.trials
+    assert trials is not None and result.study is not None
+    trained = trials[trials["rejection"].isna()]
+    assert len(trained) >= 4
+    with RunStore(path) as store:
+        runs = store.runs()
+    assert (runs["attempt"] == 1).all()  # no run was taken twice
+    grid = runs[runs["sweep"] == "pair"]
+    assert set(grid["status"]) == {"finished"}
+    assert len(grid) == (2 + len(result.promoted)) * 2 * 2
+    theta_runs = runs[runs["sweep"] == "pair/theta"]
+    assert set(trained["run_id"].dropna()) <= set(theta_runs["run_id"])
+    import optuna
+
+    study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{path}")
+    workers = {t.user_attrs.get("worker") for t in study.trials} - {None}
+    assert len(workers) == 2  # both processes took trials from the one study
+    assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
