@@ -238,7 +238,7 @@ def score_command(
 ) -> None:
     """Rank candidates analytically: ψ = 1 first, then smaller ω, then more params per MAC,
     within the MAC budget (the papers' prior; see search.score)."""
-    from search.score import score
+    from search import score
 
     frame = score(
         candidates or "all", d_in, d_out, budget_macs=budget, objective=objective, k=factors

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from search.scoring import OBJECTIVES, ExponentModel, register_objective, score
 from search.store import (
     LABEL_KEYS,
     POINT_FIELDS,
@@ -47,11 +48,13 @@ _LAZY = {
 
 __all__ = [
     "LABEL_KEYS",
+    "OBJECTIVES",
     "POINT_FIELDS",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "Claim",
     "CurvePoint",
+    "ExponentModel",
     "ProxyConfig",
     "RunResult",
     "RunSettings",
@@ -60,9 +63,11 @@ __all__ = [
     "ThetaPoint",
     "canonical_config",
     "proxy_run",
+    "register_objective",
     "run_id",
     "run_search",
     "sample_points",
+    "score",
     "snap_theta",
     "theta_point",
 ]

@@ -265,7 +265,7 @@ def test_pareto_mask_against_brute_force() -> None:
 
 
 def test_top_candidates_are_the_scores_ranking(plain: Path) -> None:
-    from search.score import score
+    from search import score
 
     shown = csv(plain, "top_candidates")
     ranking = score("all", D_IN, D_OUT)

@@ -193,11 +193,11 @@ SCORE_COLUMNS = (
 def top_candidates(d_in: int, d_out: int, max_k: int = 2) -> pd.DataFrame | str:
     """The default-score ranking of every exact ``min(max_k, 2)``-factor realization.
 
-    Returns the DataFrame of ``search.score.score("all", …)``, or a sentence saying why
+    Returns the DataFrame of ``search.score("all", …)``, or a sentence saying why
     there is none (the scorer is not installed, or nothing can be realized exactly).
     """
     try:
-        from search.score import score
+        from search import score
     except ImportError as err:
         return f"The candidate scorer `search.score` is not available here ({err})."
     try:
