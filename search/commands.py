@@ -167,6 +167,7 @@ def demo_command(
     console = Console()
     started = time.perf_counter()
     try:
+        _demo_space(console)
         result = run_demo(out, workers=workers, progress=progress, console=console)
     except EinspaceError as err:
         raise _fail(console, err) from None
@@ -174,6 +175,27 @@ def demo_command(
         raise typer.Exit(130)
     _demo_report(out, console)
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
+
+
+def _demo_space(console: Console) -> None:
+    """The demo's first two stages: enumerate the space, then score it at the top width."""
+    from rich.table import Table
+
+    from einspace.enumeration import count_families
+    from search.scoring import score
+
+    counts = ", ".join(f"k = {k}: {count_families(k)}" for k in (1, 2, 3))
+    console.print(f"valid families (paper space, modulo factor renaming): {counts}")
+    width = max(DEMO_WIDTHS)
+    ranked = score("all", width, width)
+    table = Table(title=f"top of {len(ranked)} exact realizations at {width} → {width} (prior)")
+    for col in ("position", "candidate", "params", "macs", "why"):
+        table.add_column(col)
+    for row in ranked.head(5).itertuples(index=False):
+        table.add_row(
+            str(row.position), str(row.candidate), str(row.params), str(row.macs), str(row.why)
+        )
+    console.print(table)
 
 
 def _demo_report(out: Path, console: Console) -> None:
