@@ -1,0 +1,29 @@
+"""Torch layers for einsum structures (the only part of einspace that imports torch).
+
+* :class:`EinsumLinear` — a structured linear layer that runs a precompiled plan.
+* :class:`BTTMoE` — BTT with its rank index split into top-k routed experts.
+* :func:`param_groups` — structure-aware μP learning rates for optimizers.
+* :func:`replace_linear` — swap a model's ``nn.Linear`` layers in place.
+* :class:`ExecutionPlan` — the framework-neutral schedule a layer runs.
+
+Examples:
+    >>> import torch
+    >>> from einspace.nn import EinsumLinear
+    >>> EinsumLinear(256, 256, "monarch")(torch.randn(4, 256)).shape
+    torch.Size([4, 256])
+"""
+
+from einspace.nn.linear import EinsumLinear
+from einspace.nn.moe import BTTMoE
+from einspace.nn.mup import param_groups
+from einspace.nn.plan import ExecutionPlan
+from einspace.nn.surgery import ReplaceSummary, replace_linear
+
+__all__ = [
+    "BTTMoE",
+    "EinsumLinear",
+    "ExecutionPlan",
+    "ReplaceSummary",
+    "param_groups",
+    "replace_linear",
+]

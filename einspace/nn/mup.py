@@ -1,0 +1,173 @@
+"""Structure-aware μP (THEORY §4): spectral init, factor normalization and learning rates.
+
+Each factor is a batch of matrices with a fan-in (the classes it contracts at its step) and a
+fan-out (the classes it adds), taken from :attr:`Realization.fans` (the core's best sequential
+order).
+
+* **Init**: entries ~ N(0, σ²) with ``σ = fan_in^{-1/2} · min(1, √(fan_out / fan_in))``.
+* **Normalization** (optional): the forward pass uses ``F / max(1, rms(F) / σ)`` and a learnable
+  scalar gain per layer (applied to the last factor).
+* **Learning rates** (:func:`param_groups`): with Adam a factor gets
+  ``lr_dense · (d_in / fan_in) / k``, with SGD
+  ``lr_dense · ((fan_out / fan_in) / (d_out / d_in)) / k``.
+
+``lr_dense`` is the μP learning rate of a dense layer with the same ``d_in``. Width transfer:
+when ``base_width`` is given, ``lr`` is the learning rate tuned for a dense layer of
+``d_in = base_width`` and μP's Adam rule (lr ∝ 1/fan_in) gives ``lr_dense = lr · base_width /
+d_in`` for every structured layer (they are treated as hidden layers). The spectral SGD rule
+(lr ∝ fan_out/fan_in) does not change with width at a fixed aspect ratio, so for SGD
+``lr_dense = lr`` whatever ``base_width`` is. Without ``base_width``, ``lr_dense = lr``.
+
+Examples:
+    >>> from einspace import Structure
+    >>> r = Structure.named("btt", r=0.25).realize(1024, 1024)
+    >>> r.fans
+    ((32, 192), (192, 32))
+    >>> [round(s, 6) for s in spectral_sigmas(r)]
+    [0.176777, 0.029463]
+    >>> adam_multipliers(r)
+    (16.0, 2.6666666666666665)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from einspace.errors import EinspaceError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from einspace.realization import Realization
+
+__all__ = [
+    "adam_multipliers",
+    "param_groups",
+    "sgd_multipliers",
+    "spectral_sigma",
+    "spectral_sigmas",
+]
+
+
+def spectral_sigma(fan_in: int, fan_out: int) -> float:
+    """``fan_in^{-1/2} · min(1, √(fan_out / fan_in))``.
+
+    Examples:
+        >>> spectral_sigma(64, 512), spectral_sigma(512, 64)
+        (0.125, 0.015625)
+    """
+    return math.sqrt(min(fan_in, fan_out)) / fan_in  # the same, with less rounding
+
+
+def spectral_sigmas(realization: Realization) -> tuple[float, ...]:
+    """The init standard deviation of each factor (core order)."""
+    return tuple(spectral_sigma(fi, fo) for fi, fo in realization.fans)
+
+
+def adam_multipliers(realization: Realization) -> tuple[float, ...]:
+    """Per factor: ``(d_in / fan_in) / k``, the Adam LR multiplier over ``lr_dense``."""
+    k = realization.k
+    return tuple((realization.d_in / fi) / k for fi, _ in realization.fans)
+
+
+def sgd_multipliers(realization: Realization) -> tuple[float, ...]:
+    """Per factor: ``((fan_out / fan_in) / (d_out / d_in)) / k``, the SGD LR multiplier."""
+    k, ratio = realization.k, realization.d_out / realization.d_in
+    return tuple(((fo / fi) / ratio) / k for fi, fo in realization.fans)
+
+
+@dataclass(frozen=True)
+class _FactorGroup:
+    name: str
+    param: torch.nn.Parameter
+    lr: float
+
+
+def _structured_factors(
+    model: nn.Module, lr: float, optimizer: str, base_width: int | None
+) -> Iterator[_FactorGroup]:
+    from einspace.nn.linear import EinsumLinear
+    from einspace.nn.moe import BTTMoE
+
+    for mod_name, module in model.named_modules():
+        if not isinstance(module, EinsumLinear | BTTMoE):
+            continue
+        r = module.mup_realization
+        lr_dense = lr
+        if base_width is not None and optimizer == "adam":
+            lr_dense = lr * base_width / r.d_in
+        mult = adam_multipliers(r) if optimizer == "adam" else sgd_multipliers(r)
+        for i, p in enumerate(module.factors):
+            prefix = f"{mod_name}." if mod_name else ""
+            yield _FactorGroup(f"{prefix}factors.{i}", p, lr_dense * mult[i])
+
+
+def param_groups(
+    model: nn.Module,
+    lr: float,
+    optimizer: Literal["adam", "sgd"] = "adam",
+    base_width: int | None = None,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups with the per-factor μP learning rates of THEORY §4.
+
+    Every factor of every :class:`~einspace.nn.EinsumLinear` and
+    :class:`~einspace.nn.BTTMoE` in ``model`` gets its multiplier (factors with equal learning
+    rates share a group). Everything else — biases, gains, gates, norms, plain ``nn.Linear``
+    — goes into one group with ``lr`` unchanged. Groups carry a ``"names"`` key (optimizers
+    ignore extra keys) and, for structured factors, ``"mup": True``. Works with AdamW too
+    (pass ``optimizer="adam"``).
+
+    Args:
+        model: the module to scan (shared parameters are listed once).
+        lr: the dense learning rate (at ``base_width`` when given, see the module docs).
+        optimizer: ``"adam"`` or ``"sgd"``: which μP rule to apply.
+        base_width: the width ``lr`` was tuned at, for μP width transfer (Adam only).
+
+    Examples:
+        >>> import torch
+        >>> from einspace.nn import EinsumLinear
+        >>> net = torch.nn.Sequential(EinsumLinear(64, 64, "low_rank:r=0.5"), torch.nn.ReLU())
+        >>> [(g["lr"], g["names"]) for g in param_groups(net, lr=1e-3)]
+        [(0.0005, ['0.factors.0']), (0.004, ['0.factors.1']), (0.001, ['0.bias'])]
+        >>> opt = torch.optim.Adam(param_groups(net, lr=1e-3))
+    """
+    if optimizer not in ("adam", "sgd"):
+        raise EinspaceError(f"optimizer = {optimizer!r}; expected 'adam' or 'sgd'")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+        raise EinspaceError(f"lr = {lr!r} must be a positive number, e.g. 1e-3")
+    if base_width is not None and (
+        isinstance(base_width, bool) or not isinstance(base_width, int) or base_width <= 0
+    ):
+        raise EinspaceError(f"base_width = {base_width!r} must be a positive integer or None")
+    seen: set[int] = set()
+    by_lr: dict[float, dict[str, Any]] = {}
+    for fg in _structured_factors(model, float(lr), optimizer, base_width):
+        if id(fg.param) in seen:
+            continue
+        seen.add(id(fg.param))
+        group = by_lr.setdefault(fg.lr, {"params": [], "lr": fg.lr, "names": [], "mup": True})
+        group["params"].append(fg.param)
+        group["names"].append(fg.name)
+    plain: dict[str, Any] = {"params": [], "lr": float(lr), "names": [], "mup": False}
+    for name, p in model.named_parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            plain["params"].append(p)
+            plain["names"].append(name)
+    groups = list(by_lr.values())
+    if plain["params"]:
+        groups.append(plain)
+    return groups
+
+
+def init_factors(params: Iterable[torch.Tensor], sigmas: Iterable[float]) -> None:
+    """Fill each tensor with N(0, σ²) in place (no autograd)."""
+    import torch
+
+    with torch.no_grad():
+        for p, s in zip(params, sigmas, strict=True):
+            p.normal_(0.0, s)

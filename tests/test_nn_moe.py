@@ -1,0 +1,136 @@
+"""BTTMoE (THEORY §5): routing, both dispatch paths against an einsum reference, the
+auxiliary loss, counts and bad input."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from einspace import EinspaceError
+from einspace.nn import BTTMoE
+
+
+def reference(moe: BTTMoE, x: torch.Tensor) -> torch.Tensor:
+    """The BTT einsum with the gate vector on ρ, written directly."""
+    x2 = x.reshape(-1, moe.d_in)
+    idx, w, _ = moe.route(x2)
+    scale = torch.zeros(x2.shape[0], moe.experts, dtype=x.dtype).scatter(1, idx, w)
+    r = moe.realization
+    n = r.sizes
+    xp = F.pad(x2, (0, max(0, r.padded_in - moe.d_in)))[:, : r.padded_in]
+    a, b = moe.core_factors()
+    y = torch.einsum("zag,agfe,ze,gcfe->zcf", xp.reshape(-1, n["α"], n["γ"]), a, scale, b)
+    y = F.pad(y.reshape(x2.shape[0], -1), (0, max(0, moe.d_out - r.padded_out)))
+    y = y[:, : moe.d_out]
+    return (y + moe.bias if moe.bias is not None else y).reshape(*x.shape[:-1], moe.d_out)
+
+
+def make(d_in: int, d_out: int, experts: int, top_k: int) -> BTTMoE:
+    torch.manual_seed(0)
+    moe = BTTMoE(d_in, d_out, experts, top_k, dtype=torch.float64)
+    with torch.no_grad():  # a non-trivial gate and bias
+        moe.gate.weight.normal_()
+        assert moe.bias is not None
+        moe.bias.normal_()
+    return moe
+
+
+@pytest.mark.parametrize(
+    ("d_in", "d_out", "experts", "top_k"),
+    [
+        (64, 64, 4, 2),
+        (60, 72, 8, 2),
+        (64, 48, 8, 1),
+        (64, 64, 3, 3),
+        (64, 16, 4, 2),
+        (64, 64, 1, 1),
+    ],
+)
+def test_dispatch_paths_match_reference(d_in: int, d_out: int, experts: int, top_k: int) -> None:
+    moe = make(d_in, d_out, experts, top_k)
+    x = torch.randn(2, 50, d_in, dtype=torch.float64, requires_grad=True)
+    ref = reference(moe, x)
+    gy = torch.randn_like(ref)
+    params = [x, *moe.parameters()]
+    want = torch.autograd.grad(ref, params, gy, allow_unused=True)
+    for dispatch in ("dense", "sparse"):
+        moe.dispatch = dispatch
+        y = moe(x)
+        torch.testing.assert_close(y, ref)
+        got = torch.autograd.grad(y, params, gy, allow_unused=True)
+        for g, w in zip(got, want, strict=True):
+            if w is None:
+                continue
+            torch.testing.assert_close(g, w)
+
+
+def test_unselected_experts_are_zero() -> None:
+    moe = make(64, 64, 4, 1)
+    x = torch.randn(10, 64, dtype=torch.float64)
+    idx, w, _ = moe.route(x)
+    assert torch.allclose(w, torch.ones_like(w))  # top-1: softmax of one logit
+    # the output only depends on the selected expert's slices: zero the others' B slices
+    with torch.no_grad():
+        y = moe(x)
+        _, b = moe.core_factors()
+        for e in range(4):
+            if e not in idx:
+                b[..., e].normal_()
+        torch.testing.assert_close(moe(x), y)
+
+
+def test_aux_loss() -> None:
+    moe = BTTMoE(64, 64, experts=4, top_k=2)
+    x = torch.randn(32, 64)
+    moe(x)
+    # zero gate: uniform router probabilities, so E·⟨P, f⟩ = E · Σ (1/E) f_e = 1,
+    # and logsumexp of E zeros is log E
+    assert moe.aux_loss is not None
+    assert float(moe.aux_loss.detach()) == pytest.approx(
+        1 + 0.1 * torch.log(torch.tensor(4.0)) ** 2
+    )
+    with torch.no_grad():
+        moe.gate.weight.normal_()
+    y = moe(x)
+    loss = y.square().mean() + 0.01 * moe.aux_loss
+    loss.backward()
+    assert moe.gate.weight.grad is not None and torch.any(moe.gate.weight.grad != 0)
+
+
+def test_counts() -> None:
+    moe = BTTMoE(1024, 1024, experts=8, top_k=2)
+    # α = γ = ε = φ = 32, ρ = 8: each factor 32³·8 = 262144; BTT MACs 2 · 262144
+    assert moe.params == 2 * 262144
+    assert moe.btt_macs == 524288 and moe.macs() == 524288 * 2 / 8 == 131072
+    assert moe.gate_params == 1024 * 8 + 8
+    total = sum(p.numel() for p in moe.parameters())
+    assert total == moe.params + moe.gate_params + 1024
+
+
+def test_bad_input() -> None:
+    with pytest.raises(EinspaceError, match="top_k = 5 exceeds experts = 4"):
+        BTTMoE(64, 64, experts=4, top_k=5)
+    with pytest.raises(EinspaceError, match="experts = 0"):
+        BTTMoE(64, 64, experts=0)
+    with pytest.raises(EinspaceError, match="dispatch = 'fast'"):
+        BTTMoE(64, 64, experts=4, dispatch="fast")  # type: ignore[arg-type]
+    moe = BTTMoE(64, 64, experts=4)
+    with pytest.raises(EinspaceError, match="d_in = 64"):
+        moe(torch.randn(3, 63))
+
+
+def test_round_trips_and_repr() -> None:
+    moe = make(64, 64, 4, 2)
+    x = torch.randn(5, 64, dtype=torch.float64)
+    y = moe(x)
+    clone = pickle.loads(pickle.dumps(moe))
+    torch.testing.assert_close(clone(x), y)
+    fresh = BTTMoE(64, 64, 4, 2, dtype=torch.float64)
+    fresh.load_state_dict(moe.state_dict())
+    torch.testing.assert_close(fresh(x), y)
+    assert (
+        repr(BTTMoE(64, 64, experts=4, top_k=1)) == "BTTMoE(d_in=64, d_out=64, experts=4, top_k=1)"
+    )
