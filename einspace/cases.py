@@ -17,7 +17,7 @@ import random
 
 from einspace.enumeration import enumerate_families
 from einspace.family import Family
-from einspace.index_classes import X, Y
+from einspace.index_classes import X, Y, universe
 from einspace.realization import Realization
 from einspace.structure import Structure
 
@@ -25,9 +25,21 @@ __all__ = ["random_family", "random_realization", "random_structure"]
 
 
 def random_family(rng: random.Random, k: int | None = None, diagonal: bool = False) -> Family:
-    """A uniformly drawn valid family with ``k`` factors (k drawn from 1..3 if None)."""
+    """A valid family with ``k`` factors (k drawn from 1..3 if None), canonical form.
+
+    Uniform over canonical families where listing them is cheap (k ≤ 3 paper space, k ≤ 2
+    extended); elsewhere — the 5.5 M extended k = 3 families, or k ≥ 4 — uniform over
+    labelled valid families by rejection sampling.
+    """
     k = rng.choice((1, 2, 3)) if k is None else k
-    return rng.choice(enumerate_families(k, diagonal))
+    if k <= 2 or (k == 3 and not diagonal):
+        return rng.choice(enumerate_families(k, diagonal))
+    classes = universe(k, diagonal)
+    while True:
+        bits = rng.getrandbits(len(classes))
+        fam = Family(k, tuple(m for j, m in enumerate(classes) if bits >> j & 1))
+        if fam.is_valid:
+            return fam.canonical()
 
 
 def _split(rng: random.Random, n: int, total: float) -> list[float]:

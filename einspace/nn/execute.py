@@ -4,10 +4,11 @@
 construction). :func:`run_program` executes it with plain torch ops (used for inference and
 under ``torch.compile``). :class:`PlanFunction` is the training path: a custom
 ``torch.autograd.Function`` whose backward pass produces every gradient in the memory layout
-of the tensor it belongs to, by choosing the orientation of each ``bmm`` (and writing with
-``bmm(out=)`` into a strided view when the batch sits between the matrix dimensions). So the
-backward pass copies exactly what the forward pass copied, in reverse, and never falls into
-``bmm``'s per-matrix clone path (autograd through the plain ops does, several times per step).
+of the tensor it belongs to, by choosing the orientation of each ``bmm`` (plus a row move
+when the batch sits between the matrix dimensions). So the backward pass copies what the
+forward pass copied, in reverse, and never falls into ``bmm``'s per-matrix clone path
+(autograd through the plain ops does, several times per step). Both passes run in
+cache-sized chunks of tokens (:func:`token_chunks`).
 
 Examples:
     >>> import torch
@@ -111,8 +112,8 @@ class Kernel:
         out_mid: the product is written as ``(rows, nb, cols)`` in memory.
         grad_mode: the memory order of the input's groups (batch, rows, contracted), which
             fixes how the backward pass produces the input gradient: ``"bmc"`` and ``"bcm"``
-            are plain bmm outputs, ``"mbc"`` and ``"cbm"`` (batch in the middle) are written
-            with ``bmm(out=)`` into a strided view whose rows are contiguous.
+            are plain bmm outputs, ``"mbc"`` and ``"cbm"`` (batch in the middle) are bmm
+            outputs moved row by row into place.
     """
 
     factor: int
@@ -254,10 +255,10 @@ def _bmm(
 ) -> torch.Tensor:
     """``a (nb, r, k) @ b (nb, k, c)`` in memory ``(nb, r, c)``, or ``(r, nb, c)`` when ``mid``.
 
-    With ``inplace`` a mid result is written by ``bmm(out=)`` into a strided view (rows stay
-    contiguous, so BLAS writes it directly); without (autograd through plain ops, e.g. under
-    torch.compile) it is a contiguous product plus a row move. ``accumulate`` (same shape as
-    the result, not mid) is added to in place and returned.
+    A mid result is a contiguous product plus a row move: ``bmm(out=)`` into the strided
+    view would save the move, but torch's CPU bmm then loops over matrices and was measured
+    up to 30× slower. ``accumulate`` (same shape as the result, not mid) is added to in
+    place and returned. ``inplace`` is kept for callers that may write in place.
     """
     if accumulate is not None:
         if a.shape[0] == 1:
@@ -269,10 +270,6 @@ def _bmm(
         if a.shape[0] == 1:
             return torch.mm(a[0], b[0]).unsqueeze(0)
         return torch.bmm(a, b)
-    if inplace:
-        buf = a.new_empty((a.shape[1], a.shape[0], b.shape[2]))
-        torch.bmm(a, b, out=buf.transpose(0, 1))
-        return buf
     return torch.bmm(a, b).transpose(0, 1).contiguous()
 
 
@@ -346,10 +343,8 @@ class PlanFunction(torch.autograd.Function):
         ctx: Any, program: Program, x: torch.Tensor, *weights: torch.Tensor
     ) -> torch.Tensor:
         saved: list[torch.Tensor] = []
-        if program.padded_out:
-            chunks = token_chunks(program, x.shape[0])
-        else:
-            chunks = [(0, 0)]  # a sub-program runs whole
+        # a sub-program (padded_out == 0) runs whole
+        chunks = token_chunks(program, x.shape[0]) if program.padded_out else [(0, 0)]
         if len(chunks) == 1:
             y = _run(program, x, weights, True, saved)
         else:
@@ -411,10 +406,8 @@ def _backward_chunk(
         nb, m = t3.shape[0], t3.shape[1]
         n_out = kn.matrix[1] if kn.transposed else kn.matrix[2]
         rows, cols = (n_out, m) if kn.transposed else (m, n_out)
-        if kn.out_mid:  # the output's memory is (rows, nb, cols)
-            g3 = g.reshape(rows, nb, cols).transpose(0, 1)
-        else:
-            g3 = g.reshape(nb, rows, cols)
+        # the output's memory is (nb, rows, cols), or (rows, nb, cols) when mid
+        g3 = g.reshape(rows, nb, cols).transpose(0, 1) if kn.out_mid else g.reshape(nb, rows, cols)
         if ctx.needs_input_grad[2 + kn.factor]:
             acc = grads[kn.factor]
             acc3 = None if acc is None else acc.view(kn.matrix)

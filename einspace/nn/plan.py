@@ -20,11 +20,12 @@ stored pre-permuted in the order its step wants, so weights are never copied. Am
 orders with the fewest MACs and every choice of layouts, the plan minimizes the elements
 copied per token, weighted by how a copy moves memory (:func:`_copy_cost`: whole rows are
 cheap, transposes are not), over both passes (a dynamic program over layouts). A step may
-write its product with the batch between the matrix dimensions (``bmm(out=)`` into a strided
-view), and may put ``z`` in the batch dimension with the factor broadcast to every token
+write its product with the batch between the matrix dimensions (a row move after the
+bmm), and may put ``z`` in the batch dimension with the factor broadcast to every token
 when that avoids a copy (Kronecker and TT then need no copy at all); many small products
-and a gradient summed over tokens make that cost a little extra (:data:`Z_BATCH_PENALTY`). Every copy is done on merged runs of axes
-(:func:`copy_runs`), so it is a row move or a (batched) 2D transpose whenever possible.
+and a gradient summed over tokens make that cost a little extra (:data:`Z_BATCH_PENALTY`).
+Every copy is done on merged runs of axes (:func:`copy_runs`), so it is a row move or a
+(batched) 2D transpose whenever possible.
 
 Examples:
     >>> from einspace import Structure
@@ -99,7 +100,7 @@ class StepPlan:
         z_batch: whether tokens form the batch with the factor broadcast.
         copy: whether the live tensor is copied into ``layout_in`` first.
         out_mid: whether the product is written with the batch between its two matrix
-            dimensions (``bmm(out=…)`` into a strided view), e.g. ``(m, nb, n)`` in memory.
+            dimensions, e.g. ``(m, nb, n)`` in memory (the bmm result moved row by row).
         layout_in: memory order of the live tensor entering the product.
         layout_out: memory order of the product.
         weight_axes: the class positions of the stored factor's dimensions (every class of
@@ -154,8 +155,9 @@ class ExecutionPlan:
 
     @property
     def copies(self) -> int:
-        """Number of copies of the live tensor per forward pass, final one included."""
-        return sum(s.copy for s in self.steps) + self.final_copy
+        """Copies of the live tensor per forward pass: into a step's layout, the row move of a
+        product written with the batch in the middle, and the final one."""
+        return sum(s.copy + s.out_mid for s in self.steps) + self.final_copy
 
     @classmethod
     def compile(cls, realization: Realization) -> ExecutionPlan:
@@ -198,7 +200,7 @@ class ExecutionPlan:
                     fmt(s.rows),
                     fmt(s.contracted),
                     fmt(s.added),
-                    "W@Tᵀ" if s.transposed else "T@W",
+                    ("W@Tᵀ" if s.transposed else "T@W") + (" mid" if s.out_mid else ""),
                     "yes" if s.copy else "no",
                     str(s.macs),
                 )
@@ -341,7 +343,7 @@ def _step_options(
                 cost = copy_cost + 1e-9 * transposed  # the plain orientation on ties
                 if ob and lay[0] not in ob:
                     # batch in the middle: read in place, but the backward pass writes the
-                    # input gradient with bmm(out=) into a strided view (≈ a row move)
+                    # input gradient with a row move after its bmm
                     cost += COPY_ROWS * live_elems
                 if z_batch:
                     cost += 3 * Z_BATCH_PENALTY * macs
@@ -353,15 +355,16 @@ def _step_options(
                         cost += Z_BATCH_GRAD_COPY * live_elems
                 for on in added_orders:
                     # the product is written contiguous, or with the batch in the middle
-                    # (bmm(out=) into a strided view; rows stay contiguous)
+                    # (a row move after the bmm)
                     first, second = (on, om) if transposed else (om, on)
                     outs = [(False, ob + first + second)]
                     if ob and first:
                         outs.append((True, first + ob + second))
                     for mid, lay_out in outs:
                         args = (factor, ob, om, oc, on, transposed, z_batch, copy, lay, lay_out)
-                        extra = COPY_ROWS * out_elems if mid else 0.0  # bmm(out=) is slower
-                        out.append((cost + extra, copied, lay_out, (*args, mid, trivial, macs)))
+                        extra = COPY_ROWS * out_elems if mid else 0.0  # the row move
+                        moved = copied + (out_elems if mid else 0)
+                        out.append((cost + extra, moved, lay_out, (*args, mid, trivial, macs)))
     return out
 
 
