@@ -21,7 +21,13 @@ from functools import lru_cache
 from einspace import hypergraph
 from einspace.index_classes import X, Y, factor_bit
 
-__all__ = ["OptimalPath", "best_sequential", "optimal_contraction", "sequential_macs"]
+__all__ = [
+    "OptimalPath",
+    "best_sequential",
+    "optimal_contraction",
+    "sequential_macs",
+    "subset_indices",
+]
 
 
 def _prod(sizes: tuple[int, ...], positions: frozenset[int]) -> int:
@@ -59,24 +65,34 @@ class OptimalPath:
     steps: tuple[tuple[int, int], ...]
 
 
+@lru_cache(maxsize=1024)
+def subset_indices(classes: tuple[int, ...], k: int) -> dict[int, frozenset[int]]:
+    """For every non-empty subset of the operands x, A, B, … (a bitmask, operand 0 is x):
+    the classes its contracted tensor carries — those touching the subset and also
+    something outside it or y."""
+    member = [X] + [factor_bit(i) for i in range(k)]
+    everything = X | Y | (((1 << k) - 1) << 2)
+    out = {}
+    for subset in range(1, 1 << (k + 1)):
+        inside = 0
+        for o in range(k + 1):
+            if subset >> o & 1:
+                inside |= member[o]
+        outside = everything & ~inside
+        out[subset] = frozenset(
+            p for p, m in enumerate(classes) if m & inside and m & (outside | Y)
+        )
+    return out
+
+
 @lru_cache(maxsize=8192)
 def optimal_contraction(
     classes: tuple[int, ...], k: int, sizes: tuple[int, ...], batch: int
 ) -> OptimalPath:
     """Dynamic programming over operand subsets (operand 0 is x, i is factor i - 1)."""
     n = k + 1
-    member = [X] + [factor_bit(i) for i in range(k)]
     full = (1 << n) - 1
-
-    def indices(subset: int) -> frozenset[int]:
-        inside = 0
-        for o in range(n):
-            if subset >> o & 1:
-                inside |= member[o]
-        outside = (X | Y | (((1 << k) - 1) << 2)) & ~inside
-        return frozenset(p for p, m in enumerate(classes) if m & inside and m & (outside | Y))
-
-    idx = {s: indices(s) for s in range(1, full + 1)}
+    idx = subset_indices(classes, k)
     best: dict[int, tuple[int, tuple[int, int] | None]] = {1 << o: (0, None) for o in range(n)}
     for subset in sorted(range(1, full + 1), key=int.bit_count):
         if subset.bit_count() < 2:

@@ -37,8 +37,8 @@ from einspace import hypergraph
 from einspace.contraction import OptimalPath, best_sequential, optimal_contraction
 from einspace.errors import EinspaceError
 from einspace.family import Family
-from einspace.index_classes import FACTOR_LETTERS, X, Y, class_name, factor_bit
-from einspace.sizing import exact_sizes, round_sizes
+from einspace.index_classes import FACTOR_LETTERS, X, Y, factor_bit
+from einspace.sizing import exact_sizes, reference_dim, round_sizes
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -121,7 +121,7 @@ class Realization:
         n = tuple(check_width(v, f"size of {c}") for c, v in zip(fam.names, values, strict=True))
         d_in, d_out = check_width(d_in, "d_in"), check_width(d_out, "d_out")
         theta = tuple(
-            math.log(v) / math.log(max(2, _ref(m, d_in, d_out)))
+            math.log(v) / math.log(max(2, reference_dim(m, d_in, d_out)))
             for m, v in zip(fam.classes, n, strict=True)
         )
         return cls(Structure(fam, theta), d_in, d_out, n, "given")
@@ -370,16 +370,6 @@ class Realization:
             "psi_eff": self.psi_eff,
             "degenerate": self.degenerate,
         }
-
-    def class_label(self, position: int) -> str:
-        """Name of the class at ``position``."""
-        return class_name(self.family.classes[position], self.k)
-
-
-def _ref(mask: int, d_in: int, d_out: int) -> int:
-    from einspace.sizing import reference_dim
-
-    return reference_dim(mask, d_in, d_out)
 
 
 def realize(structure: Structure, d_in: int, d_out: int, mode: str, pad_tol: float) -> Realization:

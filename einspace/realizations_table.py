@@ -27,6 +27,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from einspace import hypergraph
+from einspace.contraction import subset_indices
 from einspace.enumeration import enumerate_families
 from einspace.errors import EinspaceError
 from einspace.family import Family
@@ -107,19 +108,9 @@ def _prod_cols(sizes: Sizes, cols: Iterable[int]) -> npt.NDArray[np.int64]:
 
 def _optimal_batch1(family: Family, sizes: Sizes) -> npt.NDArray[np.int64]:
     """Optimal-path MACs at batch 1, vectorized over rows (DP over operand subsets)."""
-    k, cls = family.k, family.classes
-    n = k + 1
-    member = [X] + [1 << (2 + i) for i in range(k)]
-    everything = X | Y | (((1 << k) - 1) << 2)
+    n = family.k + 1
     full = (1 << n) - 1
-    idx = {}
-    for s in range(1, full + 1):
-        inside = 0
-        for o in range(n):
-            if s >> o & 1:
-                inside |= member[o]
-        outside = everything & ~inside
-        idx[s] = [p for p, m in enumerate(cls) if m & inside and m & (outside | Y)]
+    idx = subset_indices(family.classes, family.k)
     best: dict[int, npt.NDArray[np.int64]] = {
         1 << o: np.zeros(len(sizes), dtype=np.int64) for o in range(n)
     }
@@ -130,9 +121,7 @@ def _optimal_batch1(family: Family, sizes: Sizes) -> npt.NDArray[np.int64]:
         while left:
             right = s ^ left
             if left < right:
-                cost = (
-                    best[left] + best[right] + _prod_cols(sizes, set(idx[left]) | set(idx[right]))
-                )
+                cost = best[left] + best[right] + _prod_cols(sizes, idx[left] | idx[right])
                 best[s] = np.minimum(best[s], cost) if s in best else cost
             left = (left - 1) & s
     return best[full]

@@ -35,7 +35,6 @@ from einspace.index_classes import (
     FACTOR_LETTERS,
     X,
     Y,
-    class_name,
     class_token,
     factor_indices,
     parse_class,
@@ -328,10 +327,6 @@ class Structure:
             return False
         a, b, _, d, e, _, r = t
         return r > max(min(a, e), min(b, d)) + 1e-12
-
-    def class_name(self, mask: int) -> str:
-        """Name of a class of this structure (Greek for k = 2)."""
-        return class_name(mask, self.k)
 
     # ------------------------------------------------------------------ realization
     def realize(
