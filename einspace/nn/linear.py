@@ -40,6 +40,7 @@ from einspace.errors import EinspaceError
 from einspace.nn.execute import PlanFunction, compile_program, run_program
 from einspace.nn.mup import init_factors, spectral_sigmas
 from einspace.nn.plan import ExecutionPlan
+from einspace.nn.widths import flatten_input, resize_last
 from einspace.realization import Realization
 from einspace.structure import Structure
 
@@ -303,18 +304,8 @@ class EinsumLinear(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., d_in) → (..., d_out)``."""
-        if x.shape[-1:] != (self.d_in,):
-            raise EinspaceError(
-                f"input of shape {tuple(x.shape)} given to {self._short()}; expected the last "
-                f"dimension to be d_in = {self.d_in}"
-            )
         lead = x.shape[:-1]
-        p_in, p_out = self._padded_in, self._padded_out
-        x2 = x.reshape(-1, self.d_in)  # (Z, d_in)
-        if p_in > self.d_in:
-            x2 = F.pad(x2, (0, p_in - self.d_in))
-        elif p_in < self.d_in:
-            x2 = x2[:, :p_in]
+        x2 = resize_last(flatten_input(x, self.d_in, self._short()), self._padded_in)  # (Z, P_in)
         ws = self.effective_factors()
         if torch.compiler.is_compiling():
             y = run_program(self._program, x2, ws)  # plain ops for the tracer
@@ -322,10 +313,7 @@ class EinsumLinear(nn.Module):
             y = PlanFunction.apply(self._program, x2, *ws)  # (Z, padded_out)
         else:
             y = run_program(self._program, x2, ws, chunked=True)
-        if p_out > self.d_out:
-            y = y[:, : self.d_out]
-        elif p_out < self.d_out:
-            y = F.pad(y, (0, self.d_out - p_out))
+        y = resize_last(y, self.d_out)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.d_out)

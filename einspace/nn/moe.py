@@ -38,7 +38,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from einspace.errors import EinspaceError
@@ -46,6 +45,7 @@ from einspace.nn.execute import PlanFunction, compile_program, run_program
 from einspace.nn.linear import core_order_state
 from einspace.nn.mup import init_factors, spectral_sigmas
 from einspace.nn.plan import ExecutionPlan, Z
+from einspace.nn.widths import flatten_input, resize_last
 from einspace.realization import Realization
 from einspace.structure import Structure
 
@@ -219,30 +219,17 @@ class BTTMoE(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., d_in) → (..., d_out)``; sets :attr:`aux_loss`."""
-        if x.shape[-1:] != (self.d_in,):
-            raise EinspaceError(
-                f"input of shape {tuple(x.shape)} given to BTTMoE({self.d_in} → {self.d_out}); "
-                f"expected the last dimension to be d_in = {self.d_in}"
-            )
         lead = x.shape[:-1]
-        p_in, p_out = self._padded_in, self._padded_out
-        x2 = x.reshape(-1, self.d_in)  # (Z, d_in)
+        x2 = flatten_input(x, self.d_in, f"BTTMoE({self.d_in} → {self.d_out})")  # (Z, d_in)
         idx, weights, self.aux_loss = self.route(x2)
-        xp = x2
-        if p_in > self.d_in:
-            xp = F.pad(x2, (0, p_in - self.d_in))
-        elif p_in < self.d_in:
-            xp = x2[:, :p_in]
+        xp = resize_last(x2, self._padded_in)  # (Z, P_in)
         if self._use_sparse(x2.shape[0]):
             y = self._sparse(xp, idx, weights)
         else:
             scale = torch.zeros(x2.shape[0], self.experts, dtype=weights.dtype, device=x.device)
             scale = scale.scatter(1, idx, weights)  # (Z, E), zero off the top-k
             y = self._dense(xp, scale)
-        if p_out > self.d_out:
-            y = y[:, : self.d_out]
-        elif p_out < self.d_out:
-            y = F.pad(y, (0, self.d_out - p_out))
+        y = resize_last(y, self.d_out)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.d_out)
