@@ -61,6 +61,9 @@ def test_show_prints_every_metric() -> None:
     assert info["params"] == r.params == 393216
     assert info["macs_sequential"] == r.macs()
     assert info["rank_bound"] == info["numeric_rank"] == 1024
+    assert info["macs_optimal"] == r.macs("optimal")
+    assert info["nu_eff"] == r.nu_eff and info["psi_eff"] == 1.0
+    assert info["fans (in, out)"] == [[32, 192], [192, 32]]  # n_α → n_φ·n_ρ; n_γ·n_ρ → n_ε
     assert info["ν"] == 0.75 and info["ω"] == 0.0 and info["ψ"] == 1.0
     table = run("show", "(0.5|0|0.5|0|0.5|0.5|0)")
     assert "monarch" in table
