@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= einspace-demo
 
-.PHONY: demo test lint typecheck pytest chromium clean
+.PHONY: demo test lint typecheck pytest chromium postgresql clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ chromium:
 		|| echo "chromium install failed; the browser test will be skipped"; \
 	fi
 
+# PostgreSQL lets the run-store tests start a private server on 127.0.0.1; skipped where apt is absent.
+postgresql:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		&& command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "postgresql install failed; the PostgreSQL tests will be skipped"; \
+	fi
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -41,7 +49,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-test chromium
+pytest: $(VENV)/.installed-test chromium postgresql
 	$(BIN)/pytest -n 2
 
 test: lint typecheck pytest

@@ -1,0 +1,117 @@
+"""Shared fixtures: a private PostgreSQL cluster on 127.0.0.1 for the run-store tests.
+
+``make test`` installs Debian's ``postgresql`` package where apt and root are available.
+The fixture finds ``initdb``/``pg_ctl`` (on PATH or under ``/usr/lib/postgresql/*/bin``),
+creates a cluster in a temporary folder, starts it on a free loopback port and stops it
+at the end of the session. As root the server runs as the ``postgres`` user (PostgreSQL
+refuses to run as root). Where any of that is missing the tests that need it skip with
+a one-line reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+_counter = itertools.count()
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True):
+        return candidate
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_user(cmd: list[str], user: str | None) -> list[str]:
+    return cmd if user is None else ["runuser", "-u", user, "--", *cmd]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Callable[[], str]]:
+    """Start a private PostgreSQL; yield a function that creates a fresh database URL."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL is not installed (make test installs it with apt when it can)")
+    psycopg = pytest.importorskip(
+        "psycopg", reason="psycopg is not installed (pip install -e '.[test]')"
+    )
+    user: str | None = None
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server")
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root and runuser is missing")
+        user = "postgres"
+    root = Path(tempfile.mkdtemp(prefix="einspace-pg-"))
+    data, sockets = root / "data", root / "sock"
+    sockets.mkdir()
+    if user is not None:
+        info = pwd.getpwnam(user)
+        for path in (root, sockets):
+            os.chown(path, info.pw_uid, info.pw_gid)
+    port = _free_port()
+    run = subprocess.run
+    init = run(
+        _as_user([initdb, "-D", str(data), "-U", "einspace", "--auth=trust", "-E", "UTF8"], user),
+        capture_output=True,
+        text=True,
+    )
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
+    options = f"-h 127.0.0.1 -p {port} -k {sockets} -c max_connections=200 -c fsync=off"
+    start = run(
+        _as_user(
+            [pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"], user
+        ),
+        capture_output=True,
+        text=True,
+    )
+    if start.returncode != 0:
+        log = (root / "log").read_text() if (root / "log").exists() else start.stderr
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"PostgreSQL did not start: {log.strip().splitlines()[-1:]}")
+
+    admin = f"host=127.0.0.1 port={port} user=einspace dbname=postgres"
+
+    def new_database() -> str:
+        name = f"einspace_{os.getpid()}_{next(_counter)}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://einspace@127.0.0.1:{port}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        run(
+            _as_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"], user),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Callable[[], str]) -> str:
+    """A URL of a fresh, empty PostgreSQL database on the private cluster."""
+    return postgres_server()
