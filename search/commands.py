@@ -7,14 +7,30 @@ status 2; Ctrl-C exits with status 130 after the driver has stopped cleanly.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    TypeVar,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import typer
 
 from einspace.errors import EinspaceError
+from search.settings import RunSettings, settings_fields
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,11 +49,66 @@ DEMO_STEPS: Final = 1000
 DEMO_TRIALS: Final = 3
 
 
-class RealizationMode(StrEnum):
-    """How structured layers pick class sizes (see :meth:`einspace.Structure.realize`)."""
+C = TypeVar("C", bound=Callable[..., Any])
 
-    round = "round"
-    exact = "exact"
+
+def settings_options(command: C) -> C:
+    """Replace a command's ``settings: RunSettings`` parameter by one option per field of
+    :class:`~search.settings.RunSettings` (its type, default and ``help`` metadata), so
+    that a new setting is a new option without touching the command.
+
+    A ``Literal`` field becomes a choice, a mapping field a JSON option. The wrapped
+    command gets the options back as one ``settings`` object.
+    """
+    signature = inspect.signature(command)
+    hints = get_type_hints(command, include_extras=True)
+    setting_hints = get_type_hints(RunSettings)
+    defaults = RunSettings()
+    params: list[inspect.Parameter] = []
+    parsers: dict[str, Callable[[Any], Any]] = {}
+    for param in signature.parameters.values():
+        if param.name != "settings":
+            params.append(param.replace(annotation=hints[param.name], kind=param.KEYWORD_ONLY))
+            continue
+        for f in settings_fields():
+            kind, default, parse = _option_type(
+                f.name, setting_hints[f.name], getattr(defaults, f.name)
+            )
+            parsers[f.name] = parse
+            option = typer.Option(default, help=str(f.metadata.get("help", "")))
+            params.append(
+                inspect.Parameter(f.name, param.KEYWORD_ONLY, default=option, annotation=kind)
+            )
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        values = {name: parse(kwargs.pop(name)) for name, parse in parsers.items()}
+        return command(settings=RunSettings(**values), **kwargs)
+
+    del wrapper.__wrapped__  # typer reads the new signature, not the command's
+    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return cast(C, wrapper)
+
+
+def _option_type(name: str, hint: Any, default: Any) -> tuple[Any, Any, Callable[[Any], Any]]:
+    """The CLI type of a setting, its CLI default, and the parser back to the setting."""
+    if get_origin(hint) is Literal:
+        choices = StrEnum(name, {str(v): str(v) for v in get_args(hint)})  # type: ignore[misc]
+        return choices, choices(default), lambda value: str(value.value)
+    if hint in (int, float, str, bool):
+        return hint, default, lambda value: value
+    return str, json.dumps(default), functools.partial(_json_option, name)
+
+
+def _json_option(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        option = "--" + name.replace("_", "-")
+        raise EinspaceError(
+            f"{option} {text!r} is not JSON ({err.msg}); expected e.g. '{{\"n_eval\": 64}}'"
+        ) from None
 
 
 def _fail(console: Console, err: EinspaceError) -> typer.Exit:
@@ -45,6 +116,7 @@ def _fail(console: Console, err: EinspaceError) -> typer.Exit:
     return typer.Exit(2)
 
 
+@settings_options
 def search_command(
     structures: Annotated[
         list[str] | None,
@@ -56,21 +128,7 @@ def search_command(
     ] = None,
     widths: Annotated[str, typer.Option(help="Hidden widths, comma-separated.")] = "16,64,256",
     seeds: Annotated[str, typer.Option(help="Seeds, comma-separated.")] = "0",
-    task: Annotated[str, typer.Option(help="Proxy task: mlp_regression or digits.")] = (
-        "mlp_regression"
-    ),
-    steps: Annotated[int, typer.Option(help="Optimizer steps per run.")] = 300,
-    lr: Annotated[
-        float, typer.Option(help="μP base learning rate (dense at --base-width).")
-    ] = 3e-3,
-    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 64,
-    depth: Annotated[int, typer.Option(help="Structured hidden layers.")] = 2,
-    eval_every: Annotated[int, typer.Option(help="Steps between logged points.")] = 25,
-    base_width: Annotated[int, typer.Option(help="Width at which --lr applies unscaled.")] = 64,
-    mode: Annotated[
-        RealizationMode, typer.Option(help="Realization: 'round' (pad) or 'exact'.")
-    ] = RealizationMode.round,
-    pad_tol: Annotated[float, typer.Option(help="Padding tolerance of round mode.")] = 0.15,
+    settings: RunSettings = RunSettings(),
     store: Annotated[
         str, typer.Option(help="Run store: SQLite path or SQLAlchemy URL.")
     ] = "einspace-runs.sqlite",
@@ -111,19 +169,8 @@ def search_command(
 
     console = Console()
     try:
-        from search.driver import RunSettings, parse_seeds, parse_widths, run_search
+        from search.driver import parse_seeds, parse_widths, run_search
 
-        settings = RunSettings(
-            task=task,
-            steps=steps,
-            lr=lr,
-            batch_size=batch_size,
-            depth=depth,
-            eval_every=eval_every,
-            base_width=base_width,
-            mode="exact" if mode == RealizationMode.exact else "round",
-            pad_tol=pad_tol,
-        )
         result = run_search(
             structures or [],
             parse_widths(widths),

@@ -71,13 +71,8 @@ def grid_configs(
         for width in widths
         for seed in seeds
     ]
-    cost = {id(c): _cost(c, structures[c.structure]) for c in configs}
+    cost = {id(c): c.steps * c.compute_per_step(structures[c.structure], c.width) for c in configs}
     return sorted(configs, key=lambda c: -cost[id(c)])
-
-
-def _cost(config: ProxyConfig, structure: Structure) -> float:
-    r = structure.realize(config.width, config.width, mode=config.mode, pad_tol=config.pad_tol)
-    return float(config.steps * (config.depth * r.macs() + config.width * 16))
 
 
 def _summary(result: RunResult) -> dict[str, Any]:

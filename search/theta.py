@@ -155,17 +155,6 @@ def _trained_count(study: optuna.Study) -> int:
     return sum(1 for t in done if "rejection" not in t.user_attrs)
 
 
-def _per_step_compute(job: _ThetaJob, structure: Structure) -> float:
-    from search.proxy import mlp_macs
-    from search.tasks import get_task
-
-    task = get_task(job.settings.task, **job.settings.task_kwargs)
-    mode = cast(Mode, job.settings.mode)
-    r = structure.realize(job.theta_width, job.theta_width, mode=mode, pad_tol=job.settings.pad_tol)
-    macs = mlp_macs(task.d_in, task.d_out, job.theta_width, job.settings.depth, r.macs())
-    return 6.0 * macs * job.settings.batch_size
-
-
 def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callable[[Any], float]:
     import optuna
 
@@ -185,7 +174,7 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
             trial.set_user_attr("rejection", point.rejection)
             emit(("rejected", wid, point.spec, point.rejection))
             raise optuna.TrialPruned(point.rejection)
-        per_step = _per_step_compute(job, point.structure)
+        per_step = job.settings.compute_per_step(point.structure, job.theta_width)
         steps = min(math.ceil(job.budget / per_step), 16 * job.settings.steps)
         every = max(1, math.ceil(steps / EVALS_PER_TRIAL))
         config = job.settings.config(point.spec, job.theta_width, steps=steps, eval_every=every)
@@ -431,7 +420,7 @@ def _theta_job(
         checkpoint_every=checkpoint_every,
     )
     if budget is None:
-        budget = _per_step_compute(job, Structure.named("dense")) * settings.steps
+        budget = settings.compute_per_step(Structure.named("dense"), width) * settings.steps
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
         raise EinspaceError(f"budget = {budget!r} must be a positive number of FLOPs, e.g. 1e9")
     identity = {
