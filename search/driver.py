@@ -1,4 +1,4 @@
-"""The search driver: grid sweeps and θ-space search over proxy runs, then scaling fits.
+"""The search driver: grid sweeps and θ-space search over proxy runs.
 
 :func:`run_search` does, in order:
 
@@ -25,9 +25,9 @@
    the run store (sweep ``<sweep>``). Finished, diverged and failed runs are skipped;
    runs left ``running`` by a dead process resume from their checkpoint. ``workers``
    processes claim runs from the shared store, so no run is trained twice.
-3. **Fit**: the points of the grid's finished runs are pooled per structure over all
-   widths and fitted with :func:`analysis.scaling.fit_table` (frontier, power law, and the
-   compute multiplier against dense, read at the end of dense's frontier).
+
+:func:`run_search` returns the grid's runs and their logged points; fitting them is the
+caller's (:func:`analysis.search_fits.fit_search`, as ``einspace search`` does).
 
 The parts live in their own modules: :mod:`search.settings` (the shared run settings and
 input parsing), :mod:`search.grid` (the grid's configs and its workers),
@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from einspace.errors import EinspaceError
 from einspace.structure import Structure
 from search.grid import _grid_runs, _run_grid, _run_id_of, grid_configs
 from search.progress import _Display, _print_result
@@ -81,7 +80,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
-    from search.store import RunStore
 
 __all__ = [
     "DEFAULT_STORE",
@@ -116,7 +114,9 @@ class SearchResult:
         store: the run store's URL (password hidden).
         sweep: the grid's sweep name (θ trials are under ``<sweep>/theta``).
         runs: the grid's runs: run_id, structure, width, seed, status, final_eval_loss.
-        fits: :func:`analysis.scaling.fit_table` of the grid (``multiplier`` vs dense).
+        points: the grid's logged points (:meth:`~search.store.RunStore.points`), for the
+            caller to fit (:func:`analysis.search_fits.fit_search`).
+        structures: the grid's structure labels, in the order given.
         trials: the θ study's trials (number, state, value, theta, rejection, run_id), or
             None without a θ search.
         study: the optuna study name, or None.
@@ -128,31 +128,13 @@ class SearchResult:
     store: str
     sweep: str
     runs: pd.DataFrame
-    fits: pd.DataFrame
+    points: pd.DataFrame
+    structures: list[str] = field(default_factory=list)
     trials: pd.DataFrame | None = None
     study: str | None = None
     promoted: list[str] = field(default_factory=list)
     interrupted: bool = False
     wall_s: float = 0.0
-
-
-def _fit(store: RunStore, run_ids: Sequence[str], labels: Sequence[str]) -> pd.DataFrame:
-    from analysis.scaling import fit_table
-
-    points = store.points(run_ids=list(run_ids))
-    keep = ~points["status"].isin(["diverged", "failed"]) & points["eval_loss"].notna()
-    dense = _dense_label(labels)
-    return fit_table(points[keep], group="structure", dense=dense or "dense", loss="eval_loss")
-
-
-def _dense_label(labels: Sequence[str]) -> str | None:
-    if "dense" in labels:
-        return "dense"
-    for label in labels:
-        with contextlib.suppress(EinspaceError):
-            if Structure.parse(label).family.name == "dense":
-                return label
-    return None
 
 
 def run_search(
@@ -225,7 +207,7 @@ def run_search(
         >>> settings = RunSettings(steps=8, eval_every=4, task_kwargs={"n_eval": 64})
         >>> result = run_search(["dense", "monarch"], [16, 36], settings=settings,
         ...                     store=path, progress=False, console=quiet)
-        >>> sorted(result.fits["structure"]), result.runs["status"].unique().tolist()
+        >>> sorted(result.runs["structure"].unique()), result.runs["status"].unique().tolist()
         (['dense', 'monarch'], ['finished'])
     """
     from rich.console import Console
@@ -300,11 +282,11 @@ def run_search(
             for s in seed_list
         ]
         runs = _grid_runs(run_store, ids)
-        fits = _fit(run_store, ids, list(candidates))
+        points = run_store.points(run_ids=ids)
         url = run_store.url
     result = SearchResult(
-        url, sweep, runs, fits, trials_frame, study_name, promoted, interrupted,
-        time.perf_counter() - started,
+        url, sweep, runs, points, list(candidates), trials_frame, study_name, promoted,
+        interrupted, time.perf_counter() - started,
     )  # fmt: skip
     _print_result(out, result)
     return result

@@ -1,5 +1,5 @@
-"""What a search shows: rich progress bars with a live best-so-far table, and the result
-tables (θ trials, scaling laws) printed at the end."""
+"""What a search shows: rich progress bars with a live best-so-far table, and the θ trials
+and run counts printed at the end (the caller prints the fits)."""
 
 from __future__ import annotations
 
@@ -170,30 +170,9 @@ def _print_result(console: Console, result: SearchResult) -> None:
         console.print(table)
         if result.promoted:
             console.print(f"promoted to the grid: {', '.join(result.promoted)}", highlight=False)
-    fits = result.fits
-    if fits.empty and result.runs.empty:
+    if result.runs.empty:
         console.print(f"no grid runs (θ search only); store {result.store}", highlight=False)
         return
-    table = Table(title=f"scaling laws (sweep {result.sweep!r}, log L = a − m log C)")
-    table.add_column("structure", overflow="fold")
-    for col in ("m ± se", "a", "points", "C range (FLOPs)", "× vs dense"):
-        table.add_column(col, justify="right", no_wrap=True)
-    ordered = fits.sort_values("multiplier", ascending=False, na_position="last")
-    for row in ordered.to_dict("records"):
-        if row["note"] and math.isnan(row["m"]):
-            table.add_row(str(row["structure"]), "—", "—", "0", "—", str(row["note"])[:60])
-            continue
-        se = "" if math.isnan(row["m_se"]) else f" ± {row['m_se']:.3f}"
-        mult = "—" if math.isnan(row["multiplier"]) else f"{row['multiplier']:.3g}×"
-        table.add_row(
-            str(row["structure"]),
-            f"{row['m']:.3f}{se}",
-            f"{row['a']:.3f}",
-            str(row["n_points"]),
-            f"{row['compute_min']:.2g}–{row['compute_max']:.2g}",
-            mult,
-        )
-    console.print(table)
     statuses = result.runs["status"].value_counts().to_dict()
     console.print(
         f"runs: {', '.join(f'{v} {k}' for k, v in statuses.items()) or 'none'}; store "

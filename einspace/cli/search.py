@@ -1,4 +1,4 @@
-"""The ``einspace search`` and ``einspace demo`` commands (registered by :mod:`einspace.cli`).
+"""The ``einspace search`` and ``einspace demo`` commands.
 
 Importing this module is cheap: torch, optuna and the driver are imported when a command
 runs. Errors (:class:`~einspace.errors.EinspaceError`) print as one red line and exit with
@@ -7,32 +7,21 @@ status 2; Ctrl-C exits with status 130 after the driver has stopped cleanly.
 
 from __future__ import annotations
 
-import functools
-import inspect
-import json
+import math
 import time
-from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
-from typing import (
-    TYPE_CHECKING,
-    Annotated,
-    Any,
-    Final,
-    Literal,
-    TypeVar,
-    cast,
-    get_args,
-    get_origin,
-    get_type_hints,
-)
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
+from analysis.search_fits import fit_search
+from einspace.cli.app import app, friendly
+from einspace.cli.options import settings_options
 from einspace.errors import EinspaceError
-from search.settings import RunSettings, settings_fields
+from search.settings import RunSettings
 
 if TYPE_CHECKING:
+    import pandas as pd
     from rich.console import Console
 
     from search.driver import SearchResult
@@ -49,73 +38,13 @@ DEMO_STEPS: Final = 1000
 DEMO_TRIALS: Final = 3
 
 
-C = TypeVar("C", bound=Callable[..., Any])
-
-
-def settings_options(command: C) -> C:
-    """Replace a command's ``settings: RunSettings`` parameter by one option per field of
-    :class:`~search.settings.RunSettings` (its type, default and ``help`` metadata), so
-    that a new setting is a new option without touching the command.
-
-    A ``Literal`` field becomes a choice, a mapping field a JSON option. The wrapped
-    command gets the options back as one ``settings`` object.
-    """
-    signature = inspect.signature(command)
-    hints = get_type_hints(command, include_extras=True)
-    setting_hints = get_type_hints(RunSettings)
-    defaults = RunSettings()
-    params: list[inspect.Parameter] = []
-    parsers: dict[str, Callable[[Any], Any]] = {}
-    for param in signature.parameters.values():
-        if param.name != "settings":
-            params.append(param.replace(annotation=hints[param.name], kind=param.KEYWORD_ONLY))
-            continue
-        for f in settings_fields():
-            kind, default, parse = _option_type(
-                f.name, setting_hints[f.name], getattr(defaults, f.name)
-            )
-            parsers[f.name] = parse
-            option = typer.Option(default, help=str(f.metadata.get("help", "")))
-            params.append(
-                inspect.Parameter(f.name, param.KEYWORD_ONLY, default=option, annotation=kind)
-            )
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        values = {name: parse(kwargs.pop(name)) for name, parse in parsers.items()}
-        return command(settings=RunSettings(**values), **kwargs)
-
-    del wrapper.__wrapped__  # typer reads the new signature, not the command's
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
-    return cast(C, wrapper)
-
-
-def _option_type(name: str, hint: Any, default: Any) -> tuple[Any, Any, Callable[[Any], Any]]:
-    """The CLI type of a setting, its CLI default, and the parser back to the setting."""
-    if get_origin(hint) is Literal:
-        choices = StrEnum(name, {str(v): str(v) for v in get_args(hint)})  # type: ignore[misc]
-        return choices, choices(default), lambda value: str(value.value)
-    if hint in (int, float, str, bool):
-        return hint, default, lambda value: value
-    return str, json.dumps(default), functools.partial(_json_option, name)
-
-
-def _json_option(name: str, text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        option = "--" + name.replace("_", "-")
-        raise EinspaceError(
-            f"{option} {text!r} is not JSON ({err.msg}); expected e.g. '{{\"n_eval\": 64}}'"
-        ) from None
-
-
 def _fail(console: Console, err: EinspaceError) -> typer.Exit:
     console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
     return typer.Exit(2)
 
 
+@app.command("search")
+@friendly
 @settings_options
 def search_command(
     structures: Annotated[
@@ -195,10 +124,13 @@ def search_command(
         )
     except EinspaceError as err:
         raise _fail(console, err) from None
+    print_fits(console, fit_search(result), result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
 
 
+@app.command("demo")
+@friendly
 def demo_command(
     out: Annotated[Path, typer.Option(help="Folder for the run store and the report.")] = Path(
         "einspace-demo"
@@ -218,6 +150,7 @@ def demo_command(
         result = run_demo(out, workers=workers, progress=progress, console=console)
     except EinspaceError as err:
         raise _fail(console, err) from None
+    print_fits(console, fit_search(result), result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
     _demo_report(out, console)
@@ -247,11 +180,8 @@ def _demo_space(console: Console) -> None:
 
 def _demo_report(out: Path, console: Console) -> None:
     """Write the report of the demo's store into ``out/report`` (skipped without one)."""
-    try:
-        from analysis import report
-    except ImportError:
-        console.print("analysis.report is not available; skipping the report")
-        return
+    from analysis import report
+
     try:
         index = report(
             out / "report",
@@ -302,3 +232,31 @@ def run_demo(
         progress=progress,
         console=console,
     )
+
+
+def print_fits(console: Console, fits: pd.DataFrame, sweep: str) -> None:
+    """Print a search's scaling laws (:func:`analysis.search_fits.fit_search`) as a table."""
+    from rich.table import Table
+
+    if fits.empty:
+        return
+    table = Table(title=f"scaling laws (sweep {sweep!r}, log L = a − m log C)")
+    table.add_column("structure", overflow="fold")
+    for col in ("m ± se", "a", "points", "C range (FLOPs)", "× vs dense"):
+        table.add_column(col, justify="right", no_wrap=True)
+    ordered = fits.sort_values("multiplier", ascending=False, na_position="last")
+    for row in ordered.to_dict("records"):
+        if row["note"] and math.isnan(row["m"]):
+            table.add_row(str(row["structure"]), "—", "—", "0", "—", str(row["note"])[:60])
+            continue
+        se = "" if math.isnan(row["m_se"]) else f" ± {row['m_se']:.3f}"
+        mult = "—" if math.isnan(row["multiplier"]) else f"{row['multiplier']:.3g}×"
+        table.add_row(
+            str(row["structure"]),
+            f"{row['m']:.3f}{se}",
+            f"{row['a']:.3f}",
+            str(row["n_points"]),
+            f"{row['compute_min']:.2g}–{row['compute_max']:.2g}",
+            mult,
+        )
+    console.print(table)
