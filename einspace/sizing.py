@@ -20,13 +20,28 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from einspace.errors import EinspaceError
 from einspace.index_classes import X, Y
 
 if TYPE_CHECKING:
-    from einspace.structure import Structure
+    from einspace.family import Family
+
+
+class Structure(Protocol):
+    """What sizing reads of a :class:`~einspace.structure.Structure`: its family and θ."""
+
+    @property
+    def family(self) -> Family:
+        """The classes present, in class order."""
+        ...
+
+    @property
+    def theta(self) -> tuple[float, ...]:
+        """The exponent of each class, aligned with ``family.classes``."""
+        ...
+
 
 __all__ = [
     "divisors",

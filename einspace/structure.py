@@ -36,11 +36,10 @@ from einspace.index_classes import (
     X,
     Y,
     class_token,
-    factor_indices,
     parse_class,
-    permute_class,
     universe,
 )
+from einspace.named import check_params, lookup, named_classes
 
 if TYPE_CHECKING:
     import sympy
@@ -125,13 +124,8 @@ class Structure:
                 masks[mask] = theta
         if not masks:
             raise EinspaceError("every exponent is 0: no class is present")
-        used = sorted({i for m in masks for i in factor_indices(m)})
-        perm = [0] * (max(used) + 1)
-        for new, old in enumerate(used):
-            perm[old] = new
-        relabeled = {permute_class(m, tuple(perm)): t for m, t in masks.items()}
-        family = Family(len(used), tuple(relabeled))
-        structure = cls(family, tuple(relabeled[m] for m in family.classes), label)
+        family, exponents_in_order = Family.from_masks(masks)
+        structure = cls(family, exponents_in_order, label)
         structure._check()
         return structure
 
@@ -192,9 +186,12 @@ class Structure:
             >>> Structure.named("btt", r=0.5).nu
             1.0
         """
-        from einspace.named import named_structure
-
-        return named_structure(name, **params)
+        entry = lookup(name)
+        values = check_params(entry, params)
+        label = entry.name + (
+            "(" + ", ".join(f"{k}={v:g}" for k, v in values.items()) + ")" if values else ""
+        )
+        return cls.from_classes(named_classes(entry.name, **values), label=label)
 
     @classmethod
     def parse(cls, text: str) -> Structure:

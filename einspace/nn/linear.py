@@ -39,8 +39,8 @@ from torch import nn
 from einspace.errors import EinspaceError
 from einspace.nn.execute import PlanFunction, compile_program, run_program
 from einspace.nn.mup import init_factors, spectral_sigmas
-from einspace.nn.plan import ExecutionPlan
 from einspace.nn.widths import flatten_input, resize_last
+from einspace.plan import ExecutionPlan
 from einspace.realization import Realization
 from einspace.structure import Structure
 
