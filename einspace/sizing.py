@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from einspace.errors import EinspaceError
 from einspace.index_classes import X, Y
@@ -44,6 +44,8 @@ class Structure(Protocol):
 
 
 __all__ = [
+    "SIZING_MODES",
+    "SizingMode",
     "divisors",
     "exact_sizes",
     "factorizations",
@@ -52,6 +54,13 @@ __all__ = [
     "reference_dim",
     "round_sizes",
 ]
+
+SizingMode = Literal["round", "exact"]
+"""How :meth:`~einspace.structure.Structure.realize` picks class sizes: ``"round"`` rounds
+d^θ per class and pads or truncates within ``pad_tol``; ``"exact"`` distributes prime
+factors so the products are exact."""
+
+SIZING_MODES: Final[tuple[SizingMode, ...]] = ("round", "exact")
 
 
 def reference_dim(mask: int, d_in: int, d_out: int) -> int:

@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from einspace.errors import EinspaceError
 from einspace.family import Family
@@ -40,6 +40,7 @@ from einspace.index_classes import (
     universe,
 )
 from einspace.named import check_params, lookup, named_classes
+from einspace.sizing import SizingMode
 
 if TYPE_CHECKING:
     import sympy
@@ -330,7 +331,7 @@ class Structure:
         self,
         d_in: int,
         d_out: int | None = None,
-        mode: Literal["round", "exact"] = "round",
+        mode: SizingMode = "round",
         pad_tol: float = 0.15,
     ) -> Realization:
         """Give every class an integer size for a concrete layer (THEORY §1).

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from search.scoring import OBJECTIVES, ExponentModel, register_objective, score
+from search.scoring import OBJECTIVES, ExponentModel, register_objective, register_ranking, score
 from search.store import (
     LABEL_KEYS,
     POINT_FIELDS,
@@ -65,6 +65,7 @@ __all__ = [
     "canonical_config",
     "proxy_run",
     "register_objective",
+    "register_ranking",
     "run_id",
     "run_search",
     "sample_points",

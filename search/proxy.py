@@ -262,7 +262,7 @@ class ProxyMLP(nn.Module):
 
     def macs(self, batch: int = 1) -> int:
         """MACs per example: dense layers ``d_in·d_out``, structured layers their own count."""
-        hidden = sum(int(cast(Any, layer).macs(batch)) for layer in self.hidden)
+        hidden = sum(int(cast(Any, layer).macs(batch=batch)) for layer in self.hidden)
         return macs_per_token(self.d_in, self.d_out, self.width, 1, hidden)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -221,7 +221,7 @@ class EinsumLinear(nn.Module):
         """``d_out`` with a bias, else 0."""
         return self.d_out if self.bias is not None else 0
 
-    def macs(self, batch: int = 1, order: Literal["sequential", "optimal"] = "sequential") -> float:
+    def macs(self, order: Literal["sequential", "optimal"] = "sequential", batch: int = 1) -> float:
         """MACs per token (``Realization.macs``); the forward pass runs the sequential plan."""
         return self.realization.macs(order, batch)
 
