@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from einspace.family import Family
 
 
-class Structure(Protocol):
+class StructureLike(Protocol):
     """What sizing reads of a :class:`~einspace.structure.Structure`: its family and θ."""
 
     @property
@@ -73,7 +73,7 @@ def reference_dim(mask: int, d_in: int, d_out: int) -> int:
     return min(d_in, d_out)
 
 
-def round_sizes(structure: Structure, d_in: int, d_out: int) -> tuple[int, ...]:
+def round_sizes(structure: StructureLike, d_in: int, d_out: int) -> tuple[int, ...]:
     """Paper rounding: ``round(d_ref ** θ_c)``, at least 1."""
     return tuple(
         max(1, round(reference_dim(m, d_in, d_out) ** t))
@@ -125,7 +125,7 @@ def nearby_factorable(d: int, parts: int, count: int = 1) -> tuple[int, ...]:
     return tuple(sorted(below + above))
 
 
-def exact_sizes(structure: Structure, d_in: int, d_out: int) -> tuple[int, ...]:
+def exact_sizes(structure: StructureLike, d_in: int, d_out: int) -> tuple[int, ...]:
     """Sizes whose input and output products are exactly d_in and d_out."""
     classes, theta = structure.family.classes, structure.theta
     pos = {
@@ -162,7 +162,9 @@ def exact_sizes(structure: Structure, d_in: int, d_out: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _exact_failure(structure: Structure, d_in: int, d_out: int, pos: dict[str, list[int]]) -> str:
+def _exact_failure(
+    structure: StructureLike, d_in: int, d_out: int, pos: dict[str, list[int]]
+) -> str:
     n_in = len(pos["in"]) + len(pos["diag"])
     n_out = len(pos["out"]) + len(pos["diag"])
     reasons, hints = [], []
