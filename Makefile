@@ -1,6 +1,7 @@
 # einspace: the two commands of the README.
 #   make demo   creates .venv, installs the project and runs the default search + report
-#   make test   creates .venv (if missing), installs test extras, runs ruff, mypy and pytest
+#   make test   creates .venv (if missing), installs test extras, runs ruff, the import-linter
+#               layer contracts (pyproject's [tool.importlinter]), mypy and pytest
 # TORCH is installed before the package so that pip does not pull a CUDA build:
 #   make demo TORCH=torch        (GPU users)
 PYTHON ?= python3
@@ -45,6 +46,7 @@ postgresql:
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy

@@ -23,7 +23,7 @@ Examples:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
@@ -39,12 +39,14 @@ from einspace.index_classes import (
     class_sort_key,
     class_token,
     factor_bit,
+    factor_indices,
     factors_mask,
     parse_class,
     permute_class,
     transpose_class,
     universe,
 )
+from einspace.named import NAMED, named_classes
 
 if TYPE_CHECKING:
     import sympy
@@ -190,10 +192,35 @@ class Family:
 
     @property
     def name(self) -> str | None:
-        """The named structure family this is, up to renaming and transposition."""
-        from einspace.named import family_name
+        """The named structure family this is, up to renaming and transposition.
 
-        return family_name(self)
+        Examples:
+            >>> Family.parse("xA,xB,Ay,By").name, Family.parse("xA,By,AB").name
+            ('kronecker', 'low_rank')
+        """
+        known = _named_families(len(NAMED))
+        if all(f.k != self.k for f in known):
+            return None
+        return known.get(self.canonical(modulo_transpose=True))
+
+    @classmethod
+    def from_masks(cls, masks: Mapping[int, float]) -> tuple[Family, tuple[float, ...]]:
+        """The family of classes ``masks`` (bitmask → exponent) and the exponents in its
+        class order; factors that no class uses are dropped, the rest renamed A, B, … in
+        order.
+
+        Examples:
+            >>> fam, theta = Family.from_masks({parse_class("xB"): 1.0, parse_class("By"): 0.5})
+            >>> str(fam), theta
+            ('xA,Ay', (1.0, 0.5))
+        """
+        used = sorted({i for m in masks for i in factor_indices(m)})
+        perm = [0] * (max(used) + 1)
+        for new, old in enumerate(used):
+            perm[old] = new
+        relabeled = {permute_class(m, tuple(perm)): t for m, t in masks.items()}
+        family = cls(len(used), tuple(relabeled))
+        return family, tuple(relabeled[m] for m in family.classes)
 
     # ------------------------------------------------------------------ exponents
     @cached_property
@@ -259,3 +286,17 @@ class Family:
     def factor_classes(self, factor: int) -> tuple[int, ...]:
         """The classes containing factor ``factor`` (bitmasks, class order)."""
         return tuple(m for m in self.classes if m & factor_bit(factor))
+
+
+@lru_cache(maxsize=4)
+def _named_families(registered: int) -> dict[Family, str]:
+    """Canonical family → name of every named structure (keyed on how many are registered,
+    so a newly registered name is seen)."""
+    out: dict[Family, str] = {}
+    for entry in NAMED.values():
+        values = {k: (v if v > 0 else 0.25) for k, v in entry.defaults.items()}
+        classes = named_classes(entry.name, **values)
+        masks = {parse_class(c): float(v) for c, v in classes.items() if v > 0}
+        fam, _ = Family.from_masks(masks)
+        out.setdefault(fam.canonical(modulo_transpose=True), entry.name)
+    return out

@@ -1,6 +1,9 @@
 """Named points of the space (THEORY §1 table): dense, low rank, Kronecker, TT, Monarch, BTT.
 
-Each entry builds a :class:`~einspace.structure.Structure` from its parameters. Registering a
+Each entry maps its parameters to class exponents; :meth:`Structure.named
+<einspace.structure.Structure.named>` builds the structure and :attr:`Family.name
+<einspace.family.Family.name>` finds a family's name. This module is data: it imports
+neither. Registering a
 name twice raises, and an unknown name's error lists the valid names.
 
 Defaults: ``low_rank`` has ``r = 0.5``, ``tt`` and ``btt`` have ``r = 0.25`` (rank d^r), and
@@ -18,16 +21,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from einspace.errors import EinspaceError, suggest
-from einspace.family import Family
 
-if TYPE_CHECKING:
-    from einspace.structure import Structure
-
-__all__ = ["NAMED", "NamedStructure", "family_name", "named_theta", "register_named"]
+__all__ = [
+    "NAMED",
+    "NamedStructure",
+    "check_params",
+    "lookup",
+    "named_classes",
+    "named_theta",
+    "register_named",
+]
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,6 @@ def register_named(entry: NamedStructure) -> None:
     if entry.name in NAMED:
         raise EinspaceError(f"named structure {entry.name!r} is already registered")
     NAMED[entry.name] = entry
-    if "_named_families" in globals():
-        _named_families.cache_clear()
 
 
 def _paper(t: tuple[float, ...]) -> dict[str, float]:
@@ -108,7 +111,7 @@ for _entry in (
     register_named(_entry)
 
 
-def _check_params(entry: NamedStructure, params: dict[str, float]) -> dict[str, float]:
+def check_params(entry: NamedStructure, params: dict[str, float]) -> dict[str, float]:
     unknown = sorted(set(params) - set(entry.defaults))
     if unknown:
         expected = ", ".join(entry.defaults) or "no parameters"
@@ -141,7 +144,7 @@ def lookup(name: str) -> NamedStructure:
 def named_classes(name: str, **params: float) -> dict[str, float]:
     """The class → exponent mapping of a named structure."""
     entry = lookup(name)
-    return {k: float(v) for k, v in entry.classes(**_check_params(entry, params)).items()}
+    return {k: float(v) for k, v in entry.classes(**check_params(entry, params)).items()}
 
 
 def named_theta(name: str, **params: float) -> tuple[float, ...]:
@@ -151,33 +154,3 @@ def named_theta(name: str, **params: float) -> tuple[float, ...]:
     if set(classes) - set(order):
         raise EinspaceError(f"{name!r} is not a point of the 2-factor paper space")
     return tuple(classes.get(g, 0.0) for g in order)
-
-
-def named_structure(name: str, **params: float) -> Structure:
-    """Build the named structure (see :meth:`Structure.named`)."""
-    from einspace.structure import Structure
-
-    entry = lookup(name)
-    values = _check_params(entry, params)
-    label = entry.name + (
-        "(" + ", ".join(f"{k}={v:g}" for k, v in values.items()) + ")" if values else ""
-    )
-    return Structure.from_classes(named_classes(entry.name, **values), label=label)
-
-
-@lru_cache(maxsize=1)
-def _named_families() -> dict[Family, str]:
-    out: dict[Family, str] = {}
-    for entry in NAMED.values():
-        values = {k: (v if v > 0 else 0.25) for k, v in entry.defaults.items()}
-        fam = named_structure(entry.name, **values).family
-        out.setdefault(fam.canonical(modulo_transpose=True), entry.name)
-    return out
-
-
-def family_name(family: Family) -> str | None:
-    """The named structure whose family this is, up to renaming and transposition."""
-    known = _named_families()
-    if all(f.k != family.k for f in known):
-        return None
-    return known.get(family.canonical(modulo_transpose=True))

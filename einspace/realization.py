@@ -38,7 +38,7 @@ from einspace.contraction import OptimalPath, best_sequential, optimal_contracti
 from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import FACTOR_LETTERS, X, Y, factor_bit
-from einspace.sizing import exact_sizes, reference_dim, round_sizes
+from einspace.sizing import SizingMode, exact_sizes, reference_dim, round_sizes
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -78,7 +78,7 @@ class Realization:
     d_in: int
     d_out: int
     class_sizes: tuple[int, ...]
-    mode: str = "given"
+    mode: Literal["round", "exact", "given"] = "given"
 
     @classmethod
     def from_sizes(
@@ -372,7 +372,9 @@ class Realization:
         }
 
 
-def realize(structure: Structure, d_in: int, d_out: int, mode: str, pad_tol: float) -> Realization:
+def realize(
+    structure: Structure, d_in: int, d_out: int, mode: SizingMode, pad_tol: float
+) -> Realization:
     """Implementation of :meth:`Structure.realize`."""
     d_in, d_out = check_width(d_in, "d_in"), check_width(d_out, "d_out")
     if isinstance(pad_tol, bool) or not isinstance(pad_tol, int | float) or not (0 <= pad_tol < 1):

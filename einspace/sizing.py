@@ -20,15 +20,32 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 from einspace.errors import EinspaceError
 from einspace.index_classes import X, Y
 
 if TYPE_CHECKING:
-    from einspace.structure import Structure
+    from einspace.family import Family
+
+
+class StructureLike(Protocol):
+    """What sizing reads of a :class:`~einspace.structure.Structure`: its family and θ."""
+
+    @property
+    def family(self) -> Family:
+        """The classes present, in class order."""
+        ...
+
+    @property
+    def theta(self) -> tuple[float, ...]:
+        """The exponent of each class, aligned with ``family.classes``."""
+        ...
+
 
 __all__ = [
+    "SIZING_MODES",
+    "SizingMode",
     "divisors",
     "exact_sizes",
     "factorizations",
@@ -37,6 +54,13 @@ __all__ = [
     "reference_dim",
     "round_sizes",
 ]
+
+SizingMode = Literal["round", "exact"]
+"""How :meth:`~einspace.structure.Structure.realize` picks class sizes: ``"round"`` rounds
+d^θ per class and pads or truncates within ``pad_tol``; ``"exact"`` distributes prime
+factors so the products are exact."""
+
+SIZING_MODES: Final[tuple[SizingMode, ...]] = ("round", "exact")
 
 
 def reference_dim(mask: int, d_in: int, d_out: int) -> int:
@@ -49,7 +73,7 @@ def reference_dim(mask: int, d_in: int, d_out: int) -> int:
     return min(d_in, d_out)
 
 
-def round_sizes(structure: Structure, d_in: int, d_out: int) -> tuple[int, ...]:
+def round_sizes(structure: StructureLike, d_in: int, d_out: int) -> tuple[int, ...]:
     """Paper rounding: ``round(d_ref ** θ_c)``, at least 1."""
     return tuple(
         max(1, round(reference_dim(m, d_in, d_out) ** t))
@@ -101,7 +125,7 @@ def nearby_factorable(d: int, parts: int, count: int = 1) -> tuple[int, ...]:
     return tuple(sorted(below + above))
 
 
-def exact_sizes(structure: Structure, d_in: int, d_out: int) -> tuple[int, ...]:
+def exact_sizes(structure: StructureLike, d_in: int, d_out: int) -> tuple[int, ...]:
     """Sizes whose input and output products are exactly d_in and d_out."""
     classes, theta = structure.family.classes, structure.theta
     pos = {
@@ -138,7 +162,9 @@ def exact_sizes(structure: Structure, d_in: int, d_out: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _exact_failure(structure: Structure, d_in: int, d_out: int, pos: dict[str, list[int]]) -> str:
+def _exact_failure(
+    structure: StructureLike, d_in: int, d_out: int, pos: dict[str, list[int]]
+) -> str:
     n_in = len(pos["in"]) + len(pos["diag"])
     n_out = len(pos["out"]) + len(pos["diag"])
     reasons, hints = [], []

@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from einspace.errors import EinspaceError
 from einspace.family import Family
@@ -36,11 +36,11 @@ from einspace.index_classes import (
     X,
     Y,
     class_token,
-    factor_indices,
     parse_class,
-    permute_class,
     universe,
 )
+from einspace.named import check_params, lookup, named_classes
+from einspace.sizing import SizingMode
 
 if TYPE_CHECKING:
     import sympy
@@ -125,13 +125,8 @@ class Structure:
                 masks[mask] = theta
         if not masks:
             raise EinspaceError("every exponent is 0: no class is present")
-        used = sorted({i for m in masks for i in factor_indices(m)})
-        perm = [0] * (max(used) + 1)
-        for new, old in enumerate(used):
-            perm[old] = new
-        relabeled = {permute_class(m, tuple(perm)): t for m, t in masks.items()}
-        family = Family(len(used), tuple(relabeled))
-        structure = cls(family, tuple(relabeled[m] for m in family.classes), label)
+        family, exponents_in_order = Family.from_masks(masks)
+        structure = cls(family, exponents_in_order, label)
         structure._check()
         return structure
 
@@ -192,9 +187,12 @@ class Structure:
             >>> Structure.named("btt", r=0.5).nu
             1.0
         """
-        from einspace.named import named_structure
-
-        return named_structure(name, **params)
+        entry = lookup(name)
+        values = check_params(entry, params)
+        label = entry.name + (
+            "(" + ", ".join(f"{k}={v:g}" for k, v in values.items()) + ")" if values else ""
+        )
+        return cls.from_classes(named_classes(entry.name, **values), label=label)
 
     @classmethod
     def parse(cls, text: str) -> Structure:
@@ -333,7 +331,7 @@ class Structure:
         self,
         d_in: int,
         d_out: int | None = None,
-        mode: Literal["round", "exact"] = "round",
+        mode: SizingMode = "round",
         pad_tol: float = 0.15,
     ) -> Realization:
         """Give every class an integer size for a concrete layer (THEORY §1).

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from search.scoring import OBJECTIVES, ExponentModel, register_objective, score
+from search.scoring import OBJECTIVES, ExponentModel, register_objective, register_ranking, score
 from search.store import (
     LABEL_KEYS,
     POINT_FIELDS,
@@ -28,8 +28,9 @@ from search.store import (
 )
 
 if TYPE_CHECKING:
-    from search.driver import RunSettings, SearchResult, run_search
+    from search.driver import SearchResult, run_search
     from search.proxy import CurvePoint, ProxyConfig, RunResult, proxy_run
+    from search.settings import RunSettings
     from search.space import ThetaPoint, sample_points, snap_theta, theta_point
 
 _LAZY = {
@@ -37,7 +38,7 @@ _LAZY = {
     "ProxyConfig": "search.proxy",
     "RunResult": "search.proxy",
     "proxy_run": "search.proxy",
-    "RunSettings": "search.driver",
+    "RunSettings": "search.settings",
     "SearchResult": "search.driver",
     "run_search": "search.driver",
     "ThetaPoint": "search.space",
@@ -64,6 +65,7 @@ __all__ = [
     "canonical_config",
     "proxy_run",
     "register_objective",
+    "register_ranking",
     "run_id",
     "run_search",
     "sample_points",

@@ -54,9 +54,7 @@ Examples:
 
 from __future__ import annotations
 
-import functools
 import io
-import json
 import math
 import time
 import traceback
@@ -70,8 +68,10 @@ from torch import Tensor, nn
 
 from einspace.errors import EinspaceError, suggest
 from einspace.structure import Structure
+from search.compute import macs_per_token, step_flops
+from search.settings import RunSettings, with_settings
 from search.space import Mode
-from search.tasks import TASKS, Task, get_task
+from search.tasks import TASKS, Task
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,7 +85,6 @@ __all__ = [
     "ProxyConfig",
     "ProxyMLP",
     "RunResult",
-    "mlp_macs",
     "proxy_run",
     "run_config",
 ]
@@ -102,27 +101,18 @@ _STREAM_INIT, _STREAM_BATCH = 1, 2
 
 
 @dataclass(frozen=True)
-class ProxyConfig:
+class ProxyConfig(RunSettings):
     """Everything that determines a proxy run; its :meth:`to_dict` is the run's identity.
 
-    ``structure`` is normalized to the canonical spec ``str(Structure.parse(spec))``
-    (``"btt"`` becomes ``"btt(r=0.25)"``), which parses back to the same structure.
+    A :class:`~search.settings.RunSettings` (task, steps, lr, …: the settings a search's
+    runs share, with their defaults) plus what differs per run. ``structure`` is
+    normalized to the canonical spec ``str(Structure.parse(spec))`` (``"btt"`` becomes
+    ``"btt(r=0.25)"``), which parses back to the same structure.
 
     Attributes:
         structure: the hidden layers' structure spec.
         width: hidden width (the structured layers are ``width × width``).
-        steps: optimizer steps.
-        task: registered task name (:data:`search.tasks.TASKS`).
-        task_kwargs: keyword arguments of the task (its seed, sizes, …).
         seed: seed of the model init and of the batch order.
-        lr: the μP base learning rate (that of a dense layer at ``base_width``).
-        batch_size: examples per step.
-        depth: number of hidden structured layers.
-        eval_every: steps between logged points.
-        weight_decay: AdamW's decoupled weight decay.
-        base_width: the width at which ``lr`` applies unscaled (μP).
-        mode: realization mode of the structured layers (``"round"`` or ``"exact"``).
-        pad_tol: padding tolerance of round mode.
         task_repr: ``repr`` of a task object passed instead of a name (identity only).
 
     Examples:
@@ -133,19 +123,8 @@ class ProxyConfig:
 
     structure: str
     width: int
-    steps: int
-    task: str = "mlp_regression"
-    task_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    lr: float = 3e-3
-    batch_size: int = 64
-    depth: int = 2
-    eval_every: int = 25
-    weight_decay: float = 0.0
-    base_width: int = 64
-    mode: Mode = "round"
-    pad_tol: float = 0.15
-    task_repr: str | None = None
+    seed: int = field(default=0, kw_only=True)
+    task_repr: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         spec = self.structure
@@ -213,16 +192,6 @@ class ProxyConfig:
             )
         return cls(**body)
 
-    def make_task(self) -> Task:
-        """The task of this config (built once per process and reused: tasks are
-        read-only, and building one can take a fraction of a second)."""
-        return _task(self.task, json.dumps(self.task_kwargs, sort_keys=True))
-
-
-@functools.lru_cache(maxsize=8)
-def _task(name: str, kwargs_json: str) -> Task:
-    return get_task(name, **json.loads(kwargs_json))
-
 
 def _parse_structure(spec: object) -> Structure:
     if not isinstance(spec, str):
@@ -241,16 +210,6 @@ def _positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
 
 
 # --------------------------------------------------------------------------- model
-
-
-def mlp_macs(d_in: int, d_out: int, width: int, depth: int, hidden_macs: float) -> int:
-    """MACs per example of :class:`ProxyMLP`: ``d_in·width + depth·hidden_macs + width·d_out``.
-
-    Examples:
-        >>> mlp_macs(8, 1, 16, 2, 256)  # dense hidden layers of width 16
-        656
-    """
-    return int(d_in * width + depth * hidden_macs + width * d_out)
 
 
 def _spectral_std(fan_in: int, fan_out: int) -> float:
@@ -303,8 +262,8 @@ class ProxyMLP(nn.Module):
 
     def macs(self, batch: int = 1) -> int:
         """MACs per example: dense layers ``d_in·d_out``, structured layers their own count."""
-        hidden = sum(int(cast(Any, layer).macs(batch)) for layer in self.hidden)
-        return mlp_macs(self.d_in, self.d_out, self.width, 1, hidden)
+        hidden = sum(int(cast(Any, layer).macs(batch=batch)) for layer in self.hidden)
+        return macs_per_token(self.d_in, self.d_out, self.width, 1, hidden)
 
     def forward(self, x: Tensor) -> Tensor:
         h = torch.relu(self.embed(x))  # (B, width)
@@ -413,44 +372,31 @@ class RunResult:
 
 def proxy_run(
     structure: Structure | str,
-    task: Task | str = "mlp_regression",
+    task: Task | str | None = None,
     width: int = 64,
-    steps: int = 300,
+    steps: int | None = None,
     *,
     seed: int = 0,
-    lr: float = 3e-3,
-    batch_size: int = 64,
-    depth: int = 2,
-    eval_every: int = 25,
-    weight_decay: float = 0.0,
-    base_width: int = 64,
-    mode: Mode = "round",
-    pad_tol: float = 0.15,
-    task_kwargs: Mapping[str, Any] | None = None,
+    settings: RunSettings | None = None,
     store: RunStore | None = None,
     sweep: str | None = None,
     device: torch.device | str | None = None,
     checkpoint_every: int | None = None,
     on_point: Callable[[CurvePoint], bool | None] | None = None,
+    **overrides: Any,
 ) -> RunResult:
     """Train one proxy model and return its curve (see the module docs).
 
     Args:
         structure: the hidden layers' structure (object or spec string).
         task: a registered task name, or a :class:`~search.tasks.Task` object (then
-            ``task_kwargs`` must be empty and the task's ``repr`` identifies it).
+            ``task_kwargs`` must be empty and the task's ``repr`` identifies it); default:
+            the settings' task.
         width: hidden width; the structure must realize at ``width × width``.
-        steps: optimizer steps.
+        steps: optimizer steps (default: the settings' steps).
         seed: seed of the init and the batch order.
-        lr: μP base learning rate (a dense layer's at ``base_width``).
-        batch_size: examples per step.
-        depth: structured hidden layers.
-        eval_every: steps between logged points.
-        weight_decay: AdamW weight decay.
-        base_width: width at which ``lr`` applies unscaled.
-        mode: realization mode (``"round"`` or ``"exact"``).
-        pad_tol: padding tolerance of round mode.
-        task_kwargs: arguments of the task when ``task`` is a name.
+        settings: the shared run settings (default: :class:`~search.settings.RunSettings`
+            ``()``).
         store: a run store to claim, log, checkpoint and finish the run in.
         sweep: the sweep name the run is registered under.
         device: where to train (``None``: CPU; ``"cuda"`` works when available).
@@ -458,44 +404,38 @@ def proxy_run(
             per run, on multiples of ``eval_every``.
         on_point: called with each logged point; returning True stops the run
             (status ``pruned``).
+        **overrides: any field of :class:`~search.settings.RunSettings` by name (``lr``,
+            ``batch_size``, ``depth``, ``eval_every``, ``weight_decay``, ``base_width``,
+            ``mode``, ``pad_tol``, ``task_kwargs``, …), replacing the settings' value.
 
     Raises:
-        EinspaceError: bad arguments (unknown task, structure not realizable at
-            ``width``, …), before anything is trained or stored.
+        EinspaceError: bad arguments (unknown task or setting, structure not realizable
+            at ``width``, …), before anything is trained or stored.
 
     Examples:
         >>> r = proxy_run("dense", width=8, steps=2, eval_every=1, task_kwargs={"n_eval": 32})
         >>> [p.step for p in r.points], r.status
         ([0, 1, 2], 'finished')
     """
+    base = with_settings(settings, **overrides)
+    if steps is not None:
+        base = replace(base, steps=steps)
     task_obj: Task | None = None
-    if isinstance(task, str):
-        name, kwargs, text = task, dict(task_kwargs or {}), None
+    text: str | None = None
+    if task is None or isinstance(task, str):
+        base = replace(base, task=base.task if task is None else task)
     elif isinstance(task, Task):
-        if task_kwargs:
+        if base.task_kwargs:
             raise EinspaceError("task_kwargs apply to a task name; got a Task object as well")
-        task_obj, name, kwargs, text = task, task.name, {}, repr(task)
+        task_obj, text = task, repr(task)
+        base = replace(base, task=task.name)
     else:
         raise EinspaceError(
             f"task {task!r} must be a registered name ({', '.join(map(repr, TASKS))}) or a Task"
         )
-    config = ProxyConfig(
-        structure=structure if isinstance(structure, str) else str(structure),
-        width=width,
-        steps=steps,
-        task=name,
-        task_kwargs=kwargs,
-        seed=seed,
-        lr=lr,
-        batch_size=batch_size,
-        depth=depth,
-        eval_every=eval_every,
-        weight_decay=weight_decay,
-        base_width=base_width,
-        mode=mode,
-        pad_tol=pad_tol,
-        task_repr=text,
-    )
+    spec = structure if isinstance(structure, str) else str(structure)
+    values = {f.name: getattr(base, f.name) for f in fields(RunSettings)}
+    config = ProxyConfig(spec, width, seed=seed, task_repr=text, **values)
     return run_config(
         config,
         store=store,
@@ -680,7 +620,7 @@ def _train(
             start, window = _restore(saved[1], model, optimizer, device)
             resumed = start
             points = {p.step: p for p in _stored_points(store, rid) if p.step < start}
-    per_step = 6.0 * base.macs_per_token * config.batch_size
+    per_step = step_flops(base.macs_per_token, config.batch_size)
     eval_data = task.eval_set(device)
     last_beat = time.monotonic()
     beat_every = store.lease_s / 4 if store is not None else math.inf

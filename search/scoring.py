@@ -39,6 +39,7 @@ from einspace.family import Family
 from einspace.index_classes import class_name, universe
 from einspace.realization import Realization, check_width
 from einspace.realizations_table import enumerate_realizations, family_size_grid
+from einspace.sizing import SizingMode
 from einspace.structure import Structure
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "ExponentModel",
     "Predictor",
     "register_objective",
+    "register_ranking",
     "score",
 ]
 
@@ -61,18 +63,80 @@ class Predictor(Protocol):
         ...
 
 
-Objective = str | Callable[[pd.DataFrame], Sequence[float] | npt.NDArray[np.float64]] | Predictor
+ScoreFn = Callable[[pd.DataFrame], Sequence[float] | npt.NDArray[np.float64]]
+Objective = str | ScoreFn | Predictor
 
-OBJECTIVES: dict[str, Callable[[pd.DataFrame], Scores]] = {}
+Ranking = Callable[[pd.DataFrame, int], tuple[list[str], list[bool]]]
+"""How a named objective orders a candidate table: called with the table and the layer's
+full rank, it fills the ``score`` and ``why`` columns (helper columns start with ``_``) and
+returns the sort keys and whether each is ascending."""
+
+OBJECTIVES: dict[str, Ranking] = {}
+"""Every named objective, ``"prior"`` (the default) included."""
 
 
-def register_objective(name: str, fn: Callable[[pd.DataFrame], Scores]) -> None:
-    """Register a named objective (higher scores rank first); a name can be registered once."""
+def register_ranking(name: str, ranking: Ranking) -> None:
+    """Register a named objective given as a :data:`Ranking` (for lexicographic rules such
+    as the prior); a name can be registered once."""
     if name in OBJECTIVES:
         raise EinspaceError(f"objective {name!r} is already registered")
-    OBJECTIVES[name] = fn
+    OBJECTIVES[name] = ranking
 
 
+def register_objective(name: str, fn: ScoreFn) -> None:
+    """Register a named objective by its scores (higher ranks first, within the budget
+    first); a name can be registered once.
+
+    Examples:
+        >>> register_objective("fewest_params", lambda df: -df["params"].to_numpy(dtype=float))
+        >>> list(score(["dense", "monarch"], 64, 64, objective="fewest_params")["candidate"])
+        ['monarch', 'dense']
+        >>> del OBJECTIVES["fewest_params"]
+    """
+    register_ranking(name, _by_scores(fn))
+
+
+def _by_scores(fn: ScoreFn | Predictor) -> Ranking:
+    """The ranking of a score function or fitted model: within budget first, then score."""
+
+    def ranking(t: pd.DataFrame, full_rank: int) -> tuple[list[str], list[bool]]:
+        values = fn.predict(t) if isinstance(fn, Predictor) else fn(t)
+        scores = np.asarray(values, dtype=float)
+        if scores.shape != (len(t),) or not np.isfinite(scores).all():
+            raise EinspaceError(
+                f"objective returned {scores.shape} scores with non-finite values "
+                f"{int((~np.isfinite(scores)).sum()) if scores.shape == (len(t),) else '?'}; "
+                f"expected {len(t)} finite numbers"
+            )
+        t["score"] = scores
+        t["why"] = [f"objective score {s:.4g}" for s in scores]
+        return ["within_budget", "score"], [False, False]
+
+    return ranking
+
+
+def _prior(t: pd.DataFrame, full_rank: int) -> tuple[list[str], list[bool]]:
+    """The papers' prior (module docstring): budget, full rank, small ω, params per MAC."""
+    t["score"] = t["psi_eff"] - t["omega_eff"]
+    t["_omega"] = t["omega_eff"].round(9)  # exact ties despite float noise
+    t["why"] = [
+        f"{'full rank' if fr else f'rank {int(rk)} < {full_rank}'}, "
+        f"ω_eff={om:.3f}, {ppm:.3g} params/MAC" + ("" if wb else f", over budget ({int(mc)} MACs)")
+        for fr, rk, om, ppm, wb, mc in zip(
+            t["full_rank"],
+            t["rank"],
+            t["omega_eff"],
+            t["params_per_mac"],
+            t["within_budget"],
+            t["macs"],
+            strict=True,
+        )
+    ]
+    keys = ["within_budget", "full_rank", "_omega", "params_per_mac", "macs"]
+    return keys, [False, False, True, False, True]
+
+
+register_ranking("prior", _prior)
 register_objective("fewest_macs", lambda df: -df["macs"].to_numpy(dtype=float))
 register_objective("params_per_mac", lambda df: df["params_per_mac"].to_numpy(dtype=float))
 register_objective("rank_per_mac", lambda df: (df["rank"] / df["macs"]).to_numpy(dtype=float))
@@ -124,7 +188,7 @@ class ExponentModel:
 
 
 def _structure_rows(
-    items: Iterable[Structure | str], d_in: int, d_out: int, mode: str
+    items: Iterable[Structure | str], d_in: int, d_out: int, mode: SizingMode
 ) -> pd.DataFrame:
     rows, failures = [], []
     for item in items:
@@ -135,7 +199,7 @@ def _structure_rows(
                     f"candidate {item!r} is not a Structure, name or θ string; "
                     "e.g. 'btt:r=0.25' or Structure.named('monarch')"
                 )
-            r = s.realize(d_in, d_out, mode=mode)  # type: ignore[arg-type]
+            r = s.realize(d_in, d_out, mode=mode)
         except EinspaceError as err:
             failures.append(f"{item}: {err}")
             continue
@@ -216,7 +280,7 @@ def score(
     d_out: int | None = None,
     budget_macs: int | None = None,
     objective: Objective = "prior",
-    mode: str = "round",
+    mode: SizingMode = "round",
     k: int = 2,
 ) -> pd.DataFrame:
     """Rank candidate structures for a ``d_in → d_out`` layer, best first.
@@ -230,8 +294,9 @@ def score(
         d_out: output width (defaults to ``d_in``).
         budget_macs: MACs per input vector allowed; rows above it rank last and have
             ``within_budget = False``.
-        objective: ``"prior"`` (module docstring), a registered name in :data:`OBJECTIVES`, a
-            callable on the table returning scores, or a fitted model with ``predict``.
+        objective: a registered name in :data:`OBJECTIVES` (default ``"prior"``, see the
+            module docstring), a callable on the table returning scores, or a fitted model
+            with ``predict``.
         mode: ``"round"`` or ``"exact"`` for structure candidates.
         k: factors for ``"all"``.
 
@@ -286,51 +351,19 @@ def _rank(
     t["params_per_mac"] = t["params"] / t["macs"]
     t["full_rank"] = t["rank"] >= min(d_in, d_out)
     t["within_budget"] = True if budget_macs is None else t["macs"] <= budget_macs
-    if isinstance(objective, str) and objective == "prior":
-        t["score"] = t["psi_eff"] - t["omega_eff"]
-        t["_omega"] = t["omega_eff"].round(9)  # exact ties despite float noise
-        keys = ["within_budget", "full_rank", "_omega", "params_per_mac", "macs"]
-        ascending = [False, False, True, False, True]
-        t["why"] = [
-            f"{'full rank' if fr else f'rank {int(rk)} < {min(d_in, d_out)}'}, "
-            f"ω_eff={om:.3f}, {ppm:.3g} params/MAC"
-            + ("" if wb else f", over budget ({int(mc)} MACs)")
-            for fr, rk, om, ppm, wb, mc in zip(
-                t["full_rank"],
-                t["rank"],
-                t["omega_eff"],
-                t["params_per_mac"],
-                t["within_budget"],
-                t["macs"],
-                strict=True,
+    if isinstance(objective, str):
+        if objective not in OBJECTIVES:
+            raise EinspaceError(
+                f"unknown objective {objective!r}; {suggest(objective, OBJECTIVES)}"
             )
-        ]
+        ranking = OBJECTIVES[objective]
+    elif isinstance(objective, Predictor) or callable(objective):
+        ranking = _by_scores(objective)
     else:
-        values: Sequence[float] | npt.NDArray[np.float64]
-        if isinstance(objective, str):
-            if objective not in OBJECTIVES:
-                raise EinspaceError(
-                    f"unknown objective {objective!r}; {suggest(objective, ['prior', *OBJECTIVES])}"
-                )
-            values = OBJECTIVES[objective](t)
-        elif isinstance(objective, Predictor):
-            values = objective.predict(t)
-        elif callable(objective):
-            values = objective(t)
-        else:
-            raise EinspaceError(
-                f"objective {objective!r} is not a name, a callable or a model with predict()"
-            )
-        scores = np.asarray(values, dtype=float)
-        if scores.shape != (len(t),) or not np.isfinite(scores).all():
-            raise EinspaceError(
-                f"objective returned {scores.shape} scores with non-finite values "
-                f"{int((~np.isfinite(scores)).sum()) if scores.shape == (len(t),) else '?'}; "
-                f"expected {len(t)} finite numbers"
-            )
-        t["score"] = scores
-        keys, ascending = ["within_budget", "score"], [False, False]
-        t["why"] = [f"objective score {s:.4g}" for s in scores]
+        raise EinspaceError(
+            f"objective {objective!r} is not a name, a callable or a model with predict()"
+        )
+    keys, ascending = ranking(t, min(d_in, d_out))
     t = t.sort_values([*keys, "candidate"], ascending=[*ascending, True], kind="mergesort")
     t.insert(0, "position", np.arange(1, len(t) + 1))
-    return t.drop(columns=["_omega"], errors="ignore").reset_index(drop=True)
+    return t.drop(columns=[c for c in t.columns if str(c).startswith("_")]).reset_index(drop=True)

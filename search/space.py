@@ -42,11 +42,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 
 from einspace.errors import EinspaceError
+from einspace.sizing import SizingMode
 from einspace.structure import Structure
 
 __all__ = [
@@ -71,7 +72,7 @@ SNAP: Final = 0.1
 RESOLUTION: Final = 0.05
 """Default grid the exponents are rounded to."""
 
-Mode = Literal["round", "exact"]
+Mode = SizingMode
 
 
 # --------------------------------------------------------------------------- snapping

@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
+from analysis.search_fits import fit_search
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
 from search.driver import RunSettings, interpolate_loss, parse_structures, parse_widths, run_search
@@ -171,7 +172,7 @@ def test_search_command_reports_bad_input_cleanly(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from search.commands import search_command
+    from einspace.cli.search import search_command
 
     app = typer.Typer()
     app.command()(search_command)
@@ -183,7 +184,7 @@ def test_search_command_reports_bad_input_cleanly(tmp_path: Path) -> None:
 
 
 def test_commands_module_does_not_import_torch() -> None:
-    code = "import sys, search, search.commands, search.driver; print('torch' in sys.modules)"
+    code = "import sys, search, einspace.cli.search, search.driver; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -294,7 +295,7 @@ def test_killed_sweep_resumes_without_loss_or_repeats(tmp_path: Path) -> None:
     fresh = run_config(resumed["config"])
     own = points[points["run_id"] == resumed["run_id"]]
     assert own["eval_loss"].tolist() == [p.eval_loss for p in fresh.points]
-    assert len(result.fits) == len(KILL_STRUCTURES)
+    assert len(fit_search(result)) == len(KILL_STRUCTURES)
 
 
 def test_ctrl_c_keeps_finished_runs_and_leaves_the_run_resumable(

@@ -30,3 +30,14 @@ def einspace_params() -> int:
     from einspace import Structure
 
     return Structure.named("btt").realize(64, 64).params
+
+
+def test_execution_plan_imports_without_torch() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None; "
+        "from einspace import Structure; from einspace.plan import ExecutionPlan; "
+        "plan = ExecutionPlan.compile(Structure.named('monarch').realize(16, 16)); "
+        "print(type(plan).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ExecutionPlan"

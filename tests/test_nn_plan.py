@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from einspace import Structure
-from einspace.nn.plan import ExecutionPlan, Z
+from einspace.plan import ExecutionPlan, Z
 
 # (structure, copies of the live tensor per forward pass) at 1024 × 1024
 COPIES = [

@@ -16,8 +16,8 @@ Examples:
 from einspace.nn.linear import EinsumLinear
 from einspace.nn.moe import BTTMoE
 from einspace.nn.mup import param_groups
-from einspace.nn.plan import ExecutionPlan
 from einspace.nn.surgery import ReplaceSummary, replace_linear
+from einspace.plan import ExecutionPlan
 
 __all__ = [
     "BTTMoE",

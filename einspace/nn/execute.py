@@ -13,7 +13,7 @@ cache-sized chunks of tokens (:func:`token_chunks`).
 Examples:
     >>> import torch
     >>> from einspace import Structure
-    >>> from einspace.nn.plan import ExecutionPlan
+    >>> from einspace.plan import ExecutionPlan
     >>> r = Structure.named("monarch").realize(16, 16)
     >>> prog = compile_program(ExecutionPlan.compile(r))
     >>> ws = [torch.randn(s, dtype=torch.float64) for s in prog.weight_shapes]
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from einspace.nn.plan import ExecutionPlan, Layout, Z, copy_runs
+from einspace.plan import ExecutionPlan, Layout, Z, copy_runs
 
 __all__ = ["PlanFunction", "Program", "compile_program", "run_program", "token_chunks"]
 

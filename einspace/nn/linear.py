@@ -39,8 +39,8 @@ from torch import nn
 from einspace.errors import EinspaceError
 from einspace.nn.execute import PlanFunction, compile_program, run_program
 from einspace.nn.mup import init_factors, spectral_sigmas
-from einspace.nn.plan import ExecutionPlan
 from einspace.nn.widths import flatten_input, resize_last
+from einspace.plan import ExecutionPlan
 from einspace.realization import Realization
 from einspace.structure import Structure
 
@@ -221,7 +221,7 @@ class EinsumLinear(nn.Module):
         """``d_out`` with a bias, else 0."""
         return self.d_out if self.bias is not None else 0
 
-    def macs(self, batch: int = 1, order: Literal["sequential", "optimal"] = "sequential") -> float:
+    def macs(self, order: Literal["sequential", "optimal"] = "sequential", batch: int = 1) -> float:
         """MACs per token (``Realization.macs``); the forward pass runs the sequential plan."""
         return self.realization.macs(order, batch)
 

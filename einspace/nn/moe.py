@@ -44,8 +44,8 @@ from einspace.errors import EinspaceError
 from einspace.nn.execute import PlanFunction, compile_program, run_program
 from einspace.nn.linear import core_order_state
 from einspace.nn.mup import init_factors, spectral_sigmas
-from einspace.nn.plan import ExecutionPlan, Z
 from einspace.nn.widths import flatten_input, resize_last
+from einspace.plan import ExecutionPlan, Z
 from einspace.realization import Realization
 from einspace.structure import Structure
 

@@ -32,9 +32,9 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from einspace.errors import EinspaceError
 
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from einspace.realization import Realization
 
 __all__ = [
+    "FactoredLayer",
     "adam_multipliers",
     "param_groups",
     "sgd_multipliers",
@@ -87,14 +88,27 @@ class _FactorGroup:
     lr: float
 
 
+@runtime_checkable
+class FactoredLayer(Protocol):
+    """A layer whose factors get μP learning rates: :class:`~einspace.nn.EinsumLinear` and
+    :class:`~einspace.nn.BTTMoE` are; any module with these two attributes is."""
+
+    @property
+    def mup_realization(self) -> Realization:
+        """The realization whose fans set the factors' multipliers."""
+        ...
+
+    @property
+    def factors(self) -> Sequence[torch.nn.Parameter]:
+        """The factor parameters, in the realization's factor order."""
+        ...
+
+
 def _structured_factors(
     model: nn.Module, lr: float, optimizer: str, base_width: int | None
 ) -> Iterator[_FactorGroup]:
-    from einspace.nn.linear import EinsumLinear
-    from einspace.nn.moe import BTTMoE
-
     for mod_name, module in model.named_modules():
-        if not isinstance(module, EinsumLinear | BTTMoE):
+        if not isinstance(module, FactoredLayer):
             continue
         r = module.mup_realization
         lr_dense = lr

@@ -1,4 +1,4 @@
-"""The ``einspace search`` and ``einspace demo`` commands (registered by :mod:`einspace.cli`).
+"""The ``einspace search`` and ``einspace demo`` commands.
 
 Importing this module is cheap: torch, optuna and the driver are imported when a command
 runs. Errors (:class:`~einspace.errors.EinspaceError`) print as one red line and exit with
@@ -7,16 +7,21 @@ status 2; Ctrl-C exits with status 130 after the driver has stopped cleanly.
 
 from __future__ import annotations
 
+import math
 import time
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
+from analysis.search_fits import fit_search
+from einspace.cli.app import app, friendly
+from einspace.cli.options import settings_options
 from einspace.errors import EinspaceError
+from search.settings import RunSettings
 
 if TYPE_CHECKING:
+    import pandas as pd
     from rich.console import Console
 
     from search.driver import SearchResult
@@ -33,18 +38,14 @@ DEMO_STEPS: Final = 1000
 DEMO_TRIALS: Final = 3
 
 
-class RealizationMode(StrEnum):
-    """How structured layers pick class sizes (see :meth:`einspace.Structure.realize`)."""
-
-    round = "round"
-    exact = "exact"
-
-
 def _fail(console: Console, err: EinspaceError) -> typer.Exit:
     console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
     return typer.Exit(2)
 
 
+@app.command("search")
+@friendly
+@settings_options
 def search_command(
     structures: Annotated[
         list[str] | None,
@@ -56,21 +57,7 @@ def search_command(
     ] = None,
     widths: Annotated[str, typer.Option(help="Hidden widths, comma-separated.")] = "16,64,256",
     seeds: Annotated[str, typer.Option(help="Seeds, comma-separated.")] = "0",
-    task: Annotated[str, typer.Option(help="Proxy task: mlp_regression or digits.")] = (
-        "mlp_regression"
-    ),
-    steps: Annotated[int, typer.Option(help="Optimizer steps per run.")] = 300,
-    lr: Annotated[
-        float, typer.Option(help="μP base learning rate (dense at --base-width).")
-    ] = 3e-3,
-    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 64,
-    depth: Annotated[int, typer.Option(help="Structured hidden layers.")] = 2,
-    eval_every: Annotated[int, typer.Option(help="Steps between logged points.")] = 25,
-    base_width: Annotated[int, typer.Option(help="Width at which --lr applies unscaled.")] = 64,
-    mode: Annotated[
-        RealizationMode, typer.Option(help="Realization: 'round' (pad) or 'exact'.")
-    ] = RealizationMode.round,
-    pad_tol: Annotated[float, typer.Option(help="Padding tolerance of round mode.")] = 0.15,
+    settings: RunSettings = RunSettings(),
     store: Annotated[
         str, typer.Option(help="Run store: SQLite path or SQLAlchemy URL.")
     ] = "einspace-runs.sqlite",
@@ -111,19 +98,8 @@ def search_command(
 
     console = Console()
     try:
-        from search.driver import RunSettings, parse_seeds, parse_widths, run_search
+        from search.driver import parse_seeds, parse_widths, run_search
 
-        settings = RunSettings(
-            task=task,
-            steps=steps,
-            lr=lr,
-            batch_size=batch_size,
-            depth=depth,
-            eval_every=eval_every,
-            base_width=base_width,
-            mode="exact" if mode == RealizationMode.exact else "round",
-            pad_tol=pad_tol,
-        )
         result = run_search(
             structures or [],
             parse_widths(widths),
@@ -148,10 +124,13 @@ def search_command(
         )
     except EinspaceError as err:
         raise _fail(console, err) from None
+    print_fits(console, fit_search(result), result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
 
 
+@app.command("demo")
+@friendly
 def demo_command(
     out: Annotated[Path, typer.Option(help="Folder for the run store and the report.")] = Path(
         "einspace-demo"
@@ -171,6 +150,7 @@ def demo_command(
         result = run_demo(out, workers=workers, progress=progress, console=console)
     except EinspaceError as err:
         raise _fail(console, err) from None
+    print_fits(console, fit_search(result), result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
     _demo_report(out, console)
@@ -200,11 +180,8 @@ def _demo_space(console: Console) -> None:
 
 def _demo_report(out: Path, console: Console) -> None:
     """Write the report of the demo's store into ``out/report`` (skipped without one)."""
-    try:
-        from analysis import report
-    except ImportError:
-        console.print("analysis.report is not available; skipping the report")
-        return
+    from analysis import report
+
     try:
         index = report(
             out / "report",
@@ -255,3 +232,31 @@ def run_demo(
         progress=progress,
         console=console,
     )
+
+
+def print_fits(console: Console, fits: pd.DataFrame, sweep: str) -> None:
+    """Print a search's scaling laws (:func:`analysis.search_fits.fit_search`) as a table."""
+    from rich.table import Table
+
+    if fits.empty:
+        return
+    table = Table(title=f"scaling laws (sweep {sweep!r}, log L = a − m log C)")
+    table.add_column("structure", overflow="fold")
+    for col in ("m ± se", "a", "points", "C range (FLOPs)", "× vs dense"):
+        table.add_column(col, justify="right", no_wrap=True)
+    ordered = fits.sort_values("multiplier", ascending=False, na_position="last")
+    for row in ordered.to_dict("records"):
+        if row["note"] and math.isnan(row["m"]):
+            table.add_row(str(row["structure"]), "—", "—", "0", "—", str(row["note"])[:60])
+            continue
+        se = "" if math.isnan(row["m_se"]) else f" ± {row['m_se']:.3f}"
+        mult = "—" if math.isnan(row["multiplier"]) else f"{row['multiplier']:.3g}×"
+        table.add_row(
+            str(row["structure"]),
+            f"{row['m']:.3f}{se}",
+            f"{row['a']:.3f}",
+            str(row["n_points"]),
+            f"{row['compute_min']:.2g}–{row['compute_max']:.2g}",
+            mult,
+        )
+    console.print(table)

@@ -1,4 +1,5 @@
-"""The ``einspace`` command line: enumerate, show, score, search, report, demo.
+"""The ``einspace`` command line app, its error and table output, and the commands
+enumerate, show, score and report (search and demo are in :mod:`einspace.cli.search`).
 
 Every command turns an :class:`~einspace.errors.EinspaceError` into a one-line red message
 and exit status 2, never a traceback. Heavy imports (torch, matplotlib, optuna) happen inside
@@ -277,18 +278,6 @@ def report_command(
         command=" ".join(["einspace", *sys.argv[1:]]),
     )
     console.print(f"report written: [bold]{path}[/bold]")
-
-
-def _register_search_commands() -> None:
-    try:
-        from search.commands import demo_command, search_command
-    except ImportError:  # pragma: no cover - the search package is part of the project
-        return
-    app.command("search")(friendly(search_command))
-    app.command("demo")(friendly(demo_command))
-
-
-_register_search_commands()
 
 
 def main() -> None:

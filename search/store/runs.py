@@ -1,291 +1,50 @@
-"""The run store: every proxy run's config, status and logged curve, in a database.
+"""The run store: claims and leases of runs, their logged curves, checkpoints and endings.
 
-A :class:`RunStore` keeps three tables through SQLAlchemy 2 Core, so any database
-SQLAlchemy speaks works; a plain path means an SQLite file:
-
-- ``runs``: one row per run, keyed by :func:`run_id`, the stable hash of the run's
-  canonical JSON config. It holds the config, labels for analysis (sweep, structure,
-  task, width, seed), the status (``pending``, ``running``, ``finished``, ``diverged``,
-  ``failed``), the worker that holds it (host, pid, heartbeat time), timestamps, the
-  last step, the final losses and an error message.
-- ``points``: ``(run_id, step, compute, train_loss, eval_loss)`` with primary key
-  ``(run_id, step)``, so logging a step again replaces it instead of duplicating it.
-- ``checkpoints``: ``(run_id, step, blob)`` to resume a run a dead worker left behind.
-
-A ``meta`` table holds the application name and the schema version; opening a database
-that is not an einspace run store, or one of another schema version, raises.
-
-Workers call :meth:`RunStore.claim` with a config. The claim is atomic: of several
-processes that claim the same config at once exactly one gets a :class:`Claim`. A run
-is taken if it is new, pending, or running but stale (its worker's pid is dead on this
-host, or its heartbeat is older than the lease). Finished, diverged and failed runs are
-never taken again, and their points are never deleted or overwritten.
-
-SQLite files are opened in WAL mode with a busy timeout, and every write transaction
-starts with ``BEGIN IMMEDIATE``, so concurrent worker processes on one machine write
-safely. On other databases the claim is a compare-and-swap on the run's ``attempt``
-counter under ``SELECT … FOR UPDATE``.
-
-Times are stored as UNIX seconds (float) and shown as UTC timestamps in DataFrames.
+See :mod:`search.store` for the tables and how claims stay atomic across processes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import operator
 import os
 import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import (
-    CheckConstraint,
-    Column,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    event,
-    exc,
-    func,
-    insert,
-    inspect,
-    select,
-    update,
-)
-from sqlalchemy.engine import URL, Connection, Engine, RowMapping, make_url
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import delete, exc, func, insert, inspect, select, update
+from sqlalchemy.engine import Connection, RowMapping
 
 from einspace.errors import EinspaceError, suggest
+from search.store.engine import READ_ONLY, make_engine, resolve_url
+from search.store.identity import _hash, _labels, canonical_config
+from search.store.schema import (
+    _APPLICATION,
+    _DONE,
+    _POINT_COLUMNS,
+    _RUN_COLUMNS,
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+    TABLES,
+    _checkpoints,
+    _meta,
+    _metadata,
+    _points,
+    _read_meta,
+    _runs,
+)
+from search.store.validation import check_loss, check_point, check_step
 
 if TYPE_CHECKING:  # pandas is imported where DataFrames are made: workers do not need it
     import pandas as pd
 
-__all__ = [
-    "LABEL_KEYS",
-    "POINT_FIELDS",
-    "RUN_STATUSES",
-    "SCHEMA_VERSION",
-    "Claim",
-    "RunStore",
-    "canonical_config",
-    "run_id",
-]
+__all__ = ["Claim", "RunStore"]
 
-SCHEMA_VERSION: Final = 1
-"""Version of the table layout; a store of another version is refused."""
-
-RUN_STATUSES: Final = ("pending", "running", "finished", "diverged", "failed")
-"""Every status a run can have, in lifecycle order."""
-
-LABEL_KEYS: Final = ("structure", "task", "width", "seed")
-"""Config keys copied into columns of ``runs`` for analysis (all optional)."""
-
-POINT_FIELDS: Final = ("step", "compute", "train_loss", "eval_loss")
-"""Keys of a logged point; ``step`` and ``compute`` are required."""
-
-_APPLICATION: Final = "einspace"
-_DONE: Final = frozenset({"finished", "diverged", "failed"})
-_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
-_READ_ONLY: Final = "einspace_read_only"
-_URL_EXAMPLES: Final = (
-    "'runs.sqlite' (a file path), 'sqlite:////abs/path/runs.sqlite', "
-    "'postgresql+psycopg://user:password@host:5432/einspace'"
-)
 _CHUNK: Final = 500  # bound parameters per IN (...) list
-
-_metadata = MetaData()
-
-_meta = Table(
-    "meta",
-    _metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-)
-
-_runs = Table(
-    "runs",
-    _metadata,
-    Column("run_id", String(64), primary_key=True),
-    Column("config", Text, nullable=False),
-    Column("sweep", String(255), index=True),
-    Column("structure", Text),
-    Column("task", String(255)),
-    Column("width", Integer),
-    Column("seed", Integer),
-    Column("status", String(16), nullable=False, index=True),
-    Column("attempt", Integer, nullable=False),
-    Column("worker_host", String(255)),
-    Column("worker_pid", Integer),
-    Column("heartbeat_at", Float),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("last_step", Integer),
-    Column("final_train_loss", Float),
-    Column("final_eval_loss", Float),
-    Column("error", Text),
-    CheckConstraint(
-        "status IN ({})".format(", ".join(f"'{s}'" for s in RUN_STATUSES)),
-        name="runs_status_valid",
-    ),
-)
-
-_points = Table(
-    "points",
-    _metadata,
-    Column(
-        "run_id",
-        String(64),
-        ForeignKey("runs.run_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("step", Integer, primary_key=True),
-    Column("compute", Float, nullable=False),
-    Column("train_loss", Float),
-    Column("eval_loss", Float),
-)
-
-_checkpoints = Table(
-    "checkpoints",
-    _metadata,
-    Column(
-        "run_id",
-        String(64),
-        ForeignKey("runs.run_id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("step", Integer, primary_key=True),
-    Column("blob", LargeBinary, nullable=False),
-    Column("created_at", Float, nullable=False),
-)
-
-_TABLES: Final = frozenset(_metadata.tables)
-
-_RUN_COLUMNS: Final = tuple(c.name for c in _runs.columns)
-_POINT_COLUMNS: Final = (
-    "run_id",
-    "sweep",
-    "structure",
-    "task",
-    "width",
-    "seed",
-    "status",
-    "step",
-    "compute",
-    "train_loss",
-    "eval_loss",
-)
-
-
-# --------------------------------------------------------------------------- configs
-
-
-def canonical_config(config: Mapping[str, Any]) -> str:
-    """Return the canonical JSON text of a run config (sorted keys, no spaces).
-
-    NumPy scalars are turned into Python numbers. ``1`` and ``1.0`` are different
-    configs. NaN and infinity are refused, as is anything JSON cannot hold.
-
-    Raises:
-        EinspaceError: ``config`` is not a mapping or is not JSON-serializable.
-
-    Examples:
-        >>> canonical_config({"width": 64, "structure": "btt", "lr": 1e-3})
-        '{"lr":0.001,"structure":"btt","width":64}'
-    """
-    if not isinstance(config, Mapping):
-        raise EinspaceError(
-            f"a run config must be a mapping such as {{'structure': 'btt', 'width': 64}}; "
-            f"got {type(config).__name__} {config!r}"
-        )
-    return _canonical_json(config, "a run config")
-
-
-def _canonical_json(value: object, what: str) -> str:
-    try:
-        return json.dumps(
-            value,
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=_json_default,
-        )
-    except (TypeError, ValueError) as err:
-        raise EinspaceError(
-            f"{what} must be JSON-serializable (str keys; str, int, finite float, bool, "
-            f"None, lists and dicts); {err}. Given: {value!r}"
-        ) from None
-
-
-def _json_default(value: object) -> object:
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", None) == 0:  # a NumPy/torch scalar
-        return item()
-    raise TypeError(f"value {value!r} of type {type(value).__name__} is not JSON-serializable")
-
-
-def run_id(config: Mapping[str, Any]) -> str:
-    """Return the stable id of a run: 16 hex digits of SHA-256 of its canonical config.
-
-    The id does not depend on key order, and not on the sweep the run belongs to, so
-    the same config in two sweeps is one run.
-
-    Examples:
-        >>> run_id({"structure": "btt", "width": 64}) == run_id({"width": 64, "structure": "btt"})
-        True
-        >>> run_id({"structure": "btt", "width": 64})
-        '74cb99c0e5b9dbf7'
-    """
-    return _hash(canonical_config(config))
-
-
-def _hash(canonical: str) -> str:
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-
-
-def _labels(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``runs`` label columns taken from ``config`` (see :data:`LABEL_KEYS`)."""
-    out: dict[str, Any] = {}
-    for key in ("structure", "task"):
-        value = config.get(key)
-        if value is None or isinstance(value, str):
-            out[key] = value
-        elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
-            out[key] = value["name"]
-        else:  # e.g. a list of exponents: its canonical JSON text
-            out[key] = _canonical_json(value, f"config[{key!r}]")
-    for key in ("width", "seed"):
-        value = config.get(key)
-        if value is None:
-            out[key] = None
-            continue
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            out[key] = operator.index(value)
-        except TypeError:
-            raise EinspaceError(
-                f"config[{key!r}] must be an integer (or absent); got {value!r} of type "
-                f"{type(value).__name__}"
-            ) from None
-    return out
-
-
-# --------------------------------------------------------------------------- claims
 
 
 @dataclass(frozen=True)
@@ -389,8 +148,8 @@ class RunStore:
             )
         self.lease_s = float(lease_s)
         self._host = socket.gethostname()
-        self._url = _resolve_url(url_or_path)
-        self._engine = _make_engine(self._url, busy_timeout_s)
+        self._url = resolve_url(url_or_path)
+        self._engine = make_engine(self._url, busy_timeout_s)
         try:
             self._init_schema()
         except BaseException:
@@ -436,7 +195,7 @@ class RunStore:
         """A read-only transaction (deferred ``BEGIN`` on SQLite); database errors wrapped."""
         try:
             with self._engine.connect() as conn:
-                conn.execution_options(**{_READ_ONLY: True})
+                conn.execution_options(**{READ_ONLY: True})
                 with conn.begin():
                     yield conn
         except exc.SQLAlchemyError as err:
@@ -471,14 +230,14 @@ class RunStore:
                     ],
                 )
                 meta = {"application": _APPLICATION, "schema_version": str(SCHEMA_VERSION)}
-                names = set(_TABLES)
+                names = set(TABLES)
             else:
                 meta = _read_meta(conn) if "meta" in names else {}
         if meta.get("application") != _APPLICATION:
             raise EinspaceError(
                 f"{self.url} is a database but not an einspace run store: it has tables "
                 f"{sorted(names)} and no einspace 'meta' row. Expected tables "
-                f"{sorted(_TABLES)}; use a new path or an empty database"
+                f"{sorted(TABLES)}; use a new path or an empty database"
             )
         version = meta.get("schema_version")
         if version != str(SCHEMA_VERSION):
@@ -486,11 +245,11 @@ class RunStore:
                 f"{self.url} is an einspace run store of schema version {version!r}; this "
                 f"einspace reads version {SCHEMA_VERSION!r}. Use a new path for new runs"
             )
-        missing = _TABLES - names
+        missing = TABLES - names
         if missing:
             raise EinspaceError(
                 f"{self.url} is an einspace run store missing tables {sorted(missing)}; it is "
-                f"damaged. Expected tables {sorted(_TABLES)}"
+                f"damaged. Expected tables {sorted(TABLES)}"
             )
         self._enable_wal()
 
@@ -687,7 +446,7 @@ class RunStore:
         """
         clean: dict[int, dict[str, Any]] = {}
         for i, row in enumerate(rows):
-            point = _check_point(row, i)
+            point = check_point(row, i)
             clean[point["step"]] = point  # the last of duplicate steps wins
         if not clean:
             return 0
@@ -718,7 +477,7 @@ class RunStore:
             >>> store.load_checkpoint(rid)
             (100, b'state')
         """
-        step = _check_step(step, "step")
+        step = check_step(step, "step")
         if not isinstance(blob, bytes | bytearray | memoryview):
             raise EinspaceError(
                 f"a checkpoint blob must be bytes (e.g. from torch.save into io.BytesIO); "
@@ -801,7 +560,7 @@ class RunStore:
         """
         for name, value in (("train_loss", train_loss), ("eval_loss", eval_loss)):
             if value is not None:
-                _check_loss(value, name, "finish")
+                check_loss(value, name, "finish")
         now = time.time()
         with self._write() as conn:
             self._running_row(conn, run_id, "finish")
@@ -846,7 +605,7 @@ class RunStore:
             >>> store.points()["step"].tolist(), store.runs()["status"].tolist()
             ([0, 1, 2], ['diverged'])
         """
-        step = _check_step(step, "step")
+        step = check_step(step, "step")
         now = time.time()
         with self._write() as conn:
             self._running_row(conn, run_id, "mark diverged")
@@ -1006,19 +765,6 @@ class RunStore:
         return table
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _read_meta(conn: Connection) -> dict[str, str]:
-    """The ``meta`` rows, or ``{}`` when a foreign table of that name has other columns."""
-    try:
-        with conn.begin_nested():
-            rows = conn.execute(select(_meta.c.key, _meta.c.value)).all()
-    except exc.SQLAlchemyError:
-        return {}
-    return {str(key): str(value) for key, value in rows}
-
-
 def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(values), _CHUNK):
         yield list(values[start : start + _CHUNK])
@@ -1029,155 +775,3 @@ def _nearest_ids(conn: Connection, rid: str) -> str:
     if not ids:
         return "none are stored yet"
     return suggest(str(rid), ids[:20]) if len(ids) > 20 else suggest(str(rid), ids)
-
-
-def _check_step(step: object, what: str) -> int:
-    try:
-        if isinstance(step, bool):
-            raise TypeError
-        value = operator.index(step)  # type: ignore[arg-type]
-    except TypeError:
-        raise EinspaceError(f"{what} must be an integer >= 0; got {step!r}") from None
-    if value < 0:
-        raise EinspaceError(f"{what} must be an integer >= 0; got {value!r}")
-    return value
-
-
-def _check_loss(value: object, name: str, where: str) -> float:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise EinspaceError(f"{name} must be a number or None; got {value!r} ({where})") from None
-    if not math.isfinite(number):
-        raise EinspaceError(
-            f"{name} = {number!r} is not finite ({where}); expected a finite loss. Use "
-            f"RunStore.mark_diverged(run_id, step, reason) for a run whose loss blew up"
-        )
-    return number
-
-
-def _check_point(row: Mapping[str, Any], index: int) -> dict[str, Any]:
-    if not isinstance(row, Mapping):
-        raise EinspaceError(
-            f"point {index} must be a mapping with keys {list(POINT_FIELDS)}; got {row!r}"
-        )
-    unknown = [key for key in row if key not in POINT_FIELDS]
-    if unknown:
-        raise EinspaceError(
-            f"point {index} has unknown key {unknown[0]!r}; "
-            f"{suggest(str(unknown[0]), POINT_FIELDS)}"
-        )
-    for key in ("step", "compute"):
-        if key not in row:
-            raise EinspaceError(f"point {index} needs {key!r}; got keys {sorted(row)}")
-    where = f"point {index}, step {row['step']!r}"
-    compute = _check_loss(row["compute"], "compute", where)
-    if compute < 0:
-        raise EinspaceError(f"compute must be >= 0; got {compute!r} ({where})")
-    point: dict[str, Any] = {"step": _check_step(row["step"], f"step of point {index}")}
-    point["compute"] = compute
-    for key in ("train_loss", "eval_loss"):
-        value = row.get(key)
-        point[key] = None if value is None else _check_loss(value, key, where)
-    return point
-
-
-def _resolve_url(target: str | os.PathLike[str]) -> URL:
-    """Turn a path or URL string into a URL, refusing malformed input."""
-    if isinstance(target, os.PathLike) or "://" not in str(target):
-        if not isinstance(target, str | os.PathLike):
-            raise EinspaceError(
-                f"a run store location must be a path or URL string; got "
-                f"{type(target).__name__} {target!r}. Examples: {_URL_EXAMPLES}"
-            )
-        text = os.fspath(target)
-        if text in ("", ":memory:"):
-            return URL.create("sqlite")
-        path = Path(text).expanduser().resolve()
-        _check_sqlite_file(path)
-        return URL.create("sqlite", database=str(path))
-    try:
-        url = make_url(str(target))
-    except (exc.ArgumentError, ValueError) as err:
-        raise EinspaceError(
-            f"cannot parse run store URL {target!r} ({err}); expected a path or an "
-            f"SQLAlchemy URL such as {_URL_EXAMPLES}"
-        ) from None
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        path = Path(url.database).expanduser().resolve()
-        _check_sqlite_file(path)
-        url = url.set(database=str(path))
-    return url
-
-
-def _check_sqlite_file(path: Path) -> None:
-    if path.is_dir():
-        raise EinspaceError(
-            f"run store path {str(path)!r} is a folder; expected an SQLite file such as "
-            f"{str(path / 'einspace-runs.sqlite')!r}"
-        )
-    if path.exists():
-        with path.open("rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
-        if head and head != _SQLITE_MAGIC:
-            raise EinspaceError(
-                f"{str(path)!r} is not an SQLite database (its first bytes are {head[:8]!r}, "
-                f"expected {_SQLITE_MAGIC[:15]!r}); expected an einspace run store or a "
-                f"path to a new file"
-            )
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _make_engine(url: URL, busy_timeout_s: float) -> Engine:
-    shown = url.render_as_string(hide_password=True)
-    backend = url.get_backend_name()
-    kwargs: dict[str, Any] = {}
-    memory = backend == "sqlite" and url.database in (None, "", ":memory:")
-    if memory:
-        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-    try:
-        engine = create_engine(url, **kwargs)
-    except exc.NoSuchModuleError:
-        raise EinspaceError(
-            f"unknown database dialect or driver in run store URL {shown!r}; expected a "
-            f"dialect SQLAlchemy knows, such as {_URL_EXAMPLES}"
-        ) from None
-    except ImportError as err:
-        raise EinspaceError(
-            f"the database driver for {shown!r} is not installed ({err}); install it "
-            f"(e.g. pip install 'psycopg[binary]' for postgresql+psycopg) or use an SQLite "
-            f"path such as 'einspace-runs.sqlite'"
-        ) from None
-    except (exc.ArgumentError, TypeError, ValueError) as err:
-        raise EinspaceError(
-            f"cannot open run store URL {shown!r} ({err}); examples: {_URL_EXAMPLES}"
-        ) from None
-    if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine, busy_timeout_s, wal=not memory)
-    return engine
-
-
-def _configure_sqlite(engine: Engine, busy_timeout_s: float, *, wal: bool) -> None:
-    """A busy timeout, foreign keys, and our own BEGIN (IMMEDIATE for writes).
-
-    WAL mode is persistent in the file, so :meth:`RunStore._init_schema` sets it once,
-    after the file has been recognised as a run store (a foreign file is left as it is).
-    """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        dbapi_connection.isolation_level = None  # pysqlite must not emit its own BEGIN
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            if wal:
-                cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(_READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")

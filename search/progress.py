@@ -1,0 +1,186 @@
+"""What a search shows: rich progress bars with a live best-so-far table, and the θ trials
+and run counts printed at the end (the caller prints the fits)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from search.driver import SearchResult
+
+__all__ = []
+
+
+class _Display:
+    """rich progress bars (overall + one per worker) and a live best-so-far table."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.best: dict[str, tuple[float, str]] = {}
+        self.counts: dict[str, int] = {}
+        self._live: Any = None
+        self._progress: Any = None
+        self._overall: Any = None
+        self._rows: dict[int, Any] = {}
+        self.crashes: list[str] = []
+        self.outcomes: dict[str, str] = {}
+
+    def __enter__(self) -> _Display:
+        if not self.enabled:
+            return self
+        from rich.live import Live
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self._live = Live(self._render(), console=self.console, refresh_per_second=4)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def begin(self, title: str, total: int, workers: int) -> None:
+        """Start a phase (θ trials or grid) with ``total`` items."""
+        if self._progress is None:
+            self.console.print(f"{title}: {total} to do with {workers} worker(s)")
+            return
+        for task in list(self._progress.tasks):
+            self._progress.remove_task(task.id)
+        self._overall = self._progress.add_task(title, total=total)
+        self._rows = {
+            i: self._progress.add_task(f"  worker {i}", total=None) for i in range(workers)
+        }
+        self._refresh()
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        """React to a worker message (see :func:`_grid_loop` and :func:`_objective`)."""
+        kind, wid = message[0], int(message[1])
+        if kind == "start" and self._progress is not None:
+            _, _, label, steps = message
+            row = self._rows.get(wid)
+            if row is not None:
+                self._progress.reset(row, total=steps, description=f"  w{wid} {label}")
+        elif kind == "point" and self._progress is not None:
+            row = self._rows.get(wid)
+            if row is not None:
+                self._progress.update(row, completed=message[3])
+        elif kind == "done":
+            summary = message[2]
+            if summary["status"] == "busy":  # another worker is on it: its message will come
+                self._refresh()
+                return
+            label = summary["status"] + (" (stored)" if summary["cached"] else "")
+            previous = self.outcomes.get(summary["run_id"])
+            if previous is None:
+                self._advance()
+            if previous is None or not summary["cached"]:  # trained here beats stored
+                self.outcomes[summary["run_id"]] = label
+            loss = summary["final_eval_loss"]
+            key = str(summary["structure"])
+            if loss is not None and summary["status"] == "finished":
+                where = f"w{summary['width']} s{summary['seed']}"
+                if key not in self.best or loss < self.best[key][0]:
+                    self.best[key] = (float(loss), where)
+        elif kind == "trial":
+            _, _, number, spec, status, value = message
+            self._count(f"trial {status}")
+            if value is not None and status == "finished":
+                key = f"θ {spec}"
+                if key not in self.best or value < self.best[key][0]:
+                    self.best[key] = (float(value), f"trial {number}")
+            if status != "busy":
+                self._advance()
+        elif kind == "rejected":
+            self._count("θ rejected")
+        elif kind == "crashed":
+            self.crashes.append(f"worker {wid}: {str(message[2]).strip().splitlines()[-1]}")
+            self.console.print(f"[red]worker {wid} crashed:[/red]\n{message[2]}")
+        elif kind == "interrupted":
+            self._count("interrupted")
+        self._refresh()
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def _advance(self) -> None:
+        if self._progress is not None and self._overall is not None:
+            self._progress.advance(self._overall)
+        elif self._progress is None:
+            pass
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(title="best so far (eval loss)", show_lines=False)
+        table.add_column("structure")
+        table.add_column("eval loss", justify="right")
+        table.add_column("where")
+        for key, (loss, where) in sorted(self.best.items(), key=lambda kv: kv[1][0])[:10]:
+            table.add_row(key, f"{loss:.4g}", where)
+        tally = dict(self.counts)
+        for label in self.outcomes.values():
+            tally[label] = tally.get(label, 0) + 1
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(tally.items())) or "—"
+        return Group(self._progress, table, f"runs: {counts}") if self._progress else table
+
+
+def _print_result(console: Console, result: SearchResult) -> None:
+    from rich.table import Table
+
+    if result.trials is not None and len(result.trials):
+        shown = result.trials.sort_values("value", na_position="last").head(10)
+        table = Table(title=f"θ trials (study {result.study}; pruned: last reported loss)")
+        for col in ("number", "state", "eval loss", "θ"):
+            table.add_column(col, no_wrap=col != "θ")
+        table.add_column("rejection", overflow="fold")
+        for trial in shown.to_dict("records"):
+            value = trial["value"]
+            shown_value = "—" if value is None or math.isnan(value) else f"{value:.4g}"
+            table.add_row(
+                str(trial["number"]),
+                str(trial["state"]),
+                shown_value,
+                str(trial["theta"]),
+                str(trial["rejection"] or ""),
+            )
+        console.print(table)
+        if result.promoted:
+            console.print(f"promoted to the grid: {', '.join(result.promoted)}", highlight=False)
+    if result.runs.empty:
+        console.print(f"no grid runs (θ search only); store {result.store}", highlight=False)
+        return
+    statuses = result.runs["status"].value_counts().to_dict()
+    console.print(
+        f"runs: {', '.join(f'{v} {k}' for k, v in statuses.items()) or 'none'}; store "
+        f"{result.store}; {result.wall_s:.1f} s",
+        highlight=False,
+    )
+    if result.interrupted:
+        console.print(
+            "[yellow]interrupted[/yellow]: finished runs are kept; run the same command again "
+            "to resume the others"
+        )

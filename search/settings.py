@@ -1,0 +1,240 @@
+"""The settings every run of a search shares, and parsing of the search's inputs.
+
+Examples:
+    >>> parse_widths("16, 64,256")
+    [16, 64, 256]
+    >>> RunSettings(steps=50).steps
+    50
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from einspace.errors import EinspaceError, suggest
+from einspace.structure import Structure
+from search.compute import macs_per_token, step_flops
+from search.space import Mode
+
+if TYPE_CHECKING:
+    from search.proxy import ProxyConfig
+    from search.tasks import Task
+
+__all__ = [
+    "RunSettings",
+    "parse_seeds",
+    "parse_structures",
+    "parse_widths",
+    "settings_fields",
+    "with_settings",
+]
+
+
+def _parse_ints(values: str | Iterable[int], what: str, low: int, example: str) -> list[int]:
+    items: list[object] = (
+        [p.strip() for p in values.split(",") if p.strip()]
+        if isinstance(values, str)
+        else list(values)
+    )
+    out: list[int] = []
+    for item in items:
+        try:
+            value = int(item) if isinstance(item, str) else item
+        except ValueError:
+            value = None
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise EinspaceError(f"{what} {item!r} must be an integer >= {low}, e.g. {example}")
+        if value not in out:
+            out.append(value)
+    if not out:
+        raise EinspaceError(f"no {what}s given ({values!r}); expected e.g. '{example}'")
+    return out
+
+
+def parse_widths(widths: str | Iterable[int]) -> list[int]:
+    """Widths from ``"16,64,256"`` or a sequence of ints; distinct, in the order given.
+
+    Raises:
+        EinspaceError: no widths, or a width that is not a positive integer.
+
+    Examples:
+        >>> parse_widths([64, 16, 64])
+        [64, 16]
+    """
+    return _parse_ints(widths, "width", 1, "16,64,256")
+
+
+def parse_seeds(seeds: str | Iterable[int]) -> list[int]:
+    """Seeds from ``"0,1,2"`` or a sequence of ints ≥ 0; distinct, in the order given.
+
+    Examples:
+        >>> parse_seeds("0, 1")
+        [0, 1]
+    """
+    return _parse_ints(seeds, "seed", 0, "0,1,2")
+
+
+def parse_structures(specs: Iterable[str | Structure]) -> dict[str, Structure]:
+    """Parse structure specs into ``{canonical label: structure}``, dropping repeats.
+
+    The label is ``str(structure)``: ``"btt"`` becomes ``"btt(r=0.25)"``, a θ string keeps
+    its paper form. Labels parse back to the same structure.
+
+    Raises:
+        EinspaceError: a spec that does not parse (the message names it).
+
+    Examples:
+        >>> list(parse_structures(["low_rank:r=0.25", "(1|0|0|1|0|0|0)"]))
+        ['low_rank(r=0.25)', '(1|0|0|1|0|0|0)']
+    """
+    out: dict[str, Structure] = {}
+    for spec in specs:
+        structure = spec if isinstance(spec, Structure) else Structure.parse(str(spec))
+        out.setdefault(str(structure), structure)
+    return out
+
+
+def _help(text: str) -> dict[str, str]:
+    """Field metadata: the help text of the field's ``einspace search`` option."""
+    return {"help": text}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """The settings of a proxy run that every run of a search shares, with their defaults.
+
+    This is the one place these settings and their defaults are written:
+    :class:`~search.proxy.ProxyConfig` is a ``RunSettings`` plus what differs per run
+    (structure, width, seed); :func:`~search.proxy.proxy_run` takes every field as a
+    keyword; the options of ``einspace search`` are generated from the fields (type,
+    default, and the ``help`` in each field's metadata). Adding a field here adds it
+    everywhere (and changes new runs' ids, since a config's fields are its identity).
+
+    Examples:
+        >>> RunSettings(steps=50).config("btt", 16, seed=1).to_dict()["structure"]
+        'btt(r=0.25)'
+        >>> replace(RunSettings(), lr=1e-2).lr
+        0.01
+    """
+
+    task: str = field(
+        default="mlp_regression", metadata=_help("Proxy task: mlp_regression or digits.")
+    )
+    task_kwargs: Mapping[str, Any] = field(
+        default_factory=dict, metadata=_help("Keyword arguments of the task (JSON).")
+    )
+    steps: int = field(default=300, metadata=_help("Optimizer steps per run."))
+    lr: float = field(
+        default=3e-3, metadata=_help("μP base learning rate (dense at --base-width).")
+    )
+    batch_size: int = field(default=64, metadata=_help("Examples per step."))
+    depth: int = field(default=2, metadata=_help("Structured hidden layers."))
+    eval_every: int = field(default=25, metadata=_help("Steps between logged points."))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW's decoupled weight decay."))
+    base_width: int = field(default=64, metadata=_help("Width at which --lr applies unscaled."))
+    mode: Mode = field(default="round", metadata=_help("Realization: 'round' (pad) or 'exact'."))
+    pad_tol: float = field(default=0.15, metadata=_help("Padding tolerance of round mode."))
+
+    def settings(self) -> RunSettings:
+        """Just the shared settings (of a :class:`~search.proxy.ProxyConfig`, say).
+
+        Examples:
+            >>> RunSettings(steps=5).settings() == RunSettings(steps=5)
+            True
+        """
+        return RunSettings(**{f.name: getattr(self, f.name) for f in fields(RunSettings)})
+
+    def config(
+        self,
+        structure: str | Structure,
+        width: int,
+        seed: int = 0,
+        *,
+        steps: int | None = None,
+        eval_every: int | None = None,
+    ) -> ProxyConfig:
+        """The :class:`~search.proxy.ProxyConfig` of one run (imports torch)."""
+        from search.proxy import ProxyConfig
+
+        values = {f.name: getattr(self, f.name) for f in fields(RunSettings)}
+        if steps is not None:
+            values["steps"] = steps
+        if eval_every is not None:
+            values["eval_every"] = eval_every
+        spec = structure if isinstance(structure, str) else str(structure)
+        return ProxyConfig(spec, width, seed=seed, **values)
+
+    def check(self) -> None:
+        """Raise :class:`EinspaceError` for an unknown task or a bad value (imports torch)."""
+        from search.tasks import TASKS
+
+        if self.task not in TASKS:
+            raise EinspaceError(f"unknown task {self.task!r}; {suggest(str(self.task), TASKS)}")
+        self.config("dense", 8)  # validates every number
+
+    def make_task(self) -> Task:
+        """The task of these settings (imports torch; built once per process and reused:
+        tasks are read-only, and building one can take a fraction of a second)."""
+        return _task(self.task, json.dumps(dict(self.task_kwargs), sort_keys=True))
+
+    def compute_per_step(self, structure: Structure | str, width: int) -> float:
+        """Training FLOPs of one optimizer step of a run at ``width`` (imports torch):
+        :func:`~search.compute.step_flops` of :func:`~search.compute.macs_per_token`.
+
+        Examples:
+            >>> s = RunSettings(depth=1, batch_size=2)
+            >>> s.compute_per_step("dense", 16) == 6 * (8 * 16 + 16 * 16 + 16 * 1) * 2
+            True
+        """
+        spec = structure if isinstance(structure, Structure) else Structure.parse(structure)
+        task = self.make_task()
+        r = spec.realize(width, width, mode=self.mode, pad_tol=self.pad_tol)
+        macs = macs_per_token(task.d_in, task.d_out, width, self.depth, r.macs())
+        return step_flops(macs, self.batch_size)
+
+
+def settings_fields() -> tuple[Field[Any], ...]:
+    """The fields of :class:`RunSettings`, in order (with their ``help`` metadata).
+
+    Examples:
+        >>> [f.name for f in settings_fields()][:3]
+        ['task', 'task_kwargs', 'steps']
+    """
+    return fields(RunSettings)
+
+
+def with_settings(base: RunSettings | None = None, **overrides: Any) -> RunSettings:
+    """``base`` (default: :class:`RunSettings` ``()``) with some fields replaced by name.
+
+    Raises:
+        EinspaceError: a name that is not a field (naming the nearest one).
+
+    Examples:
+        >>> with_settings(lr=0.1, steps=10).steps
+        10
+        >>> with_settings(lrr=0.1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        einspace.errors.EinspaceError: unknown run setting 'lrr'; did you mean 'lr'? ...
+    """
+    names = [f.name for f in fields(RunSettings)]
+    for key in overrides:
+        if key not in names:
+            raise EinspaceError(f"unknown run setting {key!r}; {suggest(key, names)}")
+    return replace(base.settings() if base is not None else RunSettings(), **overrides)
+
+
+@functools.lru_cache(maxsize=8)
+def _task(name: str, kwargs_json: str) -> Task:
+    from search.tasks import get_task
+
+    return get_task(name, **json.loads(kwargs_json))
+
+
+def _check_int(value: object, name: str, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise EinspaceError(f"{name} = {value!r} must be an integer >= {low}")

@@ -1,0 +1,132 @@
+"""Opening a run store's database: resolve a path or URL, make the engine, set SQLite up.
+
+SQLite files get a busy timeout, foreign keys and our own ``BEGIN`` (``IMMEDIATE`` for
+writes, ``DEFERRED`` for reads), so concurrent worker processes on one machine write
+safely.
+
+Examples:
+    >>> resolve_url("sqlite://").get_backend_name()
+    'sqlite'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import create_engine, event, exc
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from einspace.errors import EinspaceError
+
+__all__ = ["READ_ONLY", "make_engine", "resolve_url"]
+
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+READ_ONLY: Final = "einspace_read_only"
+_URL_EXAMPLES: Final = (
+    "'runs.sqlite' (a file path), 'sqlite:////abs/path/runs.sqlite', "
+    "'postgresql+psycopg://user:password@host:5432/einspace'"
+)
+
+
+def resolve_url(target: str | os.PathLike[str]) -> URL:
+    """Turn a path or URL string into a URL, refusing malformed input."""
+    if isinstance(target, os.PathLike) or "://" not in str(target):
+        if not isinstance(target, str | os.PathLike):
+            raise EinspaceError(
+                f"a run store location must be a path or URL string; got "
+                f"{type(target).__name__} {target!r}. Examples: {_URL_EXAMPLES}"
+            )
+        text = os.fspath(target)
+        if text in ("", ":memory:"):
+            return URL.create("sqlite")
+        path = Path(text).expanduser().resolve()
+        _check_sqlite_file(path)
+        return URL.create("sqlite", database=str(path))
+    try:
+        url = make_url(str(target))
+    except (exc.ArgumentError, ValueError) as err:
+        raise EinspaceError(
+            f"cannot parse run store URL {target!r} ({err}); expected a path or an "
+            f"SQLAlchemy URL such as {_URL_EXAMPLES}"
+        ) from None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(url.database).expanduser().resolve()
+        _check_sqlite_file(path)
+        url = url.set(database=str(path))
+    return url
+
+
+def _check_sqlite_file(path: Path) -> None:
+    if path.is_dir():
+        raise EinspaceError(
+            f"run store path {str(path)!r} is a folder; expected an SQLite file such as "
+            f"{str(path / 'einspace-runs.sqlite')!r}"
+        )
+    if path.exists():
+        with path.open("rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+        if head and head != _SQLITE_MAGIC:
+            raise EinspaceError(
+                f"{str(path)!r} is not an SQLite database (its first bytes are {head[:8]!r}, "
+                f"expected {_SQLITE_MAGIC[:15]!r}); expected an einspace run store or a "
+                f"path to a new file"
+            )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_engine(url: URL, busy_timeout_s: float) -> Engine:
+    shown = url.render_as_string(hide_password=True)
+    backend = url.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    memory = backend == "sqlite" and url.database in (None, "", ":memory:")
+    if memory:
+        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    try:
+        engine = create_engine(url, **kwargs)
+    except exc.NoSuchModuleError:
+        raise EinspaceError(
+            f"unknown database dialect or driver in run store URL {shown!r}; expected a "
+            f"dialect SQLAlchemy knows, such as {_URL_EXAMPLES}"
+        ) from None
+    except ImportError as err:
+        raise EinspaceError(
+            f"the database driver for {shown!r} is not installed ({err}); install it "
+            f"(e.g. pip install 'psycopg[binary]' for postgresql+psycopg) or use an SQLite "
+            f"path such as 'einspace-runs.sqlite'"
+        ) from None
+    except (exc.ArgumentError, TypeError, ValueError) as err:
+        raise EinspaceError(
+            f"cannot open run store URL {shown!r} ({err}); examples: {_URL_EXAMPLES}"
+        ) from None
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine, busy_timeout_s, wal=not memory)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float, *, wal: bool) -> None:
+    """A busy timeout, foreign keys, and our own BEGIN (IMMEDIATE for writes).
+
+    WAL mode is persistent in the file, so :meth:`RunStore._init_schema` sets it once,
+    after the file has been recognised as a run store (a foreign file is left as it is).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite must not emit its own BEGIN
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            if wal:
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,437 @@
+"""The θ-space study of a search: optuna TPE trials of snapped θ points, pruned by
+successive halving, stored in optuna RDB storage shared by every worker.
+
+Examples:
+    >>> from search.proxy import CurvePoint
+    >>> interpolate_loss([CurvePoint(0, 0.0, 1.0, 1.0), CurvePoint(10, 100.0, 0.5, 0.5)], 100.0)
+    0.5
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import socket
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from einspace.errors import EinspaceError
+from einspace.structure import Structure
+from search.settings import RunSettings, _check_int
+from search.space import PARAM_NAMES, Mode, snap_theta, theta_point
+from search.workers import Emit, _processes, _pump, _raise_crashes, _set_threads, _torch_threads
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from search.progress import _Display
+    from search.proxy import CurvePoint, RunResult
+    from search.store import RunStore
+
+__all__ = ["EVALS_PER_TRIAL", "PRUNE_MIN_RESOURCE", "PRUNE_REDUCTION", "interpolate_loss"]
+
+
+EVALS_PER_TRIAL: Final = 16
+"""A θ trial reports its eval loss at this many evenly spaced fractions of the budget."""
+
+
+PRUNE_MIN_RESOURCE: Final = 4
+"""First successive-halving rung: a quarter of the budget (in units of 1/16 budget)."""
+
+
+PRUNE_REDUCTION: Final = 2
+"""Successive-halving reduction factor: rungs at 1/4 and 1/2 of the budget, half kept."""
+
+
+def _optuna_url(storage: str | None, store_target: str) -> str:
+    if storage is None:
+        if "://" in store_target:
+            return store_target
+        return f"sqlite:///{store_target}"
+    return storage
+
+
+def _open_optuna_storage(url: str) -> optuna.storages.RDBStorage:
+    """optuna RDB storage for ``url``; a malformed URL or missing driver raises."""
+    import optuna
+    from sqlalchemy import exc
+    from sqlalchemy.engine import make_url
+
+    example = "sqlite:///search.sqlite or postgresql+psycopg://user:password@host:5432/db"
+    if not isinstance(url, str) or "://" not in url:
+        raise EinspaceError(f"storage URL {url!r} is malformed; expected e.g. {example}")
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError) as err:
+        raise EinspaceError(
+            f"storage URL {url!r} is malformed ({err}); expected e.g. {example}"
+        ) from None
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 60}
+    try:
+        with warnings.catch_warnings():  # the heartbeat is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=60, grace_period=180
+            )
+    except ImportError as err:
+        raise EinspaceError(
+            f"the database driver for storage {parsed.render_as_string(hide_password=True)!r}"
+            f" is not installed ({err}); e.g. pip install 'psycopg[binary]'"
+        ) from None
+    except Exception as err:  # optuna wraps SQLAlchemy errors in several ways
+        raise EinspaceError(
+            f"cannot open optuna storage {parsed.render_as_string(hide_password=True)!r}: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
+            f"expected e.g. {example}"
+        ) from None
+
+
+def interpolate_loss(
+    points: Sequence[CurvePoint], compute: float, key: str = "eval_loss"
+) -> float | None:
+    """The loss at ``compute`` by linear interpolation in (log C, log L) between logged
+    points; the last point's loss when the curve stops short; None without points.
+
+    Examples:
+        >>> from search.proxy import CurvePoint
+        >>> pts = [CurvePoint(0, 0.0, 1.0, 1.0), CurvePoint(10, 100.0, 0.5, 0.4),
+        ...        CurvePoint(20, 400.0, 0.3, 0.1)]
+        >>> round(interpolate_loss(pts, 200.0), 12)
+        0.2
+        >>> interpolate_loss(pts, 1e6), interpolate_loss(pts, 50.0)
+        (0.1, 0.4)
+    """
+    curve = [
+        (p.compute, getattr(p, key))
+        for p in points
+        if getattr(p, key) is not None and p.compute > 0
+    ]
+    if not curve:
+        return None
+    if compute <= curve[0][0]:
+        return float(curve[0][1])
+    for (c0, l0), (c1, l1) in itertools.pairwise(curve):
+        if c0 <= compute <= c1:
+            if c1 == c0 or l0 <= 0 or l1 <= 0:
+                return float(l1)
+            t = (math.log(compute) - math.log(c0)) / (math.log(c1) - math.log(c0))
+            return float(math.exp(math.log(l0) + t * (math.log(l1) - math.log(l0))))
+    return float(curve[-1][1])
+
+
+@dataclass(frozen=True)
+class _ThetaJob:
+    """What a θ-search worker needs (picklable)."""
+
+    storage: str
+    study: str
+    store_target: str
+    sweep: str
+    settings: RunSettings
+    widths: tuple[int, ...]
+    theta_width: int
+    budget: float
+    trials: int
+    sampler_seed: int
+    prune: bool
+    device: str | None
+    checkpoint_every: int | None
+
+
+def _trained_count(study: optuna.Study) -> int:
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return sum(1 for t in done if "rejection" not in t.user_attrs)
+
+
+def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callable[[Any], float]:
+    import optuna
+
+    from search.proxy import run_config
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        raw = [trial.suggest_float(name, 0.0, 1.0) for name in PARAM_NAMES]
+        point = theta_point(
+            raw,
+            widths=sorted({*job.widths, job.theta_width}),
+            mode=cast(Mode, job.settings.mode),
+            pad_tol=job.settings.pad_tol,
+        )
+        trial.set_user_attr("theta", point.spec)
+        if point.structure is None:
+            trial.set_user_attr("rejection", point.rejection)
+            emit(("rejected", wid, point.spec, point.rejection))
+            raise optuna.TrialPruned(point.rejection)
+        per_step = job.settings.compute_per_step(point.structure, job.theta_width)
+        steps = min(math.ceil(job.budget / per_step), 16 * job.settings.steps)
+        every = max(1, math.ceil(steps / EVALS_PER_TRIAL))
+        config = job.settings.config(point.spec, job.theta_width, steps=steps, eval_every=every)
+        label = f"trial {trial.number} {point.spec}"
+        emit(("start", wid, label, steps))
+
+        reported: set[int] = set()
+
+        def on_point(p: CurvePoint) -> bool:
+            emit(("point", wid, label, p.step, p.eval_loss))
+            tick = round(EVALS_PER_TRIAL * p.compute / job.budget)
+            if p.eval_loss is None or tick < 1 or tick in reported:
+                return False
+            reported.add(tick)
+            trial.report(p.eval_loss, step=tick)
+            return job.prune and trial.should_prune()
+
+        result = run_config(
+            config,
+            store=store,
+            sweep=f"{job.sweep}/theta",
+            device=job.device,
+            checkpoint_every=job.checkpoint_every,
+            on_point=on_point,
+        )
+        if result.cached:  # the store had it: replay its curve to the pruner
+            short = bool(result.points) and result.points[-1].step < steps  # pruned before
+            if any(on_point(p) for p in result.points) or short:
+                result = _as_pruned(result)
+        trial.set_user_attr("run_id", result.run_id)
+        trial.set_user_attr("status", result.status)
+        value = interpolate_loss(result.points, job.budget)
+        emit(("trial", wid, trial.number, point.spec, result.status, value))
+        if result.status == "busy" or value is None:
+            trial.set_user_attr("rejection", f"busy: run {result.run_id} is held elsewhere")
+            raise optuna.TrialPruned(f"run {result.run_id} is {result.status}")
+        if result.status in ("pruned", "diverged", "failed"):
+            raise optuna.TrialPruned(f"run {result.status}: {result.error or ''}".strip())
+        return value
+
+    return objective
+
+
+def _as_pruned(result: RunResult) -> RunResult:
+    from dataclasses import replace
+
+    return replace(result, status="pruned")
+
+
+def _study(job: _ThetaJob, wid: int) -> optuna.Study:
+    """Load or create the study, with a TPE sampler seeded from ``(sampler_seed, worker,
+    trials so far)``: a worker that joins a study later does not repeat the proposals an
+    earlier process made from the same seed."""
+    import numpy as np
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _open_optuna_storage(job.storage)
+    pruner = optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=PRUNE_MIN_RESOURCE, reduction_factor=PRUNE_REDUCTION
+    )
+    study = optuna.create_study(
+        study_name=job.study,
+        storage=storage,
+        pruner=pruner,
+        direction="minimize",
+        load_if_exists=True,
+    )
+    existing = len(study.get_trials(deepcopy=False))
+    seed = np.random.SeedSequence([job.sampler_seed, wid, existing]).generate_state(1)[0]
+    study.sampler = optuna.samplers.TPESampler(seed=int(seed))
+    return study
+
+
+def _theta_loop(job: _ThetaJob, wid: int, emit: Emit) -> None:
+    import optuna
+
+    from search.store import RunStore
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _study(job, wid)
+
+    def stop_when_enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if _trained_count(study) >= job.trials:
+            study.stop()
+
+    if _trained_count(study) >= job.trials:
+        return
+    with RunStore(job.store_target) as store:
+        study.optimize(
+            _objective(job, store, wid, emit),
+            n_trials=50 * job.trials,
+            callbacks=[stop_when_enough],
+            catch=(),
+        )
+
+
+def _theta_worker(job: _ThetaJob, wid: int, threads: int | None, messages: Any) -> None:
+    """Entry point of a θ-search worker process."""
+    try:
+        _set_threads(threads)
+        _theta_loop(job, wid, messages.put)
+    except KeyboardInterrupt:
+        messages.put(("interrupted", wid))
+    except BaseException as err:
+        messages.put(("crashed", wid, "".join(traceback.format_exception(err))))
+    finally:
+        messages.put(("exit", wid))
+
+
+def _run_theta(job: _ThetaJob, workers: int, threads: int | None, display: _Display) -> None:
+    display.begin("θ trials", job.trials, workers)
+    if _trained_count(_study(job, 0)) >= job.trials:  # a finished study: nothing to start
+        return
+    if workers == 1:
+        with _torch_threads(threads):
+            _theta_loop(job, 0, display.handle)
+        return
+    with _processes(_theta_worker, lambda i: (job, i, threads), workers) as (procs, messages):
+        _pump(procs, messages, display.handle)
+    _raise_crashes(display)
+
+
+def _trials_frame(job: _ThetaJob) -> tuple[pd.DataFrame, optuna.Study]:
+    import pandas as pd
+
+    study = _study(job, 0)
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "value": t.value,
+                "theta": t.user_attrs.get("theta"),
+                "rejection": t.user_attrs.get("rejection"),
+                "run_status": t.user_attrs.get("status"),
+                "run_id": t.user_attrs.get("run_id"),
+            }
+        )
+    columns = ["number", "state", "value", "theta", "rejection", "run_status", "run_id"]
+    return pd.DataFrame(rows, columns=columns), study
+
+
+def _promoted(trials: pd.DataFrame, promote: int) -> list[str]:
+    done = trials[(trials["state"] == "complete") & trials["value"].notna()]
+    done = done.sort_values(["value", "number"])
+    out: list[str] = []
+    for spec in done["theta"]:
+        if spec not in out and len(out) < promote:
+            out.append(str(spec))
+    return out
+
+
+def _study_name(sweep: str, job_settings: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(job_settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{sweep}-theta-{digest}"
+
+
+def _raw_theta(item: Sequence[float] | str) -> tuple[float, ...]:
+    """Seven raw numbers from a sequence or a ``"(a|b|c|d|e|f|r)"`` string (validated)."""
+    if isinstance(item, str):
+        body = item.strip().strip("()[]")
+        try:
+            values = [float(part) for part in re.split(r"[|,\s]+", body) if part]
+        except ValueError:
+            raise EinspaceError(
+                f"θ point {item!r} is not 7 numbers; expected e.g. '(0.5|0|0.5|0|0.5|0.5|0.25)'"
+            ) from None
+    else:
+        values = list(item)
+    snap_theta(values)  # raises for a wrong count or a value outside [0, 1]
+    return tuple(float(v) for v in values)
+
+
+def _enqueue(job: _ThetaJob, points: Sequence[tuple[float, ...]]) -> None:
+    """Put ``points`` first in a new study (a study that has trials is left as it is)."""
+    if not points:
+        return
+    study = _study(job, 0)
+    if study.trials:
+        return
+    for raw in points:
+        study.enqueue_trial(dict(zip(PARAM_NAMES, raw, strict=True)))
+
+
+def _requeue_interrupted(job: _ThetaJob) -> int:
+    """Enqueue once more the trials an interrupt or a dead worker left failed; return how many.
+
+    Trials of dead workers are first failed through optuna's heartbeat. A retry's own
+    failure is not retried again. The retried run resumes from its checkpoint in the store.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    study = _study(job, 0)
+    with warnings.catch_warnings():  # marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    count = 0
+    for t in trials:
+        if t.state != TrialState.FAIL or "retry_of" in t.user_attrs or t.number in retried:
+            continue
+        if set(t.params) != set(PARAM_NAMES):
+            continue
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        count += 1
+    return count
+
+
+def _theta_job(
+    settings: RunSettings,
+    widths: Sequence[int],
+    target: str,
+    sweep: str,
+    trials: int,
+    theta_width: int | None,
+    budget: float | None,
+    storage: str | None,
+    study: str | None,
+    sampler_seed: int,
+    prune: bool,
+    device: str | None,
+    checkpoint_every: int | None,
+) -> _ThetaJob:
+    width = theta_width if theta_width is not None else sorted(widths)[len(widths) // 2]
+    _check_int(width, "theta_width", 1)
+    job = _ThetaJob(
+        storage=_optuna_url(storage, target),
+        study="",
+        store_target=target,
+        sweep=sweep,
+        settings=settings,
+        widths=tuple(widths),
+        theta_width=width,
+        budget=0.0,
+        trials=trials,
+        sampler_seed=sampler_seed,
+        prune=prune,
+        device=device,
+        checkpoint_every=checkpoint_every,
+    )
+    if budget is None:
+        budget = settings.compute_per_step(Structure.named("dense"), width) * settings.steps
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
+        raise EinspaceError(f"budget = {budget!r} must be a positive number of FLOPs, e.g. 1e9")
+    identity = {
+        **asdict(settings),
+        "theta_width": width,
+        "budget": float(budget),
+        "widths": sorted(widths),
+    }
+    name = study if study is not None else _study_name(sweep, identity)
+    if not isinstance(name, str) or not name.strip():
+        raise EinspaceError(f"study = {study!r} must be a non-empty name")
+    from dataclasses import replace
+
+    return replace(job, study=name, budget=float(budget))
