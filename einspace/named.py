@@ -1,4 +1,4 @@
-"""Named points of the space (THEORY §1 table): dense, low rank, Kronecker, TT, Monarch, BTT.
+"""Named points of the space (docs/theory.md §1): dense, low rank, Kronecker, TT, Monarch, BTT.
 
 Each entry builds a :class:`~einspace.structure.Structure` from its parameters. Registering a
 name twice raises, and an unknown name's error lists the valid names.

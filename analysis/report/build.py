@@ -239,8 +239,8 @@ def _intro(factors: int, d_in: int, d_out: int, data: results.RunData | None) ->
     return [
         Paragraph(
             "This report describes the space of einsum-structured linear layers "
-            "(THEORY §1–§3) and, when a run store is given, the scaling of the structures "
-            "trained in it (THEORY §6). Every table is also in `tables/` as CSV."
+            "(docs: theory §1–§3) and, when a run store is given, the scaling of the structures "
+            "trained in it (docs: theory §6). Every table is also in `tables/` as CSV."
         ),
         Bullets(tuple(items)),
     ]
@@ -443,7 +443,7 @@ def _results_section(data: results.RunData) -> list[Block]:
             + f": {len(runs)} runs ({status_text}). Loss: `{data.loss}`. For each structure "
             "all logged points of all its widths are pooled; the compute-optimal frontier is "
             "their lower convex hull in log-log space, and `log L = a − m log C` is fitted to "
-            "it (THEORY §6). Diverged and failed runs are not fitted; they are listed at the "
+            "it (docs: theory §6). Diverged and failed runs are not fitted; they are listed at the "
             "end of this section."
         ),
         Table(
