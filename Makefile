@@ -1,6 +1,7 @@
 # einspace: the two commands of the README.
 #   make demo   creates .venv, installs the project and runs the default search + report
 #   make test   creates .venv (if missing), installs test extras, runs ruff, mypy and pytest
+#   make docs   builds the docs site into site/ (mkdocs, strict)
 # TORCH is installed before the package so that pip does not pull a CUDA build:
 #   make demo TORCH=torch        (GPU users)
 PYTHON ?= python3
@@ -21,7 +22,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,docs]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -41,10 +42,16 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+# The docs site (docs/, mkdocs.yml) in strict mode: a broken link, anchor or docstring fails.
+# make test checks the same build in tests/test_docs.py.
+.PHONY: docs
+docs: $(VENV)/.installed-test
+	$(BIN)/mkdocs build --strict --site-dir site
+
 pytest: $(VENV)/.installed-test chromium
 	$(BIN)/pytest -n 2
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO_OUT)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO_OUT) site
