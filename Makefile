@@ -1,7 +1,6 @@
 # einspace: the two commands of the README.
 #   make demo   creates .venv, installs the project and runs the default search + report
 #   make test   creates .venv (if missing), installs test extras, runs ruff, mypy and pytest
-#   make docs   builds the docs site into site/ (mkdocs, strict)
 # TORCH is installed before the package so that pip does not pull a CUDA build:
 #   make demo TORCH=torch        (GPU users)
 PYTHON ?= python3
@@ -28,6 +27,12 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/einspace demo --out $(DEMO_OUT)
 
+# The docs site (docs/, mkdocs.yml) in strict mode: a broken link, anchor or docstring fails.
+# make test checks the same build in tests/test_docs.py.
+.PHONY: docs
+docs: $(VENV)/.installed-test
+	$(BIN)/mkdocs build --strict --site-dir site
+
 # Chromium lets the report test render index.html in a real browser; skipped where apt is absent.
 chromium:
 	@if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -41,12 +46,6 @@ lint: $(VENV)/.installed-test
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
-
-# The docs site (docs/, mkdocs.yml) in strict mode: a broken link, anchor or docstring fails.
-# make test checks the same build in tests/test_docs.py.
-.PHONY: docs
-docs: $(VENV)/.installed-test
-	$(BIN)/mkdocs build --strict --site-dir site
 
 pytest: $(VENV)/.installed-test chromium
 	$(BIN)/pytest -n 2

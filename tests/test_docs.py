@@ -134,3 +134,23 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     ):
         html = (tmp_path / "site" / "api" / page / "index.html").read_text(encoding="utf-8")
         assert f'id="{name}"' in html, f"{name} missing from api/{page}"
+
+
+def test_no_pointer_to_a_design_file_users_do_not_have() -> None:
+    """Docs, docstrings, report text and notebooks cite docs/ pages, never the design file."""
+    word = re.compile(r"\b" + "THE" + r"ORY\b")  # spelled in two parts so this file passes
+    roots = ["README.md", "einspace", "search", "analysis", "notebooks", "tests", "docs"]
+    files = [
+        path
+        for root in roots
+        for path in ([ROOT / root] if root.endswith(".md") else (ROOT / root).rglob("*"))
+        if path.suffix in {".py", ".md", ".ipynb"} and path.is_file()
+    ]
+    assert len(files) > 50
+    hits = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in files
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if word.search(line)
+    ]
+    assert not hits, f"point these at docs/theory.md instead: {hits}"
