@@ -22,11 +22,17 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,docs]"
 	touch $@
 
 demo: $(VENV)/.installed
 	$(BIN)/einspace demo --out $(DEMO_OUT)
+
+# The docs site (docs/, mkdocs.yml) in strict mode: a broken link, anchor or docstring fails.
+# make test checks the same build in tests/test_docs.py.
+.PHONY: docs
+docs: $(VENV)/.installed-test
+	$(BIN)/mkdocs build --strict --site-dir site
 
 # Chromium lets the report test render index.html in a real browser; skipped where apt is absent.
 chromium:
@@ -57,4 +63,4 @@ pytest: $(VENV)/.installed-test chromium postgresql
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO_OUT)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(DEMO_OUT) site

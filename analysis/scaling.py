@@ -1,6 +1,6 @@
 """Scaling laws: the compute-optimal frontier, power-law fits and the compute multiplier.
 
-This module implements THEORY §6. A proxy run logs ``(compute, loss)`` pairs; for one
+This module implements docs/theory.md §6. A proxy run logs ``(compute, loss)`` pairs; for one
 structure all pairs of all widths are pooled, the lower convex hull in
 ``(log C, log L)`` is the compute-optimal :func:`frontier`, and
 :func:`fit_power_law` fits
@@ -101,7 +101,7 @@ def frontier(compute: npt.ArrayLike, loss: npt.ArrayLike) -> tuple[FloatArray, F
     """Return the compute-optimal frontier of a set of ``(compute, loss)`` points.
 
     The frontier is the lower convex hull of the points in ``(log C, log L)``, sorted by
-    compute, with the monotone clean-up of THEORY §6: a hull point is kept only if its
+    compute, with the monotone clean-up of docs/theory.md §6: a hull point is kept only if its
     loss is lower than that of every kept point with less compute (so the rising tail
     of the hull, where more compute does not lower the loss, is dropped). Of several
     points with the same compute only the lowest loss can be on the hull. Points exactly

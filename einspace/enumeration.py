@@ -1,4 +1,4 @@
-"""Enumerating valid families with bitmasks (THEORY §1).
+"""Enumerating valid families with bitmasks (docs/theory.md §1).
 
 A candidate family over ``k`` factors is a bitmask over :func:`~einspace.index_classes.universe`
 (bit j = class j). The four validity rules are bit operations on whole numpy arrays of
@@ -49,7 +49,7 @@ def _tensor_masks(k: int, classes: tuple[int, ...]) -> list[int]:
 
 
 def _valid(codes: Codes, k: int, classes: tuple[int, ...]) -> npt.NDArray[np.bool_]:
-    """Vectorized rules 1–4 of THEORY §1 for an array of candidate codes."""
+    """Vectorized rules 1–4 of docs/theory.md §1 for an array of candidate codes."""
     tm = [codes.dtype.type(t) for t in _tensor_masks(k, classes)]
     ok = ((codes & tm[0]) != 0) & ((codes & tm[1]) != 0)
     f = tm[2:]

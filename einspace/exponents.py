@@ -1,4 +1,4 @@
-"""Piecewise-linear exponent forms: ν, ω and ψ of a family as functions of θ (THEORY §3).
+"""Piecewise-linear exponent forms: ν, ω and ψ of a family as functions of θ (docs/theory.md §3).
 
 Each exponent is a min/max of sums of θ over sets of classes. The sets are computed once per
 family from its hypergraph; evaluating at a θ is then a few sums, and the same sets give

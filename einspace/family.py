@@ -1,4 +1,4 @@
-"""Families: which index classes are present (THEORY §1).
+"""Families: which index classes are present (docs/theory.md §1).
 
 A :class:`Family` is a set of classes over ``k`` factors. It is *valid* when x and y are both
 reached, every factor is used, no factor is redundant and the hypergraph is connected.
@@ -140,7 +140,7 @@ class Family:
 
     # ------------------------------------------------------------------ validity
     def violations(self) -> list[str]:
-        """The validity rules of THEORY §1 that this family breaks (empty if valid)."""
+        """The validity rules of docs/theory.md §1 that this family breaks (empty if valid)."""
         out = []
         allowed = set(universe(self.k, diagonal=True))
         bad = [class_token(m) for m in self.classes if m not in allowed]
@@ -163,7 +163,7 @@ class Family:
 
     @property
     def is_valid(self) -> bool:
-        """True when the family satisfies all four rules of THEORY §1."""
+        """True when the family satisfies all four rules of docs/theory.md §1."""
         return not self.violations()
 
     # ------------------------------------------------------------------ symmetry

@@ -60,7 +60,7 @@ def orders(k: int) -> list[tuple[int, ...]]:
 
 
 def sequential_steps(classes: tuple[int, ...], k: int, order: tuple[int, ...]) -> list[Step]:
-    """The steps of contracting ``x`` with the factors in ``order`` (THEORY §2).
+    """The steps of contracting ``x`` with the factors in ``order`` (docs/theory.md §2).
 
     After each step only the classes still needed by a later factor or by ``y`` stay live.
     """

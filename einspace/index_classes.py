@@ -1,6 +1,6 @@
 """Index classes as bitmasks over the tensors ``x``, ``y``, ``A``, ``B``, ….
 
-A class is the set of tensors in which one einsum index appears (THEORY §1). It is stored
+A class is the set of tensors in which one einsum index appears (docs/theory.md §1). It is stored
 as an ``int`` whose bit 0 is ``x``, bit 1 is ``y`` and bit ``2 + i`` is factor ``i``
 (factor 0 is ``A``). Its *token* spells the tensors: ``x`` first, then factor letters,
 then ``y`` — ``"xAB"`` is γ, ``"AB"`` is ρ, ``"xAy"`` a block-diagonal index.

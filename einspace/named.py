@@ -1,4 +1,4 @@
-"""Named points of the space (THEORY §1 table): dense, low rank, Kronecker, TT, Monarch, BTT.
+"""Named points of the space (docs/theory.md §1): dense, low rank, Kronecker, TT, Monarch, BTT.
 
 Each entry maps its parameters to class exponents; :meth:`Structure.named
 <einspace.structure.Structure.named>` builds the structure and :attr:`Family.name

@@ -1,7 +1,7 @@
 """Execution plans: how a realization runs as a chain of (batched) matrix products.
 
 A plan is compiled once from a :class:`~einspace.realization.Realization`, without torch.
-It applies the factors one at a time in a sequential order with the fewest MACs (THEORY §2),
+It applies the factors one at a time in a sequential order with the fewest MACs (docs/theory.md §2),
 so its MACs are exactly ``Realization.macs()``. Each step contracts the live tensor with one
 factor as one ``bmm``:
 

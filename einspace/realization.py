@@ -1,4 +1,4 @@
-"""Realizations: a structure with integer class sizes for concrete d_in, d_out (THEORY §1–§3).
+"""Realizations: a structure at integer class sizes for concrete d_in, d_out (docs/theory.md §1–§3).
 
 Layout conventions (shared with :mod:`einspace.nn`):
 
@@ -221,7 +221,7 @@ class Realization:
         return optimal_contraction(self.family.classes, self.k, self.class_sizes, batch)
 
     def macs(self, order: Literal["sequential", "optimal"] = "sequential", batch: int = 1) -> float:
-        """Multiply-accumulates per input vector (THEORY §2).
+        """Multiply-accumulates per input vector (docs/theory.md §2).
 
         ``sequential`` is an integer independent of ``batch``. ``optimal`` is the total of the
         cheapest path for ``batch`` inputs divided by ``batch``; weight-only steps are paid
@@ -322,7 +322,7 @@ class Realization:
 
     @property
     def degenerate(self) -> bool:
-        """THEORY §3's 2-factor test at these sizes: n_ρ > max(min(n_α, n_ε), min(n_β, n_δ)).
+        """docs/theory.md §3 degeneracy at these sizes: n_ρ > max(min(n_α, n_ε), min(n_β, n_δ)).
         False for k ≠ 2."""
         if self.k != 2:
             return False
@@ -333,7 +333,7 @@ class Realization:
     # ------------------------------------------------------------------ μP fans
     @cached_property
     def fans(self) -> tuple[tuple[int, int], ...]:
-        """(fan_in, fan_out) of each factor in the best sequential order (THEORY §4).
+        """(fan_in, fan_out) of each factor in the best sequential order (docs/theory.md §4).
 
         fan-in: product of the factor's classes contracted at its step; fan-out: product of
         the classes it adds to the live set.

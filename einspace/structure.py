@@ -1,11 +1,11 @@
-"""Structures: points of the continuous einsum space (THEORY §1).
+"""Structures: points of the continuous einsum space (docs/theory.md §1).
 
 A :class:`Structure` is a family plus an exponent θ_c ∈ [0, 1] per class. For a square layer
 of width d a class has size d^θ_c. The exponents of the classes holding x sum to 1, and
 likewise for y (tolerance 1e-2). Classes with θ = 0 are absent and factors left without
 classes are dropped, so dense is a 1-factor structure.
 
-A structure whose family has a redundant factor (THEORY §1 rule 3) is still accepted — it is
+A structure whose family has a redundant factor (docs/theory.md §1 rule 3) is still accepted — it is
 a computable layer, e.g. a corner of the θ simplex — but ``family.is_valid`` is False; the
 enumerators never produce one. A disconnected one is refused: x would not reach y.
 
@@ -334,7 +334,7 @@ class Structure:
         mode: SizingMode = "round",
         pad_tol: float = 0.15,
     ) -> Realization:
-        """Give every class an integer size for a concrete layer (THEORY §1).
+        """Give every class an integer size for a concrete layer (docs/theory.md §1).
 
         ``mode="round"`` rounds d^θ per class and pads or truncates within ``pad_tol``;
         ``mode="exact"`` distributes prime factors so the products are exact.

@@ -25,7 +25,7 @@ A short tour, about a minute on a laptop CPU:
 5. train a few tiny proxy models into a run store;
 6. write a mini report from them.
 
-The math and the names are defined in `THEORY.md`.""",
+The math and the names are explained in `docs/theory.md` (the theory page of the docs).""",
     ),
     (
         "code",

@@ -3,12 +3,12 @@
 The model (:class:`ProxyMLP`) is ``d_in → width → … → width → d_out``: a dense input layer,
 ``depth`` hidden ``width × width`` :class:`~einspace.nn.EinsumLinear` layers of the
 structure under study, and a dense readout, with ReLU in between. Training follows
-structure-aware μP (THEORY §4): the hidden layers' factors get the per-factor learning
+structure-aware μP (docs/theory.md §4): the hidden layers' factors get the per-factor learning
 rates of :func:`einspace.nn.param_groups`; the dense input layer gets ``lr`` and the
 readout ``lr · base_width / width``. The dense layers have spectral init
 ``σ = fan_in^{-1/2} · min(1, √(fan_out / fan_in))`` and zero biases. The optimizer is AdamW.
 
-**Compute** (THEORY §6) is training FLOPs: ``6 × MACs-per-token × tokens`` where a token
+**Compute** (docs/theory.md §6) is training FLOPs: ``6 × MACs-per-token × tokens`` where a token
 is one example, and MACs-per-token is that of the whole model: ``d_in·width`` for the
 input layer, each hidden layer's :meth:`EinsumLinear.macs` at the training batch size,
 and ``width·d_out`` for the readout (biases and nonlinearities are not counted, nor is

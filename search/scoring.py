@@ -1,6 +1,6 @@
 """Analytic candidate scoring: rank structures for a layer before training any of them.
 
-The default objective, ``"prior"``, encodes the papers' finding (THEORY §3): structures with
+The default objective, ``"prior"``, encodes the papers' finding (docs/theory.md §3): structures with
 full rank (ψ = 1) and no parameter sharing (small ω) scale best per unit of compute. Rows are
 ordered by
 

@@ -1,6 +1,6 @@
 """The θ space of 2-factor structures as a search space: sampling, snapping, rejection.
 
-A point of the paper's space is ``θ = (α, β, γ, δ, ε, φ, ρ)`` (THEORY §1): the input
+A point of the paper's space is ``θ = (α, β, γ, δ, ε, φ, ρ)`` (docs/theory.md §1): the input
 exponents ``(α, β, γ)`` lie on the simplex (they sum to 1), so do the output exponents
 ``(δ, ε, φ)``, and ``ρ ∈ [0, 1]``. A searcher proposes seven *raw* numbers in ``[0, 1]``:
 three input weights, three output weights and ``ρ``. :func:`snap_theta` turns them into a
@@ -18,7 +18,7 @@ point of the space:
 with a reason, points that are not usable layers:
 
 - *disconnected*: x does not reach y (e.g. ``α = ε = 1`` with ``ρ = 0``);
-- *redundant*: a factor every class of which also holds the other factor (THEORY §1
+- *redundant*: a factor every class of which also holds the other factor (docs/theory.md §1
   rule 3), e.g. ``γ = φ = 1``: a dense matrix paid for twice;
 - *unrealizable*: the structure does not realize at one of the given widths within the
   padding tolerance;

@@ -17,7 +17,7 @@ TENSORS = ("x", "y", "A", "B", "C")
 
 
 def naive_valid(classes: tuple[int, ...], k: int) -> bool:
-    """THEORY §1 rules 1–4 with sets and a networkx graph (independent of the bitmask code)."""
+    """docs/theory.md §1 rules 1–4 with sets and a networkx graph (not the bitmask code)."""
     members = [
         {
             t

@@ -1,4 +1,4 @@
-"""BTTMoE (THEORY §5): routing, both dispatch paths against an einsum reference, the
+"""BTTMoE (docs/theory.md §5): routing, both dispatch paths against an einsum reference, the
 auxiliary loss, counts and bad input."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Structure-aware μP (THEORY §4): init statistics, hand-computed LR multipliers,
+"""Structure-aware μP (docs/theory.md §4): init statistics, hand-computed LR multipliers,
 param_groups, normalization and zero init."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def test_spectral_sigma_formula() -> None:
     assert spectral_sigma(16, 16) == 1 / 4
 
 
-# Hand-computed (THEORY §4). BTT 256, r=1/4: α=γ=ε=φ=16, ρ=4; A fans (16, 16·4), B (16·4, 16).
+# By hand (docs/theory.md §4). BTT 256, r=1/4: α=γ=ε=φ=16, ρ=4; A fans (16, 16·4), B (16·4, 16).
 # Low rank 256→512, r=1/2: rank 16; A fans (256, 16), B (16, 512); d_out/d_in = 2.
 # Kronecker 256: A fans (16, 16), B (16, 16).
 CASES = [

@@ -114,7 +114,7 @@ def test_random_realizations(seed: int, k: int, diagonal: bool, pad: bool) -> No
 
 
 def test_k3_numeric_rank_never_exceeds_the_bound() -> None:
-    """For k ≥ 3 loops can make the generic rank smaller than the min-cut (THEORY §2), so
+    """For k ≥ 3 loops can make the generic rank smaller than the min-cut (docs/theory.md §2), so
     only the inequality is a theorem; both numbers are reported."""
     rng = random.Random(5)
     for _ in range(60):
@@ -122,7 +122,7 @@ def test_k3_numeric_rank_never_exceeds_the_bound() -> None:
         assert r.numeric_rank(seed=0) <= r.rank_bound <= min(r.d_in, r.d_out)
 
 
-# Hand-computed integers (see THEORY §2): sizes are d^θ with d^(1/2) = 32 or 64,
+# Hand-computed integers (see docs/theory.md §2): sizes are d^θ with d^(1/2) = 32 or 64,
 # 1024^(1/4) = 5.66 → 6 and 4096^(1/4) = 8.
 HAND = [
     ("dense", {}, 1024, 1_048_576, 1_048_576, 1024),

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from einspace import EinspaceError, Family, Structure
 from einspace.cases import random_structure
 
-# THEORY §1/§3: dense ν=1 ω=0 ψ=1; Monarch/BTT ν=½ ω=0 ψ=1; Kronecker ν=½ ω=½ ψ=1;
+# docs/theory.md §1/§3: dense ν=1 ω=0 ψ=1; Monarch/BTT ν=½ ω=0 ψ=1; Kronecker ν=½ ω=½ ψ=1;
 # low rank r: ν=r ω=0 ψ=r. BTT with rank d^r has ν = ½ + r.
 NAMED_EXPONENTS = [
     ("dense", {}, (1.0, 0.0, 1.0)),
@@ -46,7 +46,7 @@ def test_named_theta_and_families() -> None:
 
 
 def closed_forms(t: tuple[float, ...]) -> tuple[float, float, float]:
-    """THEORY §3 closed forms, after reordering so that min(α, ε) ≥ min(β, δ)."""
+    """docs/theory.md §3 closed forms, after reordering so that min(α, ε) ≥ min(β, δ)."""
     a, b, _, d, e, _, r = t
     if min(a, e) < min(b, d):
         a, b, d, e = b, a, e, d

@@ -239,8 +239,25 @@ def _intro(factors: int, d_in: int, d_out: int, data: results.RunData | None) ->
     return [
         Paragraph(
             "This report describes the space of einsum-structured linear layers "
-            "(THEORY §1–§3) and, when a run store is given, the scaling of the structures "
-            "trained in it (THEORY §6). Every table is also in `tables/` as CSV."
+            "(docs: theory §1–§3) and, when a run store is given, the scaling of the structures "
+            "trained in it (docs: theory §6). Every table is also in `tables/` as CSV."
+        ),
+        Paragraph("Three exponents of the layer width place every structure on the map."),
+        Paragraph(
+            "ω (parameter sharing) says how often each weight is reused for one input, as a "
+            "power of the width. It is zero when every weight is used once, as in dense, "
+            "low-rank and BTT layers, and positive when weights are reused, as in a Kronecker "
+            "product."
+        ),
+        Paragraph(
+            "ψ (rank) says how the rank of the layer's matrix grows with its width. It is one "
+            "for a full-rank layer such as dense, Monarch or BTT, and smaller for a low-rank "
+            "layer, which squeezes every input through a narrow bottleneck."
+        ),
+        Paragraph(
+            "ν (compute intensity) says how fast the multiply-accumulates that a layer spends "
+            "on one input grow as the layer gets wider. Dense layers have the largest ν of the "
+            "usual structures, so Monarch and BTT get ever cheaper than dense as the width grows."
         ),
         Bullets(tuple(items)),
     ]
@@ -443,7 +460,7 @@ def _results_section(data: results.RunData) -> list[Block]:
             + f": {len(runs)} runs ({status_text}). Loss: `{data.loss}`. For each structure "
             "all logged points of all its widths are pooled; the compute-optimal frontier is "
             "their lower convex hull in log-log space, and `log L = a − m log C` is fitted to "
-            "it (THEORY §6). Diverged and failed runs are not fitted; they are listed at the "
+            "it (docs: theory §6). Diverged and failed runs are not fitted; they are listed at the "
             "end of this section."
         ),
         Table(

@@ -2,7 +2,7 @@
 
 The realizations are :func:`einspace.enumerate_realizations` for k = 1 (dense) and, when
 the report covers two factors, k = 2, at (d_in, d_out). MACs are sequential MACs per input
-vector (THEORY §2), the count the default score uses.
+vector (docs/theory.md §2), the count the default score uses.
 
 The **Pareto front** is taken among full-rank rows (rank bound = min(d_in, d_out), i.e.
 ψ = 1): a row is on it when no other full-rank row has at most its MACs and at least its

@@ -51,7 +51,7 @@ __all__ = [
 EXCLUDED_STATUSES = ("diverged", "failed")
 """Runs with these statuses are listed but not fitted."""
 
-# The sign of d m / d x that the papers' finding predicts (THEORY §3): less sharing (small ω)
+# The sign of dm/dx that the papers' finding predicts (docs/theory.md §3): less sharing (small ω)
 # and full rank (ψ = 1) scale better, ν matters little.
 EXPECTED_SIGN = {"omega": -1, "psi": 1, "nu": 0}
 

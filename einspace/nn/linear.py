@@ -1,4 +1,4 @@
-"""``EinsumLinear``: a linear layer whose weight is an einsum structure (THEORY §1–§4).
+"""``EinsumLinear``: a linear layer whose weight is an einsum structure (docs/theory.md §1–§4).
 
 The layer compiles an :class:`~einspace.nn.plan.ExecutionPlan` once, at construction, and
 its forward pass runs that plan: one ``bmm`` (or ``mm``) per factor on views of the live
@@ -123,7 +123,7 @@ class EinsumLinear(nn.Module):
         mode: how to pick class sizes, ``"round"`` (pad within ``pad_tol``) or ``"exact"``.
         pad_tol: the largest relative padding accepted in ``"round"`` mode.
         normalize: divide each factor by ``max(1, rms(F)/σ)`` at every forward pass, with a
-            learnable scalar gain (THEORY §4).
+            learnable scalar gain (docs/theory.md §4).
         zero_init: initialize the last applied factor to zero (ends of residual branches).
         device: where to create the parameters.
         dtype: parameter dtype.
@@ -208,7 +208,7 @@ class EinsumLinear(nn.Module):
 
     @property
     def sigmas(self) -> tuple[float, ...]:
-        """Spectral init standard deviation of each factor (THEORY §4)."""
+        """Spectral init standard deviation of each factor (docs/theory.md §4)."""
         return self._sigmas
 
     @property

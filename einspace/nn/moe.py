@@ -1,4 +1,4 @@
-"""``BTTMoE``: a BTT whose rank index ρ (size E) is split into E experts (THEORY §5).
+"""``BTTMoE``: a BTT whose rank index ρ (size E) is split into E experts (docs/theory.md §5).
 
 The layer is the BTT ``y[ε, φ] = Σ_{α,γ,ρ} B[γ, ε, φ, ρ] · g[ρ] · A[α, γ, φ, ρ] · x[α, γ]`` with a
 per-token gate vector ``g``: a zero-initialized linear gate ``d_in → E`` gives logits, the
@@ -65,7 +65,7 @@ class BTTMoE(nn.Module):
         bias: add a learnable output bias (zero init).
         mode: class sizing, ``"round"`` or ``"exact"`` (as for EinsumLinear).
         pad_tol: largest relative padding in ``"round"`` mode.
-        z_loss_weight: weight of the z-loss in :attr:`aux_loss` (THEORY: 0.1).
+        z_loss_weight: weight of the z-loss in :attr:`aux_loss` (docs/theory.md §5: 0.1).
         dispatch: ``"auto"``, ``"dense"`` or ``"sparse"`` (see the module docs).
         device: where to create the parameters.
         dtype: parameter dtype.
@@ -175,7 +175,7 @@ class BTTMoE(nn.Module):
         return int(self.realization.macs())
 
     def macs(self, batch: int = 1) -> float:
-        """MACs per token counted for the MoE: the BTT's × top_k / E (THEORY §5)."""
+        """MACs per token counted for the MoE: the BTT's × top_k / E (docs/theory.md §5)."""
         return self.realization.macs("sequential", batch) * self.top_k / self.experts
 
     def reset_parameters(self) -> None:

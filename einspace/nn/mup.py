@@ -1,4 +1,4 @@
-"""Structure-aware μP (THEORY §4): spectral init, factor normalization and learning rates.
+"""Structure-aware μP (docs/theory.md §4): spectral init, factor normalization and learning rates.
 
 Each factor is a batch of matrices with a fan-in (the classes it contracts at its step) and a
 fan-out (the classes it adds), taken from :attr:`Realization.fans` (the core's best sequential
@@ -126,7 +126,7 @@ def param_groups(
     optimizer: Literal["adam", "sgd"] = "adam",
     base_width: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Optimizer parameter groups with the per-factor μP learning rates of THEORY §4.
+    """Optimizer parameter groups with the per-factor μP learning rates of docs/theory.md §4.
 
     Every factor of every :class:`~einspace.nn.EinsumLinear` and
     :class:`~einspace.nn.BTTMoE` in ``model`` gets its multiplier (factors with equal learning
