@@ -1,4 +1,4 @@
-"""The compute of a proxy run (THEORY §6): MACs per token of the proxy MLP and training FLOPs.
+"""The compute of a proxy run (docs: theory §6): MACs per token of the proxy MLP and training FLOPs.
 
 A token is one example. The proxy MLP ``d_in → width → … → width → d_out`` spends
 ``d_in·width`` MACs in its dense input layer, each structured hidden layer's own MACs, and
