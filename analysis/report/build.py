@@ -350,6 +350,19 @@ def _taxonomy_section(factors: int) -> list[Block]:
     ]
 
 
+def _rank_sentence(table: pd.DataFrame) -> str:
+    """How the ranks of the cost table are known (proof, SVD, or only the min-cut bound)."""
+    counts = table["rank_method"].value_counts()
+    proof, svd, bound = (int(counts.get(m, 0)) for m in ("proof", "svd", "bound"))
+    text = (
+        f"Ranks are those of the matrix each layer computes: {proof} proven (a certified "
+        f"lower bound meets the min-cut), {svd} measured by SVD"
+    )
+    if bound:
+        return text + f", and {bound} only bounded by the min-cut (never counted as full rank)."
+    return text + "."
+
+
 def _cost_section(factors: int, d_in: int, d_out: int) -> list[Block]:
     table = cost.realization_table(d_in, d_out, max_k=min(factors, 2))
     ranking = cost.top_candidates(d_in, d_out, max_k=min(factors, 2))
@@ -362,7 +375,8 @@ def _cost_section(factors: int, d_in: int, d_out: int) -> list[Block]:
         "sizes",
         "params",
         cost.MACS,
-        "rank_bound",
+        "rank",
+        "rank_method",
         "omega_eff",
         "nu_eff",
     ]
@@ -371,7 +385,9 @@ def _cost_section(factors: int, d_in: int, d_out: int) -> list[Block]:
         Paragraph(
             f"There are {len(table)} exact realizations with up to {min(factors, 2)} "
             f"factor(s) (class sizes whose products are exactly d_in and d_out), "
-            f"{int(table['full_rank'].sum())} of them full rank. MACs are per input vector "
+            f"{int(table['full_rank'].sum())} of them full rank. "
+            + _rank_sentence(table)
+            + " MACs are per input vector "
             "with the best sequential factor order; parameters are Σ over factors of the "
             "product of their class sizes. Three-factor realizations are not enumerated: "
             "there are more than five million even at d = 64."
