@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, overload
 
@@ -28,12 +29,18 @@ import pandas as pd
 from einspace.errors import EinspaceError, suggest
 
 __all__ = [
+    "BOOTSTRAP_SAMPLES",
     "FORMS",
+    "MIN_FRONTIER_POINTS",
+    "WARMUP_FRACTION",
     "ScalingFit",
     "compute_multiplier",
     "fit_power_law",
     "fit_table",
+    "format_multiplier",
     "frontier",
+    "interpolated_multiplier",
+    "power_law_points",
 ]
 
 FORMS: tuple[str, ...] = ("power", "offset")
@@ -260,6 +267,16 @@ class ScalingFit:
             return float(out[0])
         return out
 
+    @property
+    def loss_range(self) -> tuple[float, float]:
+        """(lowest, highest) fitted loss on the measured compute range.
+
+        Examples:
+            >>> [round(v, 9) for v in fit_power_law([1.0, 100.0], [10.0, 1.0]).loss_range]
+            [1.0, 10.0]
+        """
+        return self.loss_at(self.compute_max), self.loss_at(self.compute_min)
+
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a plain ``dict`` (JSON-friendly: str, int and float).
 
@@ -443,17 +460,21 @@ def compute_multiplier(
     dense_fit: ScalingFit,
     at_loss: float | None = None,
     at_compute: float | None = None,
+    *,
+    extrapolate: bool = False,
 ) -> float:
     """How many times less compute the structure needs than dense to reach a loss.
 
     The loss is ``at_loss``, or the loss the dense fit predicts at ``at_compute``.
     The result is ``C_dense(L) / C_structure(L)`` read off the two fitted laws: above 1
     the structure is better, below 1 dense is. Give exactly one of ``at_loss`` and
-    ``at_compute``.
+    ``at_compute``. Both compute values must lie inside the fits' measured compute ranges
+    unless ``extrapolate=True``.
 
     Raises:
         EinspaceError: neither or both of ``at_loss``/``at_compute`` given, a
-            non-positive value, or a loss one of the laws never reaches.
+            non-positive value, a loss one of the laws never reaches, or (without
+            ``extrapolate``) a compute outside a fit's measured range.
 
     Examples:
         >>> dense = fit_power_law([1.0, 100.0], [10.0, 1.0])      # L = 10 C^-0.5
@@ -474,7 +495,183 @@ def compute_multiplier(
         assert at_loss is not None
         target = float(_as_positive_array(at_loss, "at_loss")[0])
         dense_c = dense_fit.compute_at(target)
-    return dense_c / structure_fit.compute_at(target)
+    struct_c = structure_fit.compute_at(target)
+    if not extrapolate:
+        for who, fit, c in (("dense", dense_fit, dense_c), ("structure", structure_fit, struct_c)):
+            if not fit.compute_min * (1 - 1e-9) <= c <= fit.compute_max * (1 + 1e-9):
+                raise EinspaceError(
+                    f"the {who} fit reaches loss {target:.4g} at compute {c:.4g}, outside its "
+                    f"measured range {fit.compute_min:.4g}–{fit.compute_max:.4g}: the multiplier "
+                    f"would be extrapolated. Read it at a loss both fits reach (fit_table does), "
+                    f"or pass extrapolate=True"
+                )
+    return dense_c / struct_c
+
+
+WARMUP_FRACTION = 0.1
+"""Without a learning-rate column, the first 10 % of each run's steps count as warmup."""
+
+BOOTSTRAP_SAMPLES = 400
+"""Bootstrap replicates of :func:`fit_table`'s multiplier interval."""
+
+MIN_FRONTIER_POINTS = 4
+"""Below this many frontier points a multiplier is labelled as resting on too little."""
+
+
+def power_law_points(
+    points: pd.DataFrame,
+    *,
+    compute: str = "compute",
+    run: str = "run_id",
+    step: str = "step",
+    lr: str = "lr",
+    warmup_fraction: float = WARMUP_FRACTION,
+) -> pd.Series:
+    """Which points belong to the power-law part of their run's curve (a boolean Series).
+
+    Left out: the untrained start (compute exactly 0; other non-positive values stay, so the
+    fit fails with a message naming them), and per run the warmup: every point
+    before the step at which the ``lr`` column peaks, or, without an ``lr`` column, every
+    point at a step below ``warmup_fraction`` × the run's last step. Without ``run`` and
+    ``step`` columns only the compute rule applies.
+
+    Examples:
+        >>> df = pd.DataFrame({"run_id": ["a"] * 5, "step": [0, 10, 50, 100, 200],
+        ...                    "compute": [0.0, 1.0, 5.0, 10.0, 20.0]})
+        >>> power_law_points(df).tolist()  # step 0 untrained, step 10 < 0.1 · 200
+        [False, False, True, True, True]
+        >>> df["lr"] = [0.0, 0.5, 1.0, 0.9, 0.5]  # the learning rate peaks at step 50
+        >>> power_law_points(df).tolist()
+        [False, False, True, True, True]
+    """
+    if not 0 <= warmup_fraction < 1:
+        raise EinspaceError(
+            f"warmup_fraction = {warmup_fraction!r} must be in [0, 1), e.g. {WARMUP_FRACTION}"
+        )
+    keep = pd.Series(points[compute] != 0, index=points.index)
+    if run not in points.columns or step not in points.columns:
+        return keep
+    steps = points[step].astype(float)
+    if lr in points.columns:
+        peak_at = points.assign(_s=steps).sort_values(
+            [run, lr, "_s"], ascending=[True, False, True]
+        )
+        first_peak = peak_at.groupby(run)["_s"].first()
+        keep &= steps >= points[run].map(first_peak)
+    else:
+        last = steps.groupby(points[run]).transform("max")
+        keep &= steps >= warmup_fraction * last
+    return keep
+
+
+def _read_loss(fit: ScalingFit, dense_fit: ScalingFit) -> tuple[float, str]:
+    """The loss a multiplier is read at: the lowest loss both fits reach inside their
+    measured compute ranges; NaN and the reason when the two loss ranges do not overlap."""
+    s_lo, s_hi = fit.loss_range
+    d_lo, d_hi = dense_fit.loss_range
+    lo, hi = max(s_lo, d_lo), min(s_hi, d_hi)
+    if lo <= hi * (1 + 1e-12):
+        return lo, ""
+    return math.nan, (
+        f"no overlap: on their measured compute the structure's fit spans losses "
+        f"{s_lo:.4g}–{s_hi:.4g} and dense's {d_lo:.4g}–{d_hi:.4g}; a multiplier there would "
+        f"be extrapolated"
+    )
+
+
+def _interp_compute(c: FloatArray, ell: FloatArray, target: float) -> float:
+    """Compute at which a measured frontier reaches ``target``, log-log interpolation
+    between its points; NaN outside the frontier's losses."""
+    x, y = np.log(c[::-1]), np.log(ell[::-1])  # by increasing loss
+    t = math.log(target)
+    if not y[0] * (1 + 1e-12) <= t <= y[-1] * (1 - 1e-12) and not y[0] <= t <= y[-1]:
+        return math.nan
+    return float(np.exp(np.interp(t, y, x)))
+
+
+def interpolated_multiplier(
+    structure: tuple[npt.ArrayLike, npt.ArrayLike],
+    dense: tuple[npt.ArrayLike, npt.ArrayLike],
+    at_loss: float,
+) -> float:
+    """C_dense / C_structure at ``at_loss`` read off the two measured frontiers (log-log
+    interpolation between frontier points, no fit); NaN where a frontier does not reach
+    that loss.
+
+    Examples:
+        >>> c = [1e6, 1e7, 1e8]
+        >>> d = (c, [10 * x ** -0.2 for x in c])
+        >>> s = (c, [8 * x ** -0.2 for x in c])
+        >>> round(interpolated_multiplier(s, d, at_loss=0.5), 4)   # (10/8)^(1/0.2)
+        3.0518
+    """
+    sc, sl = frontier(*structure)
+    dc, dl = frontier(*dense)
+    return _interp_compute(dc, dl, at_loss) / _interp_compute(sc, sl, at_loss)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One group's power-law points, with their runs and widths where known."""
+
+    compute: FloatArray
+    loss: FloatArray
+    runs: npt.NDArray[np.object_]
+    widths: npt.NDArray[np.object_]
+
+    @property
+    def n_runs(self) -> int:
+        return len(set(self.runs.tolist()))
+
+    @property
+    def n_widths(self) -> int:
+        return len(set(self.widths.tolist()))
+
+    def resample(self, rng: np.random.Generator, form: Form, use_frontier: bool) -> ScalingFit:
+        """A bootstrap refit: runs drawn with replacement when some width has several runs,
+        otherwise frontier points drawn with replacement."""
+        if self.n_runs > self.n_widths:
+            ids = list(dict.fromkeys(self.runs.tolist()))
+            idx = np.concatenate(
+                [np.flatnonzero(self.runs == ids[int(r)]) for r in rng.choice(len(ids), len(ids))]
+            )
+            return fit_power_law(self.compute[idx], self.loss[idx], form, use_frontier)
+        c, ell = frontier(self.compute, self.loss) if use_frontier else (self.compute, self.loss)
+        idx = rng.choice(c.size, c.size)
+        return fit_power_law(c[idx], ell[idx], form, use_frontier=False)
+
+    @property
+    def bootstrap_unit(self) -> str:
+        return "runs" if self.n_runs > self.n_widths else "frontier points"
+
+
+def _bootstrap(
+    s: _Group,
+    d: _Group,
+    target: float,
+    form: Form,
+    use_frontier: bool,
+    samples: int,
+    seed: int,
+    key: object,
+) -> tuple[float, float, int]:
+    """Seeded 90 % percentile interval of the multiplier at loss ``target`` (refits of
+    both groups, each replicate read at the same loss as the estimate) and the number of
+    replicates where it was defined."""
+    rng = np.random.default_rng([seed, zlib.crc32(str(key).encode())])
+    values = []
+    for _ in range(samples):
+        try:
+            fs = s.resample(rng, form, use_frontier)
+            fd = d.resample(rng, form, use_frontier)
+            # a resample may cover a little less compute than the data: same loss anyway
+            values.append(compute_multiplier(fs, fd, at_loss=target, extrapolate=True))
+        except EinspaceError:
+            continue  # a replicate with one distinct compute value or a flat law
+    if len(values) < max(10, samples // 2):
+        return math.nan, math.nan, len(values)
+    lo, hi = np.percentile(values, [5.0, 95.0])
+    return float(lo), float(hi), len(values)
 
 
 def fit_table(
@@ -486,46 +683,73 @@ def fit_table(
     loss: str = "loss",
     form: str = "power",
     use_frontier: bool = True,
+    run: str = "run_id",
+    width: str = "width",
+    step: str = "step",
+    lr: str = "lr",
+    warmup_fraction: float = WARMUP_FRACTION,
+    bootstrap: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Fit a scaling law per group of a long-format table of points.
+    """Fit a scaling law per group of a long-format table of points, with multipliers.
 
-    Each group (e.g. each structure) is fitted with :func:`fit_power_law`. The
-    ``multiplier`` column is :func:`compute_multiplier` against the group named
-    ``dense``, read at ``multiplier_loss``: the lowest loss that *both* fitted frontiers
-    reach within their measured compute ranges (the higher of the two end-of-frontier
-    losses), so neither fit is extrapolated. When there is no dense group, or a fit
-    fails, the affected numbers are NaN and the ``note`` column says why; otherwise
-    ``note`` is empty.
+    **Points.** Only the power-law part of each curve is fitted (:func:`power_law_points`:
+    no untrained start, no warmup); ``n_used`` and ``n_left_out`` count the points kept and
+    dropped. Each group is then fitted with :func:`fit_power_law`.
 
-    Rows with a compute of exactly 0 (the untrained step 0 a run store logs) are left
-    out; any other non-positive or non-finite value makes its group's fit fail.
+    **Multiplier.** ``multiplier`` is :func:`compute_multiplier` against the group named
+    ``dense``, read at ``multiplier_loss``: the lowest loss that *both* fits reach inside
+    their measured compute ranges. When those loss ranges do not overlap, the multiplier
+    would be an extrapolation: it is NaN and ``note`` says so. ``multiplier_lo`` and
+    ``multiplier_hi`` are a seeded 90 % percentile bootstrap interval at that loss
+    (``bootstrap`` refits of both groups; runs are resampled when some width has several
+    runs, else frontier points; ``bootstrap_unit`` says which). ``multiplier_interp`` is
+    the multiplier read at the same loss directly off the two measured frontiers (log-log
+    interpolation, no fit; NaN, with a note, where a measured frontier does not reach that
+    loss);
+    ``multiplier_flag`` is True when it lies outside the interval. ``note`` also
+    says, in words, when a multiplier rests on fewer than 4 frontier points or on one
+    width. ``multiplier_status`` is a short label: ``ok``, ``too little data``,
+    ``disagrees``, ``no overlap``, ``no dense`` or ``fit failed``;
+    :func:`format_multiplier` prints a row.
 
     Args:
-        points: a DataFrame with columns ``group``, ``compute`` and ``loss``.
+        points: a DataFrame with columns ``group``, ``compute`` and ``loss`` (and
+            optionally ``run``, ``width``, ``step``, ``lr``).
         group: name of the column that identifies a group.
         dense: the value of ``group`` that is the dense baseline.
         compute: name of the compute column.
         loss: name of the loss column.
         form: ``"power"`` or ``"offset"``.
         use_frontier: fit frontier points only (see :func:`fit_power_law`).
+        run, width, step, lr: names of the optional run id, width, step and
+            learning-rate columns.
+        warmup_fraction: see :func:`power_law_points`.
+        bootstrap: replicates for the interval (0: no interval).
+        seed: seed of the bootstrap.
 
     Returns:
         One row per group, sorted by group: ``group, form, m, m_se, a, a_se, l_inf,
-        n_points, compute_min, compute_max, multiplier, multiplier_loss, note``.
+        n_points, compute_min, compute_max, multiplier, multiplier_loss, multiplier_lo,
+        multiplier_hi, multiplier_interp, multiplier_flag, multiplier_status, n_used,
+        n_left_out, n_runs, n_widths, bootstrap_unit, note``.
 
     Raises:
         EinspaceError: a column is missing or ``form`` is unknown.
 
     Examples:
-        >>> c = [1e6, 1e7, 1e8]
-        >>> df = pd.DataFrame({"structure": ["dense"] * 3 + ["btt"] * 3,
+        >>> c = [1e6, 1e7, 1e8, 1e9]
+        >>> df = pd.DataFrame({"structure": ["dense"] * 4 + ["btt"] * 4,
         ...                    "compute": c + c,
         ...                    "loss": [10 * x ** -0.2 for x in c] + [8 * x ** -0.2 for x in c]})
         >>> t = fit_table(df)
         >>> t["structure"].tolist(), t["m"].round(6).tolist()
         (['btt', 'dense'], [0.2, 0.2])
-        >>> round(float(t.loc[t.structure == "btt", "multiplier"].iloc[0]), 4)  # (10/8)^(1/0.2)
-        3.0518
+        >>> btt = t[t.structure == "btt"].iloc[0]
+        >>> round(float(btt["multiplier"]), 4), round(float(btt["multiplier_interp"]), 4)
+        (3.0518, 3.0518)
+        >>> format_multiplier(btt)
+        '3.05× [3.05, 3.05]'
     """
     chosen = _check_form(form)
     missing = [col for col in (group, compute, loss) if col not in points.columns]
@@ -535,20 +759,46 @@ def fit_table(
             f"fit_table needs columns {[group, compute, loss]}; missing {missing}. "
             f"Columns given: {have}" + (f"; {suggest(missing[0], have)}" if have else "")
         )
+    used = power_law_points(
+        points, compute=compute, run=run, step=step, lr=lr, warmup_fraction=warmup_fraction
+    )
+    trained = points[used]
+    left_out = (~used).groupby(points[group]).sum()
     fits: dict[Any, ScalingFit | str] = {}
-    trained = points[points[compute] != 0]
+    groups: dict[Any, _Group] = {}
     for key, frame in trained.groupby(group, sort=True):
+        n = len(frame)
+        groups[key] = _Group(
+            compute=frame[compute].to_numpy(dtype=float),
+            loss=frame[loss].to_numpy(dtype=float),
+            runs=(frame[run] if run in frame else pd.Series(np.arange(n))).to_numpy(object),
+            widths=(frame[width] if width in frame else pd.Series(np.arange(n))).to_numpy(object),
+        )
         try:
             fits[key] = fit_power_law(frame[compute], frame[loss], chosen, use_frontier)
         except EinspaceError as err:
             fits[key] = f"fit failed: {err}"
+    for key in left_out.index:  # every point of the group was warmup or untrained
+        if key not in fits:
+            fits[key] = "fit failed: no point after warmup and the untrained start"
     dense_fit = fits.get(dense)
+    has_width = width in points.columns
     rows: list[dict[str, Any]] = []
-    for key, fit in fits.items():
+    for key in sorted(fits, key=str):
+        fit = fits[key]
+        g = groups.get(key)
         row: dict[str, Any] = {group: key, "form": chosen}
+        row.update(dict.fromkeys(_NUMERIC_COLUMNS, math.nan))
+        row.update(
+            multiplier_flag=False,
+            n_used=0 if g is None else len(g.compute),
+            n_left_out=int(left_out.get(key, 0)),
+            n_runs=0 if g is None else g.n_runs,
+            n_widths=0 if g is None or not has_width else g.n_widths,
+            bootstrap_unit="",
+        )
         if isinstance(fit, str):
-            row.update(dict.fromkeys(_NUMERIC_COLUMNS, math.nan), note=fit)
-            row["n_points"] = 0
+            row.update(n_points=0, note=fit, multiplier_status="fit failed")
             rows.append(row)
             continue
         row.update(
@@ -560,29 +810,114 @@ def fit_table(
             n_points=fit.n_points,
             compute_min=fit.compute_min,
             compute_max=fit.compute_max,
-            multiplier=math.nan,
-            multiplier_loss=math.nan,
-            note="",
         )
+        notes: list[str] = []
         if dense_fit is None:
-            row["note"] = f"no dense group {dense!r} in column {group!r}"
+            row["multiplier_status"] = "no dense"
+            notes.append(f"no dense group {dense!r} in column {group!r}")
         elif isinstance(dense_fit, str):
-            row["note"] = f"dense {dense_fit}"
+            row["multiplier_status"] = "no dense"
+            notes.append(f"dense {dense_fit}")
         else:
-            try:
-                shared = max(
-                    float(fit.loss_at(fit.compute_max)),
-                    float(dense_fit.loss_at(dense_fit.compute_max)),
-                )
-                row["multiplier"] = compute_multiplier(fit, dense_fit, at_loss=shared)
-                row["multiplier_loss"] = shared
-            except EinspaceError as err:
-                row["note"] = f"no multiplier: {err}"
+            assert g is not None
+            _multiplier(row, key, fit, g, dense_fit, groups[dense], chosen, use_frontier,
+                        bootstrap, seed, has_width, notes)  # fmt: skip
+        row["note"] = "; ".join(notes)
         rows.append(row)
-    columns = [group, "form", *_NUMERIC_COLUMNS, "note"]
+    columns = [group, "form", *_NUMERIC_COLUMNS, *_MULTIPLIER_COLUMNS, "note"]
     table = pd.DataFrame(rows, columns=columns)
     table["n_points"] = table["n_points"].astype(int)
     return table
+
+
+def _multiplier(
+    row: dict[str, Any],
+    key: object,
+    fit: ScalingFit,
+    g: _Group,
+    dense_fit: ScalingFit,
+    d: _Group,
+    form: Form,
+    use_frontier: bool,
+    bootstrap: int,
+    seed: int,
+    has_width: bool,
+    notes: list[str],
+) -> None:
+    """Fill the multiplier columns of ``row`` (fit_table's reading rule) and its notes."""
+    target, why = _read_loss(fit, dense_fit)
+    if not math.isfinite(target):
+        row["multiplier_status"] = "no overlap"
+        notes.append(why)
+        return
+    try:
+        row["multiplier"] = compute_multiplier(fit, dense_fit, at_loss=target)
+    except EinspaceError as err:
+        row["multiplier_status"] = "fit failed"
+        notes.append(f"no multiplier: {err}")
+        return
+    row["multiplier_loss"] = target
+    sc, sl = frontier(g.compute, g.loss)
+    dc, dl = frontier(d.compute, d.loss)
+    row["multiplier_interp"] = _interp_compute(dc, dl, target) / _interp_compute(sc, sl, target)
+    if not math.isfinite(row["multiplier_interp"]):
+        notes.append(
+            f"no interpolated cross-check: the measured frontiers do not both reach loss "
+            f"{target:.4g} (measured losses: structure {sl.min():.4g}–{sl.max():.4g}, dense "
+            f"{dl.min():.4g}–{dl.max():.4g})"
+        )
+    if bootstrap > 0:
+        lo, hi, ok = _bootstrap(g, d, target, form, use_frontier, bootstrap, seed, key)
+        row.update(multiplier_lo=lo, multiplier_hi=hi, bootstrap_unit=g.bootstrap_unit)
+        if not math.isfinite(lo):
+            notes.append(
+                f"no interval: only {ok} of {bootstrap} bootstrap refits gave a multiplier"
+            )
+    thin = []
+    fewest = min(fit.n_points, dense_fit.n_points)
+    if fewest < MIN_FRONTIER_POINTS:
+        thin.append(f"{fewest} frontier points (fewer than {MIN_FRONTIER_POINTS})")
+    if has_width and min(g.n_widths, d.n_widths) == 1:
+        thin.append("one width")
+    if thin:
+        notes.append("rests on too little: " + " and ".join(thin))
+    interp, lo, hi = row["multiplier_interp"], row["multiplier_lo"], row["multiplier_hi"]
+    status = "too little data" if thin else "ok"
+    if math.isfinite(interp) and math.isfinite(lo) and not lo <= interp <= hi:
+        row["multiplier_flag"] = True
+        status = "disagrees"
+        notes.append(
+            f"fitted {row['multiplier']:.3g}× and interpolated {interp:.3g}× disagree by more "
+            f"than the 90 % interval [{lo:.3g}, {hi:.3g}]"
+        )
+    row["multiplier_status"] = status
+
+
+def format_multiplier(row: Mapping[str, Any] | pd.Series) -> str:
+    """One multiplier of a :func:`fit_table` row as text, with its interval and caveat.
+
+    Examples:
+        >>> format_multiplier({"multiplier": 2.2, "multiplier_lo": 1.41, "multiplier_hi": 3.1,
+        ...                    "multiplier_status": "ok"})
+        '2.2× [1.41, 3.1]'
+        >>> format_multiplier({"multiplier": float("nan"), "multiplier_status": "no overlap"})
+        'n/a (no overlap)'
+        >>> format_multiplier({"multiplier": 7.06, "multiplier_lo": 2.0, "multiplier_hi": 9.9,
+        ...                    "multiplier_status": "too little data"})
+        '7.06× [2, 9.9] (rests on too little data)'
+    """
+    value = float(row.get("multiplier", math.nan))
+    status = str(row.get("multiplier_status", "") or "")
+    if not math.isfinite(value):
+        return f"n/a ({status or 'not computed'})"
+    lo, hi = float(row.get("multiplier_lo", math.nan)), float(row.get("multiplier_hi", math.nan))
+    text = f"{value:.3g}×" + (f" [{lo:.3g}, {hi:.3g}]" if math.isfinite(lo) else " [no interval]")
+    if status == "too little data":
+        text += " (rests on too little data)"
+    elif status == "disagrees":
+        interp = float(row.get("multiplier_interp", math.nan))
+        text += f" (interpolated {interp:.3g}× lies outside)"
+    return text
 
 
 _NUMERIC_COLUMNS = (
@@ -596,4 +931,16 @@ _NUMERIC_COLUMNS = (
     "compute_max",
     "multiplier",
     "multiplier_loss",
+    "multiplier_lo",
+    "multiplier_hi",
+    "multiplier_interp",
+)
+_MULTIPLIER_COLUMNS = (
+    "multiplier_flag",
+    "multiplier_status",
+    "n_used",
+    "n_left_out",
+    "n_runs",
+    "n_widths",
+    "bootstrap_unit",
 )
