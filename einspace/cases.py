@@ -9,6 +9,11 @@ Examples:
     >>> r = random_realization(rng, k=3, max_size=3)
     >>> r.is_exact and r.family.is_valid
     True
+    >>> p = random_round_realization(rng, max_width=40)
+    >>> p.mode, p.k
+    ('round', 2)
+    >>> random_k3_realization(rng, max_size=3).k
+    3
 """
 
 from __future__ import annotations
@@ -16,12 +21,19 @@ from __future__ import annotations
 import random
 
 from einspace.enumeration import enumerate_families
+from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import X, Y, universe
 from einspace.realization import Realization
 from einspace.structure import Structure
 
-__all__ = ["random_family", "random_realization", "random_structure"]
+__all__ = [
+    "random_family",
+    "random_k3_realization",
+    "random_realization",
+    "random_round_realization",
+    "random_structure",
+]
 
 
 def random_family(rng: random.Random, k: int | None = None, diagonal: bool = False) -> Family:
@@ -92,3 +104,32 @@ def random_realization(
         d_in = max(1, round(p_in * rng.uniform(0.8, 1.25)))
         d_out = max(1, round(p_out * rng.uniform(0.8, 1.25)))
     return Realization.from_sizes(fam, sizes, d_in, d_out)
+
+
+def random_round_realization(
+    rng: random.Random,
+    k: int = 2,
+    min_width: int = 4,
+    max_width: int = 48,
+    pad_tol: float = 0.5,
+) -> Realization:
+    """A random structure realized in round mode at random widths in [min_width, max_width].
+
+    Draws are repeated until rounding stays within ``pad_tol``; most results pad x, truncate y
+    or both (the cases whose rank is not the min-cut in general).
+    """
+    while True:
+        s = random_structure(rng, k)
+        d_in, d_out = rng.randint(min_width, max_width), rng.randint(min_width, max_width)
+        try:
+            return s.realize(d_in, d_out, mode="round", pad_tol=pad_tol)
+        except EinspaceError:
+            continue
+
+
+def random_k3_realization(
+    rng: random.Random, max_size: int = 3, diagonal: bool = False, pad: bool = False
+) -> Realization:
+    """A 3-factor family at random class sizes in 2..max_size (loops in the hypergraph can
+    make its rank smaller than the min-cut)."""
+    return random_realization(rng, k=3, diagonal=diagonal, max_size=max_size, pad=pad)

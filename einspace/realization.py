@@ -9,8 +9,10 @@ Layout conventions (shared with :mod:`einspace.nn`):
 * :attr:`Realization.einsum` names the batch index ``z`` and the classes ``a, b, c, …`` in
   class order; operands are ``x, A, B, …``.
 
-With padding, :attr:`rank_bound` is still an upper bound (capped at min(d_in, d_out)), but the
-equality with the numeric rank is only claimed for exact realizations.
+:attr:`rank_bound` (the min-cut, capped at min(d_in, d_out)) is an upper bound on the rank.
+:attr:`Realization.rank` is the rank of the matrix the layer computes, padding and truncation
+included: proven, measured by SVD, or (``rank_is_bound``) only the bound; see
+:mod:`einspace.rank`.
 
 Examples:
     >>> from einspace import Structure
@@ -21,6 +23,8 @@ Examples:
     'zab,abde,bcde->zcd'
     >>> r.params, r.macs(), r.rank_bound
     (393216, 393216, 1024)
+    >>> r.rank, r.rank_is_bound, r.rank_method, r.full_rank
+    (1024, False, 'proof', True)
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from einspace.contraction import OptimalPath, best_sequential, optimal_contracti
 from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import FACTOR_LETTERS, X, Y, factor_bit
+from einspace.rank import TrueRank, true_rank
 from einspace.sizing import SizingMode, exact_sizes, reference_dim, round_sizes
 
 if TYPE_CHECKING:
@@ -243,26 +248,60 @@ class Realization:
 
     @cached_property
     def rank_bound(self) -> int:
-        """Hypergraph min-cut between x and y with capacities log n_c (networkx max-flow),
-        returned as the product of the cut classes' sizes, capped at min(d_in, d_out)."""
+        """Hypergraph min-cut between x and y, as the product of the cut classes' sizes, capped
+        at min(d_in, d_out).
+
+        For k ≤ 12 every one of the 2**k bipartitions is tried in integers (exact); beyond, a
+        networkx max-flow with capacities log n_c gives the cut value, rounded.
+        """
+        cls = self.family.classes
+        if self.k <= 12:
+            cut = min(
+                math.prod(self.class_sizes[p] for p in c) for c in hypergraph.cuts(cls, self.k)
+            )
+            return min(cut, self.d_in, self.d_out)
         import networkx as nx
 
         g = nx.DiGraph()
         tensors = ["x", "y", *self.factor_names]
         bits = [X, Y] + [factor_bit(i) for i in range(self.k)]
-        for p, (m, n) in enumerate(zip(self.family.classes, self.class_sizes, strict=True)):
+        for p, (m, n) in enumerate(zip(cls, self.class_sizes, strict=True)):
             g.add_edge(("in", p), ("out", p), capacity=math.log(n))
             for t, b in zip(tensors, bits, strict=True):
                 if m & b:
                     g.add_edge(t, ("in", p))
                     g.add_edge(("out", p), t)
-        _, (x_side, _) = nx.minimum_cut(g, "x", "y")
-        cut = [
-            p
-            for p in range(len(self.family.classes))
-            if ("in", p) in x_side and ("out", p) not in x_side
-        ]
-        return min(math.prod(self.class_sizes[p] for p in cut), self.d_in, self.d_out)
+        # the value, not the returned partition: with float capacities the residual graph
+        # can leave a partition whose own capacity is larger than the flow
+        value = nx.maximum_flow_value(g, "x", "y")
+        return min(round(math.exp(value)), self.d_in, self.d_out)
+
+    @cached_property
+    def true_rank(self) -> TrueRank:
+        """The rank of the computed (d_out, d_in) matrix and how it is known
+        (:func:`einspace.rank.true_rank`)."""
+        return true_rank(self)
+
+    @property
+    def rank(self) -> int:
+        """Rank of the (d_out, d_in) matrix the layer computes, padding and truncation
+        included; only the upper bound :attr:`rank_bound` when :attr:`rank_is_bound`."""
+        return self.true_rank.rank
+
+    @property
+    def rank_is_bound(self) -> bool:
+        """True when :attr:`rank` is only the bound (neither proven nor measured)."""
+        return self.true_rank.is_bound
+
+    @property
+    def rank_method(self) -> str:
+        """How :attr:`rank` is known: ``"proof"``, ``"svd"`` or ``"bound"``."""
+        return self.true_rank.method
+
+    @property
+    def full_rank(self) -> bool:
+        """Whether the rank is min(d_in, d_out), claimed only from a proven or measured rank."""
+        return not self.rank_is_bound and self.rank == min(self.d_in, self.d_out)
 
     def numeric_rank(self, seed: int = 0) -> int:
         """Rank of :meth:`materialize` with seeded random factors (SVD, numpy's tolerance)."""
@@ -316,9 +355,10 @@ class Realization:
 
     @property
     def psi_eff(self) -> float:
-        """log(rank)/log(min(d_in, d_out)) (1 when min(d_in, d_out) = 1)."""
+        """log(rank)/log(min(d_in, d_out)) (1 when min(d_in, d_out) = 1), from :attr:`rank`
+        (so an upper bound when :attr:`rank_is_bound`)."""
         m = min(self.d_in, self.d_out)
-        return 1.0 if m == 1 else math.log(self.rank_bound) / math.log(m)
+        return 1.0 if m == 1 else math.log(self.rank) / math.log(m)
 
     @property
     def degenerate(self) -> bool:
@@ -364,7 +404,11 @@ class Realization:
             "macs_sequential": self.macs("sequential"),
             "macs_optimal": self.macs("optimal"),
             "flops": self.flops(),
+            "rank": self.rank,
+            "rank_is_bound": self.rank_is_bound,
+            "rank_method": self.rank_method,
             "rank_bound": self.rank_bound,
+            "full_rank": self.full_rank,
             "nu_eff": self.nu_eff,
             "omega_eff": self.omega_eff,
             "psi_eff": self.psi_eff,

@@ -8,6 +8,13 @@ are products over columns. Realizations that a factor renaming maps onto each ot
 automorphisms, e.g. swapping the two Kronecker factors) are the same layer and are listed
 once: the row kept is the lexicographically largest size vector of its orbit.
 
+The ``rank`` column is the rank of the layer's matrix (:mod:`einspace.rank`): proven where the
+partial-permutation lower bound meets the min-cut (every k ≤ 2 paper-space row at powers of two),
+else measured by SVD when d_in · d_out ≤ :data:`einspace.rank.TABLE_SVD_MAX_ENTRIES` and at most
+:data:`einspace.rank.TABLE_SVD_MAX_ROWS` rows lack a proof, else the bound with
+``rank_is_bound = True`` (so k ≥ 3 tables mostly report bounds; a single
+:class:`einspace.Realization` measures up to 1024 × 1024).
+
 Examples:
     >>> df = enumerate_realizations(16, 16)
     >>> int((df["name"] == "kronecker").sum())  # 9 ordered splits, swapping A and B pairs 8
@@ -15,6 +22,8 @@ Examples:
     >>> row = df[(df["name"] == "monarch") & (df["α"] == 4) & (df["ε"] == 4)].iloc[0]
     >>> int(row["params"]), int(row["macs_sequential"]), int(row["rank_bound"])
     (128, 128, 16)
+    >>> int(row["rank"]), bool(row["rank_is_bound"]), row["rank_method"]
+    (16, False, 'proof')
 """
 
 from __future__ import annotations
@@ -31,8 +40,9 @@ from einspace.contraction import subset_indices
 from einspace.enumeration import enumerate_families
 from einspace.errors import EinspaceError
 from einspace.family import Family
-from einspace.index_classes import X, Y, class_name, permute_class, universe
-from einspace.realization import check_width
+from einspace.index_classes import GREEK, X, Y, class_name, class_token, permute_class, universe
+from einspace.rank import TABLE_SVD_MAX_ENTRIES, TABLE_SVD_MAX_ROWS, packing_lower_bound
+from einspace.realization import Realization, check_width
 from einspace.sizing import divisors, factorizations, prime_count
 
 __all__ = ["enumerate_realizations", "family_size_grid"]
@@ -127,6 +137,38 @@ def _optimal_batch1(family: Family, sizes: Sizes) -> npt.NDArray[np.int64]:
     return best[full]
 
 
+def _true_ranks(
+    fams: list[Family],
+    family_id: npt.NDArray[np.int64],
+    sizes: Sizes,
+    uni: tuple[int, ...],
+    bound: npt.NDArray[np.int64],
+    d_in: int,
+    d_out: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.object_]]:
+    """(rank, rank_is_bound, rank_method) per row; see the module docstring."""
+    greek = {g: np.ones(len(sizes), dtype=np.int64) for g in ("α", "β", "γ", "δ", "ε", "φ", "ρ")}
+    other = np.zeros(len(sizes), dtype=bool)
+    for j, m in enumerate(uni):
+        name = GREEK.get(class_token(m))
+        if name is None:  # a block-diagonal class or a third factor
+            other |= sizes[:, j] > 1
+        else:
+            greek[name] = sizes[:, j]
+    lower = np.where(other, 0, packing_lower_bound(*greek.values()))
+    rank = bound.copy()
+    is_bound = lower < bound
+    method = np.where(is_bound, "bound", "proof").astype(object)
+    if d_in * d_out <= TABLE_SVD_MAX_ENTRIES and is_bound.sum() <= TABLE_SVD_MAX_ROWS:
+        for i in np.flatnonzero(is_bound):
+            fam = fams[int(family_id[i])]
+            row = [int(sizes[i, uni.index(m)]) for m in fam.classes]
+            rank[i] = Realization.from_sizes(fam, row, d_in, d_out).numeric_rank(seed=0)
+        method[is_bound] = "svd"
+        is_bound[:] = False
+    return rank, is_bound, method
+
+
 def enumerate_realizations(
     d_in: int,
     d_out: int | None = None,
@@ -139,8 +181,9 @@ def enumerate_realizations(
     Columns: ``family_id`` (index into ``enumerate_families(k, diagonal)``), ``family``
     (canonical string), ``name``, one size column per class of the k-factor universe (Greek
     names for k = 2; 1 where absent), ``params``, ``macs_sequential``, ``macs_optimal``
-    (batch 1), ``rank_bound`` (hypergraph min-cut), ``nu_eff``, ``omega_eff``, ``psi_eff`` and
-    ``degenerate``.
+    (batch 1), ``rank_bound`` (hypergraph min-cut), ``rank``, ``rank_is_bound`` and
+    ``rank_method`` (the true rank and how it is known, module docstring), ``nu_eff``,
+    ``omega_eff``, ``psi_eff`` (from ``rank``) and ``degenerate``.
 
     Examples:
         >>> df = enumerate_realizations(64, 64)
@@ -218,14 +261,18 @@ def enumerate_realizations(
     for j, col in enumerate(names):
         out[col] = full[:, j]
     seq, params = data["macs_sequential"], data["params"]
-    rank = np.minimum(data["cut"], min(d_in, d_out))
+    bound = np.minimum(data["cut"], min(d_in, d_out))
+    rank, rank_is_bound, rank_method = _true_ranks(fams, fid_arr, full, uni, bound, d_in, d_out)
     log_d = math.log(math.sqrt(d_in * d_out))
     m = min(d_in, d_out)
     extra = {
         "params": params,
         "macs_sequential": seq,
         "macs_optimal": data["macs_optimal"],
-        "rank_bound": rank,
+        "rank_bound": bound,
+        "rank": rank,
+        "rank_is_bound": rank_is_bound,
+        "rank_method": rank_method,
         "nu_eff": np.log(seq) / log_d - 1,
         "omega_eff": np.log(seq / params) / log_d,
         "psi_eff": np.log(rank) / math.log(m) if m > 1 else np.ones(len(rank)),

@@ -5,7 +5,8 @@ full rank (ψ = 1) and no parameter sharing (small ω) scale best per unit of co
 ordered by
 
 1. within the MAC budget (if one is given) first,
-2. full rank first (rank bound = min(d_in, d_out)),
+2. full rank first (a proven or measured rank equal to min(d_in, d_out); a rank that is only
+   the min-cut bound never counts as full, see :attr:`einspace.Realization.rank`),
 3. smaller effective ω (``omega_eff``),
 4. more parameters per MAC,
 5. fewer MACs (ties),
@@ -115,16 +116,25 @@ def _by_scores(fn: ScoreFn | Predictor) -> Ranking:
     return ranking
 
 
+def _rank_words(full: bool, rank: int, is_bound: bool, most: int) -> str:
+    if full:
+        return "full rank"
+    if is_bound:
+        return f"rank ≤ {int(rank)} (min-cut bound; not proven or measured)"
+    return f"rank {int(rank)} < {most}"
+
+
 def _prior(t: pd.DataFrame, full_rank: int) -> tuple[list[str], list[bool]]:
     """The papers' prior (module docstring): budget, full rank, small ω, params per MAC."""
     t["score"] = t["psi_eff"] - t["omega_eff"]
     t["_omega"] = t["omega_eff"].round(9)  # exact ties despite float noise
     t["why"] = [
-        f"{'full rank' if fr else f'rank {int(rk)} < {full_rank}'}, "
+        f"{_rank_words(fr, rk, bd, full_rank)}, "
         f"ω_eff={om:.3f}, {ppm:.3g} params/MAC" + ("" if wb else f", over budget ({int(mc)} MACs)")
-        for fr, rk, om, ppm, wb, mc in zip(
+        for fr, rk, bd, om, ppm, wb, mc in zip(
             t["full_rank"],
             t["rank"],
+            t["rank_is_bound"],
             t["omega_eff"],
             t["params_per_mac"],
             t["within_budget"],
@@ -222,7 +232,9 @@ def _row(r: Realization, label: str) -> dict[str, object]:
         "params": r.params,
         "macs": r.macs("sequential"),
         "macs_optimal": r.macs("optimal"),
-        "rank": r.rank_bound,
+        "rank": r.rank,
+        "rank_bound": r.rank_bound,
+        "rank_is_bound": r.rank_is_bound,
         "nu_eff": r.nu_eff,
         "omega_eff": r.omega_eff,
         "psi_eff": r.psi_eff,
@@ -248,7 +260,9 @@ def _realization_rows(table: pd.DataFrame, k: int) -> pd.DataFrame:
             "params": table["params"],
             "macs": table["macs_sequential"],
             "macs_optimal": table["macs_optimal"],
-            "rank": table["rank_bound"],
+            "rank": table["rank"],
+            "rank_bound": table["rank_bound"],
+            "rank_is_bound": table["rank_is_bound"],
             "nu_eff": table["nu_eff"],
             "omega_eff": table["omega_eff"],
             "psi_eff": table["psi_eff"],
@@ -349,7 +363,7 @@ def _rank(
 ) -> pd.DataFrame:
     t = table.copy()
     t["params_per_mac"] = t["params"] / t["macs"]
-    t["full_rank"] = t["rank"] >= min(d_in, d_out)
+    t["full_rank"] = (t["rank"] >= min(d_in, d_out)) & ~t["rank_is_bound"].astype(bool)
     t["within_budget"] = True if budget_macs is None else t["macs"] <= budget_macs
     if isinstance(objective, str):
         if objective not in OBJECTIVES:

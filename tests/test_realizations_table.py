@@ -57,6 +57,11 @@ def test_rows_match_realization_objects() -> None:
         assert r.macs("sequential") == row["macs_sequential"]
         assert r.macs("optimal") == row["macs_optimal"]
         assert r.rank_bound == row["rank_bound"]
+        assert (r.rank, r.rank_is_bound, r.rank_method) == (
+            row["rank"],
+            row["rank_is_bound"],
+            row["rank_method"],
+        )
         assert r.nu_eff == pytest.approx(row["nu_eff"])
         assert r.omega_eff == pytest.approx(row["omega_eff"])
         assert r.psi_eff == pytest.approx(row["psi_eff"])

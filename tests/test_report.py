@@ -234,7 +234,8 @@ def test_realization_csv_rows_recompute(plain: Path) -> None:
         assert r.params == row.params
         assert r.macs("sequential") == row.macs_sequential
         assert r.rank_bound == row.rank_bound
-        assert bool(row.full_rank) == (r.rank_bound == min(D_IN, D_OUT))
+        assert r.rank == row.rank
+        assert bool(row.full_rank) == r.full_rank == (r.rank == min(D_IN, D_OUT))
     dense = table[table["name"] == "dense"]
     assert dense[["params", "macs_sequential"]].values.tolist() == [[D_IN * D_OUT] * 2]
 

@@ -180,13 +180,21 @@ def test_compute_multiplier_on_known_laws() -> None:
     worse = _exact_power(4.0, 0.25)  # C(L) = (4 / L)^4
     better = _exact_power(2.0, 0.5)  # C(L) = (2 / L)^2
     # at C = 1e4 dense reaches L = 0.1; the worse law needs 40^4 = 2_560_000.
-    assert compute_multiplier(worse, dense, at_compute=1e4) == pytest.approx(1e4 / 2_560_000)
+    assert compute_multiplier(worse, dense, at_compute=1e4, extrapolate=True) == pytest.approx(
+        1e4 / 2_560_000
+    )
     # at L = 0.5: dense needs 400, the worse law 8^4 = 4096.
-    assert compute_multiplier(worse, dense, at_loss=0.5) == pytest.approx(400 / 4096)
+    assert compute_multiplier(worse, dense, at_loss=0.5, extrapolate=True) == pytest.approx(
+        400 / 4096
+    )
     # same exponent, 5x lower coefficient: (10/2)^2 = 25 times less compute anywhere.
-    assert compute_multiplier(better, dense, at_loss=0.1) == pytest.approx(25.0)
-    assert compute_multiplier(better, dense, at_compute=3e7) == pytest.approx(25.0)
-    assert compute_multiplier(dense, dense, at_compute=123.0) == pytest.approx(1.0)
+    assert compute_multiplier(better, dense, at_loss=0.1, extrapolate=True) == pytest.approx(25.0)
+    assert compute_multiplier(better, dense, at_compute=3e7, extrapolate=True) == pytest.approx(
+        25.0
+    )
+    assert compute_multiplier(dense, dense, at_compute=123.0, extrapolate=True) == pytest.approx(
+        1.0
+    )
 
 
 def test_compute_multiplier_with_offset_law() -> None:
@@ -194,7 +202,9 @@ def test_compute_multiplier_with_offset_law() -> None:
     struct = _exact_power(10.0, 0.5)
     # dense reaches L = 1 + 10/100 = 1.1 at C = 1e4; the power law needs (10/1.1)^2.
     expected = 1e4 / (10.0 / 1.1) ** 2
-    assert compute_multiplier(struct, dense, at_compute=1e4) == pytest.approx(expected)
+    assert compute_multiplier(struct, dense, at_compute=1e4, extrapolate=True) == pytest.approx(
+        expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -265,7 +275,7 @@ def test_fit_table_reports_failed_group_in_note() -> None:
     table = fit_table(df).set_index("structure")
     assert math.isnan(table["m"]["flat"])
     assert "fit failed" in str(table.loc["flat", "note"])
-    assert table.loc["dense", "note"] == ""
+    assert table.loc["dense", "note"] == "rests on too little: 3 frontier points (fewer than 4)"
 
 
 def test_fit_table_skips_zero_compute_but_not_negative() -> None:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from analysis.report import cost, provenance, results, space, taxonomy
 from analysis.report.document import Block, Bullets, Document, Figure, Heading, Paragraph, Table
+from analysis.scaling import format_multiplier
 from einspace.errors import EinspaceError
 from einspace.realization import check_width
 
@@ -367,6 +368,19 @@ def _taxonomy_section(factors: int) -> list[Block]:
     ]
 
 
+def _rank_sentence(table: pd.DataFrame) -> str:
+    """How the ranks of the cost table are known (proof, SVD, or only the min-cut bound)."""
+    counts = table["rank_method"].value_counts()
+    proof, svd, bound = (int(counts.get(m, 0)) for m in ("proof", "svd", "bound"))
+    text = (
+        f"Ranks are those of the matrix each layer computes: {proof} proven (a certified "
+        f"lower bound meets the min-cut), {svd} measured by SVD"
+    )
+    if bound:
+        return text + f", and {bound} only bounded by the min-cut (never counted as full rank)."
+    return text + "."
+
+
 def _cost_section(factors: int, d_in: int, d_out: int) -> list[Block]:
     table = cost.realization_table(d_in, d_out, max_k=min(factors, 2))
     ranking = cost.top_candidates(d_in, d_out, max_k=min(factors, 2))
@@ -379,7 +393,8 @@ def _cost_section(factors: int, d_in: int, d_out: int) -> list[Block]:
         "sizes",
         "params",
         cost.MACS,
-        "rank_bound",
+        "rank",
+        "rank_method",
         "omega_eff",
         "nu_eff",
     ]
@@ -388,7 +403,9 @@ def _cost_section(factors: int, d_in: int, d_out: int) -> list[Block]:
         Paragraph(
             f"There are {len(table)} exact realizations with up to {min(factors, 2)} "
             f"factor(s) (class sizes whose products are exactly d_in and d_out), "
-            f"{int(table['full_rank'].sum())} of them full rank. MACs are per input vector "
+            f"{int(table['full_rank'].sum())} of them full rank. "
+            + _rank_sentence(table)
+            + " MACs are per input vector "
             "with the best sequential factor order; parameters are Σ over factors of the "
             "product of their class sizes. Three-factor realizations are not enumerated: "
             "there are more than five million even at d = 64."
@@ -498,29 +515,55 @@ def _results_section(data: results.RunData) -> list[Block]:
         "a",
         "a_se",
         "n_points",
+        "n_used",
+        "n_left_out",
         "compute_min",
         "compute_max",
         "note",
     ]
+    mult_cols = [
+        "task",
+        "structure",
+        "multiplier (90 % interval)",
+        "multiplier",
+        "multiplier_lo",
+        "multiplier_hi",
+        "multiplier_interp",
+        "multiplier_loss",
+        "bootstrap_unit",
+        "note",
+    ]
+    if "multiplier" in laws.columns:
+        laws = laws.assign(
+            **{"multiplier (90 % interval)": [format_multiplier(r) for _, r in laws.iterrows()]}
+        )
     blocks += [
         Heading("Fitted scaling laws", level=3),
         Table(
             "scaling_laws",
             laws[[c for c in law_cols if c in laws.columns]],
             "One power law log L = a − m log C per structure (natural logarithms) with "
-            "standard errors (— where there are only two frontier points). ω, ψ, ν are "
-            "those of the structure label.",
+            "standard errors (— where there are only two frontier points). Only the "
+            "power-law part of each run is fitted: n_left_out counts the untrained start and "
+            "the warmup (the first 10 % of each run's steps) that were left out, n_used the "
+            "points kept. ω, ψ, ν are those of the structure label.",
             max_rows=None,
         ),
         Heading("Compute multipliers against dense", level=3),
         Paragraph(
-            "How many times less compute a structure needs than dense to reach the loss that "
-            "the dense law predicts at the end of the dense frontier, read off the two "
-            "fitted laws (above 1: the structure is better)."
+            "How many times less compute a structure needs than dense to reach the same loss, "
+            "read off the two fitted laws (above 1: the structure is better). It is read at "
+            "the lowest loss that both fits reach inside their measured compute ranges "
+            "(multiplier_loss), never extrapolated: where those ranges do not overlap it is "
+            "n/a. The bracket is a seeded 90 % bootstrap interval (runs resampled, or "
+            "frontier points when each width has one run). multiplier_interp is the same "
+            "ratio read directly off the two measured frontiers (log-log interpolation, no "
+            "fit); a structure where it falls outside the interval is flagged in the note. "
+            "A multiplier that rests on fewer than 4 frontier points or on one width says so."
         ),
         Table(
             "compute_multipliers",
-            laws[[c for c in ("task", "structure", "multiplier", "note") if c in laws]],
+            laws[[c for c in mult_cols if c in laws]],
             "",
             max_rows=None,
         ),

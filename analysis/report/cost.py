@@ -4,8 +4,9 @@ The realizations are :func:`einspace.enumerate_realizations` for k = 1 (dense) a
 the report covers two factors, k = 2, at (d_in, d_out). MACs are sequential MACs per input
 vector (docs/theory.md §2), the count the default score uses.
 
-The **Pareto front** is taken among full-rank rows (rank bound = min(d_in, d_out), i.e.
-ψ = 1): a row is on it when no other full-rank row has at most its MACs and at least its
+The **Pareto front** is taken among full-rank rows (a proven or measured ``rank`` equal to
+min(d_in, d_out), i.e. ψ = 1; a row whose rank is only the min-cut bound is not counted as full
+rank): a row is on it when no other full-rank row has at most its MACs and at least its
 parameters, one of the two strictly. These are the layers that buy the most parameters for
 the fewest MACs.
 
@@ -91,7 +92,7 @@ def realization_table(d_in: int, d_out: int, max_k: int = 2) -> pd.DataFrame:
     for col in table.columns:
         if col in {class_name(m, k) for k in (1, 2) for m in universe(k)}:
             table[col] = table[col].astype("Int64")
-    table["full_rank"] = table["rank_bound"] >= min(d_in, d_out)
+    table["full_rank"] = (table["rank"] >= min(d_in, d_out)) & ~table["rank_is_bound"]
     table["pareto"] = False
     full = table["full_rank"].to_numpy()
     table.loc[full, "pareto"] = pareto_mask(

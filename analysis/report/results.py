@@ -187,7 +187,8 @@ def fit_laws(data: RunData) -> pd.DataFrame:
 
     Columns: ``task``, ``structure``, ``omega``, ``psi``, ``nu``, ``runs``, ``widths``, then
     those of :func:`analysis.scaling.fit_table` (``m``, ``m_se``, ``a``, ``a_se``, …,
-    ``multiplier``, ``note``).
+    ``multiplier`` with its 90 % bootstrap interval ``multiplier_lo``/``multiplier_hi``, the
+    interpolated cross-check ``multiplier_interp``, ``multiplier_status``, ``note``).
     """
     pts = data.fit_points
     frames = []
