@@ -318,8 +318,10 @@ def fit_table(
         loss: name of the loss column.
         form: ``"power"`` or ``"offset"``.
         use_frontier: fit frontier points only (see :func:`fit_power_law`).
-        run, width, step, lr: names of the optional run id, width, step and
-            learning-rate columns.
+        run: name of the optional run-id column.
+        width: name of the optional width column.
+        step: name of the optional step column.
+        lr: name of the optional learning-rate column.
         warmup_fraction: see :func:`power_law_points`.
         bootstrap: replicates for the interval (0: no interval).
         seed: seed of the bootstrap.

@@ -6,8 +6,8 @@ A realization computes a ``(d_out, d_in)`` matrix ``M``: the tensor network's
 order of the classes), bordered by zero rows and columns. The rank means the *generic* rank: the
 rank for random factors, which every choice of factors outside a measure-zero set attains.
 
-**Upper bound.** ``rank_bound`` = min(min-cut, d_in, d_out) (docs: theory §2). The min-cut is not the
-rank in general, even for k = 2: a rank-2 tensor train with sizes (α, β, δ, ε, ρ) =
+**Upper bound.** ``rank_bound`` = min(min-cut, d_in, d_out) (docs: theory §2). The min-cut is not
+the rank in general, even for k = 2: a rank-2 tensor train with sizes (α, β, δ, ε, ρ) =
 (3, 5, 5, 3, 2) has min-cut 15 and rank 14, and the exact realization xA,xB,Ay,By,ABy with
 sizes (12, 4, 8, 3, 2) at 48 → 48 has min-cut 48 and rank 40.
 
