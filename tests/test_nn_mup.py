@@ -215,10 +215,10 @@ def test_shared_weights_are_listed_once_under_their_first_module() -> None:
 
 def test_bad_roles_are_named() -> None:
     net = _Net(64)
-    with pytest.raises(EinspaceError, match="roles names module 'haed'.*did you mean 'head'"):
+    with pytest.raises(EinspaceError, match=r"roles names module 'haed'.*did you mean 'head'"):
         param_groups(net, 1.0, roles={"haed": "readout"})
     with pytest.raises(EinspaceError, match="roles\\['head'\\] = 'output'"):
         param_groups(net, 1.0, roles={"head": "output"})  # type: ignore[dict-item]
     net.hidden.mup_role = "middle"  # type: ignore[assignment]
-    with pytest.raises(EinspaceError, match="hidden.mup_role = 'middle'"):
+    with pytest.raises(EinspaceError, match=r"hidden\.mup_role = 'middle'"):
         param_groups(net, 1.0)

@@ -110,7 +110,7 @@ ROLES: tuple[Role, ...] = ("input", "hidden", "readout")
 @dataclass(frozen=True)
 class _FactorGroup:
     name: str
-    param: torch.nn.Parameter
+    param: torch.Tensor
     lr: float
     dense: bool = False
 
@@ -149,7 +149,7 @@ def _dense_layers(
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear | nn.Embedding)
     }
-    given = dict(roles or {})
+    given: dict[str, object] = dict(roles or {})
     for key, role in given.items():
         if key not in layers:
             raise EinspaceError(
@@ -160,7 +160,7 @@ def _dense_layers(
             raise EinspaceError(f"roles[{key!r}] = {role!r}; {suggest(str(role), ROLES)}")
     for name, module in layers.items():
         default = "input" if isinstance(module, nn.Embedding) else "hidden"
-        role = given.get(name, getattr(module, "mup_role", default))
+        role = str(given.get(name, getattr(module, "mup_role", default)))
         if role not in ROLES:
             raise EinspaceError(f"{name}.mup_role = {role!r}; {suggest(str(role), ROLES)}")
         if isinstance(module, nn.Embedding):
