@@ -288,6 +288,11 @@ def plot_coord_check(
             ax.plot(curve["width"], rms, marker="o", color=color, label=f"step {step}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        positive = part["rms"][part["rms"] > 0]
+        if len(positive):  # at least a decade, so that flat curves look flat
+            lo, hi = float(positive.min()), float(positive.max())
+            mid = math.sqrt(lo * hi)
+            ax.set_ylim(min(lo, mid / math.sqrt(10)) / 1.2, max(hi, mid * math.sqrt(10)) * 1.2)
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("width", fontsize=7)
         ax.tick_params(labelsize=7)
