@@ -169,7 +169,7 @@ def _trace(
         torch.manual_seed(seed)
         net = factory(structure, width, task)
         if parametrization == "sp":
-            standard_init(net)
+            _standard_init(net)
     if parametrization == "sp":
         optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     else:
@@ -201,7 +201,7 @@ def _trace(
     return records
 
 
-def standard_init(model: nn.Module) -> None:
+def _standard_init(model: nn.Module) -> None:
     """Standard parameterization's init, in place: matrices ``N(0, 1/fan_in)`` (each factor of a
     structured layer with its own fan-in, none zero), embeddings ``N(0, 1)``, biases zero."""
     with torch.no_grad():
