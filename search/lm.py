@@ -311,7 +311,9 @@ class GPT(nn.Module):
             total -= self.wte.weight.numel() + self.wpe.weight.numel()
         return total
 
-    def optimizer_groups(self, lr: float, optimizer: Literal["adam", "sgd"] = "adam") -> Any:
+    def optimizer_groups(
+        self, lr: float, optimizer: Literal["adam", "sgd"] = "adam"
+    ) -> list[dict[str, Any]]:
         """μP parameter groups for the whole model (see the module docs)."""
         return param_groups(self, lr, optimizer, base_width=self.config.base_width)
 
