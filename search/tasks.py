@@ -9,18 +9,30 @@ and then moved to the requested device, so every device sees identical numbers.
 Tasks are named in a registry: :func:`get_task` builds one by name, :data:`TASKS` maps
 names to factories and :func:`register_task` adds one.
 
+Registered tasks: ``mlp_regression`` (a teacher MLP), ``digits`` (scikit-learn's 8×8 digits),
+``cifar10`` (the CIFAR-10 python batches from a directory the user gives) and ``lm`` (byte-level
+language modelling on English text that ships with Python, or on the user's own file).
+
+**Model kind.** A task may declare ``model_kind``: ``"mlp"`` (the default when absent: inputs
+``(B, d_in)`` floats, the proxy is an MLP) or ``"lm"`` (inputs and targets are ``(B, n_ctx)``
+token ids below ``d_in = d_out = vocab_size``, the proxy is a decoder-only transformer, and one
+example is ``tokens_per_example = n_ctx`` tokens). :func:`model_kind` reads it.
+
 This module imports torch; :mod:`search` itself does not import this module.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
 import itertools
 import math
+import pickle
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -32,11 +44,15 @@ from einspace.errors import EinspaceError, suggest
 
 __all__ = [
     "ACTIVATIONS",
+    "CIFAR10_FILES",
     "TASKS",
+    "Cifar10",
     "Digits",
     "MLPRegression",
     "Task",
+    "TextLM",
     "get_task",
+    "model_kind",
     "register_task",
 ]
 
@@ -386,6 +402,324 @@ def _digits_arrays() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     return features, labels
 
 
+# --------------------------------------------------------------------------- language modelling
+
+LM_CORPUS: Final = "pydoc_data.topics"
+"""The default corpus: the standard library's documentation topics, joined in key order."""
+
+
+class TextLM:
+    """Byte-level language modelling (vocabulary 256) on real English text, no download.
+
+    The default corpus is the text of the standard library's documentation topics
+    (``pydoc_data.topics``: every topic, in sorted key order, separated by blank lines,
+    UTF-8 encoded; about 0.47 MB with Python 3.11), which every Python installation ships.
+    ``path`` trains on a text file of the user's instead (its bytes, as they are).
+
+    The split is fixed by the text alone: the last ``eval_fraction`` of the bytes is held out.
+    A training example is a window of ``n_ctx + 1`` consecutive training bytes at a uniformly
+    drawn start: inputs are its first ``n_ctx`` bytes, targets the next-byte shifts. The
+    evaluation set is ``n_eval`` windows at evenly spaced starts over the held-out part. The
+    loss is the mean cross-entropy per byte, in nats (``log 256 ≈ 5.545`` for uniform logits).
+
+    Args:
+        n_ctx: context length in bytes (tokens per example).
+        path: a text file to model instead of the default corpus.
+        eval_fraction: share of the bytes held out, in (0, 0.5].
+        n_eval: number of evaluation windows.
+        seed: seed of the training batches (the split does not depend on it).
+
+    Attributes:
+        model_kind: ``"lm"``; ``d_in = d_out = vocab_size = 256``.
+        tokens_per_example: ``n_ctx``.
+        corpus: ``"pydoc_data.topics"`` or the path given.
+        digest: the first 16 hex digits of the corpus bytes' SHA-256 (for run records).
+
+    Examples:
+        >>> task = TextLM(n_ctx=32)
+        >>> x, y = task.train_batch(step=0, batch_size=4)
+        >>> tuple(x.shape), x.dtype, bool((x[:, 1:] == y[:, :-1]).all())
+        ((4, 32), torch.int64, True)
+        >>> round(float(task.loss(torch.zeros(4, 32, 256), y)), 3)  # log 256
+        5.545
+    """
+
+    name = "lm"
+    model_kind = "lm"
+    vocab_size = 256
+
+    def __init__(
+        self,
+        n_ctx: int = 64,
+        path: str | None = None,
+        eval_fraction: float = 0.1,
+        n_eval: int = 64,
+        seed: int = 0,
+    ) -> None:
+        for arg, value in (("n_ctx", n_ctx), ("n_eval", n_eval)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise EinspaceError(f"{arg} must be an integer >= 1; got {value!r}")
+        if isinstance(eval_fraction, bool) or not (
+            isinstance(eval_fraction, int | float) and 0 < eval_fraction <= 0.5
+        ):
+            raise EinspaceError(f"eval_fraction must be in (0, 0.5]; got {eval_fraction!r}")
+        self.seed = _check_seed(seed)
+        self.n_ctx, self.n_eval, self.eval_fraction = n_ctx, n_eval, float(eval_fraction)
+        self.path = None if path is None else str(path)
+        self.corpus = LM_CORPUS if self.path is None else self.path
+        raw = _corpus_bytes(self.path)
+        n, window = len(raw), n_ctx + 1
+        n_held = max(window, round(n * self.eval_fraction))
+        if n - n_held < window:
+            need = window + max(window, math.ceil(window / self.eval_fraction))
+            raise EinspaceError(
+                f"the text {self.corpus!r} has {n} bytes: too short for n_ctx = {n_ctx} with "
+                f"eval_fraction = {eval_fraction!r} (needs at least about {need} bytes: a "
+                f"training and a held-out window of {window}); use a longer text or a smaller "
+                f"n_ctx"
+            )
+        self.digest = hashlib.sha256(raw).hexdigest()[:16]
+        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8)  # (n,)
+        self._train_bytes = data[: n - n_held]
+        held = data[n - n_held :]
+        starts = np.unique(np.linspace(0, len(held) - window, n_eval).round().astype(np.int64))
+        windows = held[torch.from_numpy(starts)[:, None] + torch.arange(window)].long()
+        self._eval = (windows[:, :-1].contiguous(), windows[:, 1:].contiguous())
+        self.d_in = self.d_out = self.vocab_size
+        self.tokens_per_example = n_ctx
+        self.n_train_bytes, self.n_eval_bytes = n - n_held, n_held
+
+    def __repr__(self) -> str:
+        path = "" if self.path is None else f"path={self.path!r}, "
+        return (
+            f"TextLM(n_ctx={self.n_ctx}, {path}eval_fraction={self.eval_fraction!r}, "
+            f"n_eval={self.n_eval}, seed={self.seed})"
+        )
+
+    def loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Mean cross-entropy of logits ``pred`` (B, T, 256) against next bytes ``target``
+        (B, T), in nats per byte."""
+        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1))
+
+    def train_batch(
+        self,
+        step: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: DeviceLike = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Inputs ``x`` and targets ``y``, both (batch_size, n_ctx) int64 byte values."""
+        gen = _batch_generator(self.seed, step, batch_size, generator)
+        high = len(self._train_bytes) - self.n_ctx  # starts 0 … high - 1
+        starts = torch.randint(high, (batch_size, 1), generator=gen)
+        w = self._train_bytes[starts + torch.arange(self.n_ctx + 1)].long()  # (B, n_ctx + 1)
+        dev = _device(device)
+        return w[:, :-1].to(dev), w[:, 1:].to(dev)
+
+    def eval_set(self, device: DeviceLike = None) -> tuple[Tensor, Tensor]:
+        """The held-out windows ``(x, y)``, each (n_eval, n_ctx) (copies; fewer windows
+        when the held-out part has fewer distinct starts)."""
+        dev = _device(device)
+        return self._eval[0].to(dev, copy=True), self._eval[1].to(dev, copy=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _corpus_bytes(path: str | None) -> bytes:
+    """The corpus as bytes: the documentation topics, or the file at ``path``."""
+    if path is None:
+        from pydoc_data.topics import topics
+
+        return "\n\n".join(topics[key] for key in sorted(topics)).encode("utf-8")
+    file = Path(path)
+    if not file.is_file():
+        what = "is a directory" if file.is_dir() else "does not exist"
+        raise EinspaceError(f"text file {path!r} {what}; expected a readable text file")
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        raise EinspaceError(f"cannot read text file {path!r}: {err.strerror}") from None
+    if not raw:
+        raise EinspaceError(f"text file {path!r} is empty; expected some text to model")
+    return raw
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+CIFAR10_FILES: Final = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+"""The files of the CIFAR-10 python version (``cifar-10-batches-py``)."""
+
+_CIFAR10_URL: Final = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_CIFAR10_HINT: Final = (
+    f"download {_CIFAR10_URL} and extract it: tar xzf cifar-10-python.tar.gz "
+    f"(it creates cifar-10-batches-py/)"
+)
+# what the batches' pickles may reference: numpy arrays of bytes, nothing else
+_CIFAR10_GLOBALS: Final = frozenset(
+    {
+        ("_codecs", "encode"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }
+)
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles dicts of numpy byte arrays and lists only (no arbitrary code)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR10_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        return super().find_class(module, name)
+
+
+class Cifar10:
+    """CIFAR-10 image classification from the standard python-pickle batches (no torchvision).
+
+    ``root`` is the directory holding ``data_batch_1`` … ``data_batch_5`` and ``test_batch``
+    (or the directory that contains ``cifar-10-batches-py``). Each file is a pickled dict with
+    ``b'data'``, uint8 of shape (N, 3072) (the 1024 red, then green, then blue pixels of a
+    32×32 image, row-major), and ``b'labels'``, N integers in 0…9. The five data batches
+    train; ``test_batch`` is the evaluation set. Pixels are standardized per channel with the
+    training images' mean and standard deviation; the images stay flat (``d_in = 3072``) for
+    an MLP proxy. Training batches are drawn as in :class:`Digits`. The loss is the
+    cross-entropy of the logits.
+
+    Args:
+        root: the directory of the batches.
+        seed: seed of the training batches (the split is the data set's own).
+
+    Examples:
+        >>> Cifar10("/nonexistent")
+        Traceback (most recent call last):
+        ...
+        einspace.errors.EinspaceError: CIFAR-10 directory '/nonexistent' does not exist; ...
+    """
+
+    name = "cifar10"
+
+    def __init__(self, root: str | None = None, seed: int = 0) -> None:
+        if root is None:
+            raise EinspaceError(
+                "the cifar10 task needs root=<directory with data_batch_1 … data_batch_5 and "
+                f"test_batch>; {_CIFAR10_HINT}"
+            )
+        self.seed = _check_seed(seed)
+        self.root = str(root)
+        folder = _cifar_folder(Path(self.root))
+        (x_train, y_train), (x_eval, y_eval) = _cifar_arrays(str(folder))
+        # per-channel mean and std from value histograms (exact, no float copy of the data)
+        values = np.arange(256, dtype=np.float64)
+        channels = x_train.reshape(len(x_train), 3, 1024).transpose(1, 0, 2).reshape(3, -1)
+        counts = [np.bincount(channel, minlength=256) for channel in channels]
+        mean = np.array([(h * values).sum() / h.sum() for h in counts])  # (3,)
+        var = np.array(
+            [(h * (values - m) ** 2).sum() / h.sum() for h, m in zip(counts, mean, strict=True)]
+        )
+        std = np.where(var > 1e-16, np.sqrt(var), 1.0)
+        self._mean = torch.tensor(np.repeat(mean, 1024), dtype=torch.float32)  # (3072,)
+        self._inv_std = torch.tensor(np.repeat(1.0 / std, 1024), dtype=torch.float32)
+        self._train = (torch.from_numpy(x_train), torch.from_numpy(y_train))  # uint8, int64
+        self._eval = (self._standardize(torch.from_numpy(x_eval)), torch.from_numpy(y_eval))
+        self.d_in, self.d_out = 3072, 10
+        self.n_train, self.n_eval = len(y_train), len(y_eval)
+
+    def __repr__(self) -> str:
+        return f"Cifar10(root={self.root!r}, seed={self.seed})"
+
+    def _standardize(self, x: Tensor) -> Tensor:
+        return (x.float() - self._mean) * self._inv_std  # (N, 3072)
+
+    def loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy of logits ``pred`` (B, 10) against class indices ``target`` (B,)."""
+        return F.cross_entropy(pred, target)
+
+    def train_batch(
+        self,
+        step: int,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: DeviceLike = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Standardized images ``x`` (batch_size, 3072) and labels ``y`` (batch_size,)."""
+        gen = _batch_generator(self.seed, step, batch_size, generator)
+        if batch_size <= self.n_train:
+            idx = torch.randperm(self.n_train, generator=gen)[:batch_size]
+        else:
+            idx = torch.randint(self.n_train, (batch_size,), generator=gen)
+        dev = _device(device)
+        return self._standardize(self._train[0][idx]).to(dev), self._train[1][idx].to(dev)
+
+    def eval_set(self, device: DeviceLike = None) -> tuple[Tensor, Tensor]:
+        """The standardized ``test_batch`` images and labels (copies)."""
+        dev = _device(device)
+        return self._eval[0].to(dev, copy=True), self._eval[1].to(dev, copy=True)
+
+
+def _cifar_folder(root: Path) -> Path:
+    if not root.is_dir():
+        raise EinspaceError(f"CIFAR-10 directory {str(root)!r} does not exist; {_CIFAR10_HINT}")
+    for folder in (root, root / "cifar-10-batches-py"):
+        if all((folder / f).is_file() for f in CIFAR10_FILES):
+            return folder
+    missing = [f for f in CIFAR10_FILES if not (root / f).is_file()]
+    raise EinspaceError(
+        f"CIFAR-10 directory {str(root)!r} lacks {', '.join(missing)} (expected "
+        f"{', '.join(CIFAR10_FILES)}); {_CIFAR10_HINT}"
+    )
+
+
+Arrays: TypeAlias = tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]
+
+
+@functools.lru_cache(maxsize=1)
+def _cifar_arrays(folder: str) -> tuple[Arrays, Arrays]:
+    """``((train images, labels), (test images, labels))``, read once per folder."""
+    parts = [_cifar_batch(Path(folder) / f) for f in CIFAR10_FILES]
+    train = (np.concatenate([p[0] for p in parts[:-1]]), np.concatenate([p[1] for p in parts[:-1]]))
+    return train, parts[-1]
+
+
+def _cifar_batch(file: Path) -> Arrays:
+    try:
+        with file.open("rb") as fh:
+            batch = _BatchUnpickler(fh, encoding="bytes").load()
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
+        raise EinspaceError(
+            f"{str(file)!r} is not a CIFAR-10 python batch (a pickled dict with b'data' and "
+            f"b'labels'): {err}; {_CIFAR10_HINT}"
+        ) from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise EinspaceError(
+            f"{str(file)!r}: b'data' is {data.dtype} of shape {data.shape}; expected uint8 "
+            f"of shape (N, 3072)"
+        )
+    if labels.shape != (len(data),) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+        raise EinspaceError(
+            f"{str(file)!r}: b'labels' must be {len(data)} integers in 0…9; got shape "
+            f"{labels.shape}"
+        )
+    return data, labels
+
+
+def model_kind(task: object) -> str:
+    """The model a task needs: its ``model_kind`` attribute, ``"mlp"`` when it has none.
+
+    Examples:
+        >>> model_kind(Digits()), model_kind(TextLM(n_ctx=8))
+        ('mlp', 'lm')
+    """
+    kind = getattr(task, "model_kind", "mlp")
+    if kind not in ("mlp", "lm"):
+        raise EinspaceError(f"task {task!r} has model_kind = {kind!r}; expected 'mlp' or 'lm'")
+    return str(kind)
+
+
 # --------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
@@ -449,3 +783,5 @@ def get_task(name: str, **kwargs: Any) -> Task:
 
 register_task(MLPRegression.name, MLPRegression)
 register_task(Digits.name, Digits)
+register_task(Cifar10.name, Cifar10)
+register_task(TextLM.name, TextLM)

@@ -147,3 +147,78 @@ def test_param_groups_bad_input() -> None:
         param_groups(model, -1)
     with pytest.raises(EinspaceError, match="base_width = 0"):
         param_groups(model, 1e-3, base_width=0)
+
+
+# --------------------------------------------------------------------------- plain layers
+
+
+class _Net(torch.nn.Module):
+    """Embedding → hidden Linear → structured → readout, the shapes of a tiny LM."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(256, width)
+        self.hidden = torch.nn.Linear(width, 2 * width)
+        self.block = EinsumLinear(2 * width, width, "dense")
+        self.norm = torch.nn.LayerNorm(width)
+        self.head = torch.nn.Linear(width, 10)
+        self.head.mup_role = "readout"  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_plain_layers_get_mup_rates_adam(width: int) -> None:
+    net = _Net(width)
+    lrs = {n: g["lr"] for g in param_groups(net, 0.1, base_width=64) for n in g["names"]}
+    m = 64 / width
+    assert lrs["embed.weight"] == pytest.approx(0.1)  # input: O(1)
+    assert lrs["hidden.weight"] == pytest.approx(0.1 * m)  # hidden: 1/fan_in
+    assert lrs["hidden.bias"] == pytest.approx(0.1)
+    assert lrs["head.weight"] == pytest.approx(0.1 * m)  # readout: 1/fan_in
+    assert lrs["head.bias"] == lrs["norm.weight"] == lrs["norm.bias"] == pytest.approx(0.1)
+    # a hidden nn.Linear gets what a dense EinsumLinear of the same fan-in gets
+    assert lrs["block.factors.0"] == pytest.approx(0.1 * 64 / (2 * width))
+    assert sorted(lrs) == sorted(n for n, _ in net.named_parameters())
+
+
+def test_plain_layers_sgd_rules_and_roles_override() -> None:
+    net = _Net(128)
+    groups = param_groups(net, 1.0, "sgd", base_width=64, roles={"hidden": "input"})
+    lrs = {n: g["lr"] for g in groups for n in g["names"]}
+    assert lrs["embed.weight"] == pytest.approx(128 / 64)  # input: fan_out / base
+    assert lrs["hidden.weight"] == lrs["hidden.bias"] == pytest.approx(256 / 64)  # as input
+    assert lrs["head.weight"] == pytest.approx(64 / 128) and lrs["head.bias"] == 1.0
+    hidden = {n: g["lr"] for g in param_groups(net, 1.0, "sgd", base_width=64) for n in g["names"]}
+    assert hidden["hidden.weight"] == 1.0 and hidden["hidden.bias"] == pytest.approx(4.0)
+
+
+def test_plain_layers_without_base_width_keep_lr_and_the_optimizer_trains() -> None:
+    net = _Net(32)
+    groups = param_groups(net, 0.01)
+    assert [g["lr"] for g in groups if not g["mup"]] == [0.01]
+    assert all(g["lr"] == 0.01 for g in groups)
+    opt = torch.optim.Adam(param_groups(net, 0.01, base_width=16))
+    before = net.hidden.weight.detach().clone()
+    net.head(net.norm(net.block(net.hidden(net.embed(torch.tensor([1, 2])))))).sum().backward()
+    opt.step()
+    assert not torch.equal(before, net.hidden.weight)
+
+
+def test_shared_weights_are_listed_once_under_their_first_module() -> None:
+    net = _Net(64)
+    net.tied = torch.nn.Linear(64, 256, bias=False)
+    net.tied.weight = net.embed.weight  # a tied readout
+    groups = param_groups(net, 1.0, base_width=32)
+    names = [n for g in groups for n in g["names"]]
+    assert names.count("embed.weight") == 1 and "tied.weight" not in names
+    assert {n: g["lr"] for g in groups for n in g["names"]}["embed.weight"] == 1.0
+
+
+def test_bad_roles_are_named() -> None:
+    net = _Net(64)
+    with pytest.raises(EinspaceError, match=r"roles names module 'haed'.*did you mean 'head'"):
+        param_groups(net, 1.0, roles={"haed": "readout"})
+    with pytest.raises(EinspaceError, match="roles\\['head'\\] = 'output'"):
+        param_groups(net, 1.0, roles={"head": "output"})  # type: ignore[dict-item]
+    net.hidden.mup_role = "middle"  # type: ignore[assignment]
+    with pytest.raises(EinspaceError, match=r"hidden\.mup_role = 'middle'"):
+        param_groups(net, 1.0)

@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 
 from einspace.errors import EinspaceError
-from search.tasks import TASKS, Digits, MLPRegression, Task, get_task, register_task
+from search.tasks import (
+    TASKS,
+    Cifar10,
+    Digits,
+    MLPRegression,
+    Task,
+    TextLM,
+    get_task,
+    model_kind,
+    register_task,
+)
+
+_CIFAR: list[Path] = []  # the session's generated CIFAR-10 directory
 
 
 @pytest.fixture(scope="module", params=sorted(TASKS))
-def task_name(request: pytest.FixtureRequest) -> str:
+def task_name(request: pytest.FixtureRequest, cifar10_dir: Path) -> str:
+    _CIFAR[:] = [cifar10_dir]
     return str(request.param)
 
 
 def _small(name: str, seed: int = 0) -> Task:
     """A quick-to-build instance of a registered task."""
-    return get_task(name, seed=seed, **({"n_eval": 256} if name == "mlp_regression" else {}))
+    kwargs: dict[str, object] = {
+        "mlp_regression": {"n_eval": 256},
+        "cifar10": {"root": str(_CIFAR[0]) if _CIFAR else None},
+        "lm": {"n_ctx": 16},
+    }.get(name, {})
+    return get_task(name, seed=seed, **kwargs)
 
 
 # --------------------------------------------------------------------------- every task
@@ -35,13 +55,21 @@ def test_registered_tasks_satisfy_the_protocol(task_name: str) -> None:
 def test_shapes_and_dtypes(task_name: str) -> None:
     task = _small(task_name)
     x, y = task.train_batch(step=0, batch_size=7)
-    assert x.shape == (7, task.d_in)
-    assert x.dtype == torch.float32
-    assert y.shape[0] == 7
     x_eval, y_eval = task.eval_set()
-    assert x_eval.shape[1] == task.d_in
+    if model_kind(task) == "lm":  # token ids in, next-token ids out, one per position
+        n_ctx = task.tokens_per_example  # type: ignore[attr-defined]
+        assert x.shape == y.shape == (7, n_ctx)
+        assert x.dtype == y.dtype == torch.int64
+        assert int(x.max()) < task.d_in and int(y.max()) < task.d_out
+        assert x_eval.shape[1] == n_ctx
+        logits = torch.zeros(7, n_ctx, task.d_out)
+    else:
+        assert x.shape == (7, task.d_in)
+        assert x.dtype == torch.float32
+        assert y.shape[0] == 7
+        assert x_eval.shape[1] == task.d_in
+        logits = torch.zeros(7, task.d_out)
     assert y_eval.shape[0] == x_eval.shape[0]
-    logits = torch.zeros(7, task.d_out)
     loss = task.loss(logits, y)
     assert loss.shape == ()
     assert math.isfinite(float(loss))
@@ -73,13 +101,15 @@ def test_given_generator_is_used_and_reproducible(task_name: str) -> None:
 def test_eval_set_is_fixed_and_protected(task_name: str) -> None:
     task = _small(task_name)
     x1, _ = task.eval_set()
-    x1.add_(1.0)  # callers get copies
+    x1.add_(1)  # callers get copies
     x2, y2 = task.eval_set()
     x3, y3 = _small(task_name).eval_set()
     assert torch.equal(x2, x3)
     assert torch.equal(y2, y3)
     assert not torch.equal(x1, x2)
-    assert not torch.equal(_small(task_name, seed=1).eval_set()[0], x2)
+    # seeded splits move with the seed; lm and cifar10 hold out a fixed part of their data
+    seeded = task_name in ("mlp_regression", "digits")
+    assert torch.equal(_small(task_name, seed=1).eval_set()[0], x2) != seeded
 
 
 def test_device_argument(task_name: str) -> None:
@@ -208,3 +238,133 @@ def test_bad_mlp_regression_arguments(kwargs: dict[str, object], match: str) -> 
 def test_bad_digits_fraction() -> None:
     with pytest.raises(EinspaceError, match="eval_fraction must be in"):
         Digits(eval_fraction=1.5)
+
+
+# --------------------------------------------------------------------------- lm
+
+
+def test_lm_default_corpus_is_the_documentation_topics() -> None:
+    from pydoc_data.topics import topics
+
+    task = TextLM(n_ctx=32, eval_fraction=0.1, n_eval=8)
+    text = "\n\n".join(topics[k] for k in sorted(topics)).encode("utf-8")
+    assert task.n_train_bytes + task.n_eval_bytes == len(text) > 400_000
+    assert task.n_eval_bytes == round(0.1 * len(text))
+    assert (task.d_in, task.d_out, task.tokens_per_example) == (256, 256, 32)
+    # the held-out windows are slices of the text's last 10 %, the first at its start
+    x, y = task.eval_set()
+    assert x.shape == y.shape == (8, 32)
+    held = text[task.n_train_bytes :]
+    assert bytes(x[0].tolist()) == held[:32] and bytes(y[0].tolist()) == held[1:33]
+    assert bytes(y[-1].tolist()) == held[-32:]
+    # training windows lie in the training part and are shifted by one
+    xb, yb = task.train_batch(5, 16)
+    train = text[: task.n_train_bytes]
+    for row_x, row_y in zip(xb.tolist(), yb.tolist(), strict=True):
+        start = train.find(bytes(row_x))
+        assert start >= 0 and train[start + 1 : start + 33] == bytes(row_y)
+    assert task.corpus == "pydoc_data.topics"
+
+
+def test_lm_loss_is_per_byte_cross_entropy() -> None:
+    task = TextLM(n_ctx=8, n_eval=4)
+    _, y = task.train_batch(0, 3)
+    assert float(task.loss(torch.zeros(3, 8, 256), y)) == pytest.approx(math.log(256))
+    perfect = torch.nn.functional.one_hot(y, 256).float() * 100
+    assert float(task.loss(perfect, y)) < 1e-6
+
+
+def test_lm_trains_on_a_users_file(tmp_path: Path) -> None:
+    text = ("the quick brown fox jumps over the lazy dog. " * 40).encode()
+    file = tmp_path / "mine.txt"
+    file.write_bytes(text)
+    task = get_task("lm", path=str(file), n_ctx=16, n_eval=4)
+    assert task.corpus == str(file)  # type: ignore[attr-defined]
+    x, _ = task.train_batch(0, 4)
+    assert all(bytes(row).decode() in text.decode() for row in x.tolist())
+    assert task.digest != TextLM(n_ctx=16).digest  # type: ignore[attr-defined]
+    assert "path=" in repr(task)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "does not exist"),
+        (b"", "is empty"),
+        (b"short text", "has 10 bytes: too short for n_ctx = 16"),
+    ],
+)
+def test_lm_bad_file_is_named(tmp_path: Path, content: bytes | None, match: str) -> None:
+    file = tmp_path / "corpus.txt"
+    if content is not None:
+        file.write_bytes(content)
+    with pytest.raises(EinspaceError, match=match) as info:
+        TextLM(n_ctx=16, path=str(file))
+    assert str(file) in str(info.value)
+
+
+def test_lm_bad_arguments() -> None:
+    with pytest.raises(EinspaceError, match="n_ctx must be"):
+        TextLM(n_ctx=0)
+    with pytest.raises(EinspaceError, match="eval_fraction must be"):
+        TextLM(eval_fraction=0.9)
+
+
+# --------------------------------------------------------------------------- cifar10
+
+
+def test_cifar10_reads_the_python_batches(cifar10_dir: Path) -> None:
+    import pickle
+
+    task = Cifar10(str(cifar10_dir), seed=0)
+    assert (task.d_in, task.d_out, task.n_train, task.n_eval) == (3072, 10, 60, 12)
+    with (cifar10_dir / "test_batch").open("rb") as fh:
+        test = pickle.load(fh, encoding="bytes")
+    x, y = task.eval_set()
+    assert y.tolist() == test[b"labels"]
+    # standardization per channel with the training images' statistics, recomputed here
+    train = []
+    for i in range(1, 6):
+        with (cifar10_dir / f"data_batch_{i}").open("rb") as fh:
+            train.append(pickle.load(fh, encoding="bytes")[b"data"])
+    pixels = torch.tensor(__import__("numpy").concatenate(train), dtype=torch.float64)
+    per_channel = pixels.reshape(-1, 3, 1024).transpose(0, 1).reshape(3, -1)
+    mean, std = per_channel.mean(dim=1), per_channel.std(dim=1, unbiased=False)
+    raw = torch.tensor(test[b"data"], dtype=torch.float64).reshape(-1, 3, 1024)
+    want = ((raw - mean[None, :, None]) / std[None, :, None]).reshape(-1, 3072)
+    torch.testing.assert_close(x.double(), want, atol=1e-5, rtol=1e-5)
+    # the parent folder works too; training batches come from the five data batches
+    parent = Cifar10(str(cifar10_dir.parent))
+    xb, yb = parent.train_batch(0, 60)
+    assert sorted(yb.tolist()) == sorted(task._train[1].tolist())
+    assert xb.shape == (60, 3072)
+
+
+def test_cifar10_missing_files_name_the_directory(tmp_path: Path, cifar10_dir: Path) -> None:
+    with pytest.raises(EinspaceError, match="does not exist") as info:
+        Cifar10(str(tmp_path / "nowhere"))
+    assert "cifar-10-python.tar.gz" in str(info.value)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "data_batch_1").write_bytes((cifar10_dir / "data_batch_1").read_bytes())
+    with pytest.raises(EinspaceError, match="lacks data_batch_2") as info:
+        Cifar10(str(partial))
+    assert str(partial) in str(info.value) and "test_batch" in str(info.value)
+    with pytest.raises(EinspaceError, match="needs root="):
+        get_task("cifar10")
+
+
+def test_cifar10_rejects_bad_and_unsafe_pickles(
+    tmp_path: Path, cifar10_writer: Callable[..., Path]
+) -> None:
+    import os
+    import pickle
+
+    folder = cifar10_writer(tmp_path / "bad", n_per_batch=4)
+    (folder / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(EinspaceError, match="is not a CIFAR-10 python batch"):
+        Cifar10(str(folder))
+    with (folder / "test_batch").open("wb") as fh:  # a pickle that would run code
+        pickle.dump({b"data": os.getcwd, b"labels": []}, fh)
+    with pytest.raises(EinspaceError, match="not allowed"):
+        Cifar10(str(folder))

@@ -3,6 +3,7 @@
 * :class:`EinsumLinear` — a structured linear layer that runs a precompiled plan.
 * :class:`BTTMoE` — BTT with its rank index split into top-k routed experts.
 * :func:`param_groups` — structure-aware μP learning rates for optimizers.
+* :func:`coord_check` — μP's coordinate check: activation RMS per layer across widths.
 * :func:`replace_linear` — swap a model's ``nn.Linear`` layers in place.
 * :class:`ExecutionPlan` — the framework-neutral schedule a layer runs.
 
@@ -13,6 +14,7 @@ Examples:
     torch.Size([4, 256])
 """
 
+from einspace.nn.coord import coord_check, plot_coord_check
 from einspace.nn.linear import EinsumLinear
 from einspace.nn.moe import BTTMoE
 from einspace.nn.mup import param_groups
@@ -24,6 +26,8 @@ __all__ = [
     "EinsumLinear",
     "ExecutionPlan",
     "ReplaceSummary",
+    "coord_check",
     "param_groups",
+    "plot_coord_check",
     "replace_linear",
 ]

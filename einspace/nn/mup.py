@@ -11,6 +11,25 @@ order).
   ``lr_dense · (d_in / fan_in) / k``, with SGD
   ``lr_dense · ((fan_out / fan_in) / (d_out / d_in)) / k``.
 
+**Plain layers.** :func:`param_groups` also gives a model's ``nn.Linear`` and ``nn.Embedding``
+layers their μP learning rates, by role (the rules of the mup package's ``MuAdam`` /
+``MuSGD``, with the readout's output multiplier folded into its learning rate). With
+``m = base_width / fan_in`` and ``n = fan_out / base_width``:
+
+========  ==========================  ===========================
+role      Adam (weight, bias)          SGD (weight, bias)
+========  ==========================  ===========================
+input     ``lr``, ``lr``               ``lr·n``, ``lr·n``
+hidden    ``lr·m``, ``lr``             ``lr``, ``lr·n``
+readout   ``lr·m``, ``lr``             ``lr·m``, ``lr``
+========  ==========================  ===========================
+
+An ``nn.Embedding`` is an input layer (fan-in ``num_embeddings``), an ``nn.Linear`` a hidden
+one, unless a module's ``mup_role`` attribute or the ``roles`` argument says otherwise (a
+linear layer that reads the data is an input layer; the last one a readout). A hidden
+``nn.Linear`` so gets exactly what a dense ``EinsumLinear`` of its shape gets. Without
+``base_width`` every plain layer keeps ``lr`` (no width transfer).
+
 ``lr_dense`` is the μP learning rate of a dense layer with the same ``d_in``. Width transfer:
 when ``base_width`` is given, ``lr`` is the learning rate tuned for a dense layer of
 ``d_in = base_width`` and μP's Adam rule (lr ∝ 1/fan_in) gives ``lr_dense = lr · base_width /
@@ -31,12 +50,13 @@ Examples:
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from einspace.errors import EinspaceError
+from einspace.errors import EinspaceError, suggest
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +65,9 @@ if TYPE_CHECKING:
     from einspace.realization import Realization
 
 __all__ = [
+    "ROLES",
     "FactoredLayer",
+    "Role",
     "adam_multipliers",
     "param_groups",
     "sgd_multipliers",
@@ -81,11 +103,17 @@ def sgd_multipliers(realization: Realization) -> tuple[float, ...]:
     return tuple(((fo / fi) / ratio) / k for fi, fo in realization.fans)
 
 
+Role: TypeAlias = Literal["input", "hidden", "readout"]
+ROLES: tuple[Role, ...] = ("input", "hidden", "readout")
+"""The roles of plain layers in :func:`param_groups` (see the module docs)."""
+
+
 @dataclass(frozen=True)
 class _FactorGroup:
     name: str
-    param: torch.nn.Parameter
+    param: torch.Tensor
     lr: float
+    dense: bool = False
 
 
 @runtime_checkable
@@ -120,26 +148,85 @@ def _structured_factors(
             yield _FactorGroup(f"{prefix}factors.{i}", p, lr_dense * mult[i])
 
 
+def _dense_layers(
+    model: nn.Module,
+    lr: float,
+    optimizer: str,
+    base_width: int | None,
+    roles: Mapping[str, Role] | None,
+) -> Iterator[_FactorGroup]:
+    """The parameters of plain ``nn.Linear`` / ``nn.Embedding`` layers with their μP rates."""
+    from torch import nn
+
+    layers = {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear | nn.Embedding)
+    }
+    given: dict[str, object] = dict(roles or {})
+    for key, role in given.items():
+        if key not in layers:
+            raise EinspaceError(
+                f"roles names module {key!r}, which is not a plain nn.Linear or nn.Embedding "
+                f"of the model; {suggest(str(key), layers)}"
+            )
+        if role not in ROLES:
+            raise EinspaceError(f"roles[{key!r}] = {role!r}; {suggest(str(role), ROLES)}")
+    for name, module in layers.items():
+        default = "input" if isinstance(module, nn.Embedding) else "hidden"
+        role = str(given.get(name, getattr(module, "mup_role", default)))
+        if role not in ROLES:
+            raise EinspaceError(f"{name}.mup_role = {role!r}; {suggest(str(role), ROLES)}")
+        if isinstance(module, nn.Embedding):
+            fan_in, fan_out = module.num_embeddings, module.embedding_dim
+        else:
+            fan_in, fan_out = module.in_features, module.out_features
+        w_lr, b_lr = _dense_rates(role, fan_in, fan_out, lr, optimizer, base_width)
+        prefix = f"{name}." if name else ""
+        yield _FactorGroup(f"{prefix}weight", module.weight, w_lr, True)
+        bias = getattr(module, "bias", None)
+        if bias is not None:
+            yield _FactorGroup(f"{prefix}bias", bias, b_lr, True)
+
+
+def _dense_rates(
+    role: str, fan_in: int, fan_out: int, lr: float, optimizer: str, base_width: int | None
+) -> tuple[float, float]:
+    """(weight, bias) learning rates of a plain layer (the table of the module docs)."""
+    if base_width is None:
+        return lr, lr
+    m, n = base_width / fan_in, fan_out / base_width
+    if optimizer == "adam":
+        return (lr, lr) if role == "input" else (lr * m, lr)
+    if role == "input":
+        return lr * n, lr * n
+    return (lr, lr * n) if role == "hidden" else (lr * m, lr)
+
+
 def param_groups(
     model: nn.Module,
     lr: float,
     optimizer: Literal["adam", "sgd"] = "adam",
     base_width: int | None = None,
+    roles: Mapping[str, Role] | None = None,
 ) -> list[dict[str, Any]]:
-    """Optimizer parameter groups with the per-factor μP learning rates of docs/theory.md §4.
+    """Optimizer parameter groups with the μP learning rates of docs/theory.md §4, for a model.
 
     Every factor of every :class:`~einspace.nn.EinsumLinear` and
-    :class:`~einspace.nn.BTTMoE` in ``model`` gets its multiplier (factors with equal learning
-    rates share a group). Everything else — biases, gains, gates, norms, plain ``nn.Linear``
-    — goes into one group with ``lr`` unchanged. Groups carry a ``"names"`` key (optimizers
-    ignore extra keys) and, for structured factors, ``"mup": True``. Works with AdamW too
-    (pass ``optimizer="adam"``).
+    :class:`~einspace.nn.BTTMoE` in ``model`` gets its multiplier, and every plain
+    ``nn.Linear`` and ``nn.Embedding`` the rate of its role (see the module docs); parameters
+    with equal learning rates share a group. Everything else — gains, norms, other modules
+    — and every plain-layer parameter whose rate is ``lr`` goes into one group with ``lr``.
+    Groups carry a ``"names"`` key (optimizers ignore extra keys) and ``"mup"``: True for
+    the rescaled ones. Works with AdamW too (pass ``optimizer="adam"``).
 
     Args:
-        model: the module to scan (shared parameters are listed once).
+        model: the module to scan (shared parameters are listed once, by their first module).
         lr: the dense learning rate (at ``base_width`` when given, see the module docs).
         optimizer: ``"adam"`` or ``"sgd"``: which μP rule to apply.
-        base_width: the width ``lr`` was tuned at, for μP width transfer (Adam only).
+        base_width: the width ``lr`` was tuned at, for μP width transfer.
+        roles: module name → ``"input"``, ``"hidden"`` or ``"readout"`` for plain layers
+            (overrides their ``mup_role`` attribute and the defaults).
 
     Examples:
         >>> import torch
@@ -148,6 +235,15 @@ def param_groups(
         >>> [(g["lr"], g["names"]) for g in param_groups(net, lr=1e-3)]
         [(0.0005, ['0.factors.0']), (0.004, ['0.factors.1']), (0.001, ['0.bias'])]
         >>> opt = torch.optim.Adam(param_groups(net, lr=1e-3))
+
+        A whole MLP at twice its base width: input at ``lr``, hidden and readout at
+        ``lr · base_width / fan_in``:
+
+        >>> mlp = torch.nn.Sequential(torch.nn.Linear(8, 128), torch.nn.Linear(128, 128),
+        ...                           torch.nn.Linear(128, 1))
+        >>> groups = param_groups(mlp, 1.0, base_width=64, roles={"0": "input", "2": "readout"})
+        >>> [(g["lr"], g["names"]) for g in groups]
+        [(0.5, ['1.weight', '2.weight']), (1.0, ['0.weight', '0.bias', '1.bias', '2.bias'])]
     """
     if optimizer not in ("adam", "sgd"):
         raise EinspaceError(f"optimizer = {optimizer!r}; expected 'adam' or 'sgd'")
@@ -159,14 +255,20 @@ def param_groups(
         raise EinspaceError(f"base_width = {base_width!r} must be a positive integer or None")
     seen: set[int] = set()
     by_lr: dict[float, dict[str, Any]] = {}
-    for fg in _structured_factors(model, float(lr), optimizer, base_width):
+    plain: dict[str, Any] = {"params": [], "lr": float(lr), "names": [], "mup": False}
+    scaled = _structured_factors(model, float(lr), optimizer, base_width)
+    dense = _dense_layers(model, float(lr), optimizer, base_width, roles)
+    for fg in itertools.chain(scaled, dense):
         if id(fg.param) in seen:
             continue
         seen.add(id(fg.param))
-        group = by_lr.setdefault(fg.lr, {"params": [], "lr": fg.lr, "names": [], "mup": True})
+        group = (
+            plain
+            if fg.lr == lr and fg.dense
+            else by_lr.setdefault(fg.lr, {"params": [], "lr": fg.lr, "names": [], "mup": True})
+        )
         group["params"].append(fg.param)
         group["names"].append(fg.name)
-    plain: dict[str, Any] = {"params": [], "lr": float(lr), "names": [], "mup": False}
     for name, p in model.named_parameters():
         if id(p) not in seen:
             seen.add(id(p))

@@ -1,0 +1,177 @@
+"""Tests of search.lm: the GPT-style LM proxy, its FLOP count and its μP setup."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from einspace import Structure
+from einspace.errors import EinspaceError
+from einspace.nn import EinsumLinear
+from einspace.nn.execute import PlanFunction
+from search.lm import GPT, GPTConfig, build_gpt
+from search.tasks import TextLM
+
+STRUCTURES = ["dense", "btt", "monarch", "low_rank", "kronecker"]
+
+
+def _tiny(structure: str = "btt", **kw: object) -> GPT:
+    fields: dict[str, object] = {"d_model": 48, "n_layer": 2, "n_ctx": 16}
+    fields.update(kw)
+    return GPT(GPTConfig(structure, **fields))  # type: ignore[arg-type]
+
+
+def _graph_nodes(t: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes that produced ``t``."""
+    seen, todo = set(), [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or type(node).__name__ in seen:
+            continue
+        seen.add(type(node).__name__)
+        todo.extend(n for n, _ in node.next_functions)
+    return seen
+
+
+def test_dense_counts_by_hand() -> None:
+    model = _tiny("dense")
+    # per block: q, k, v, o 48·48 each; fc 48·192; proj 192·48
+    per_block = 4 * 48 * 48 + 2 * 48 * 192
+    assert model.macs_breakdown() == {
+        "projections": 2 * per_block,  # 55296
+        "readout": 48 * 256,
+        "attention": 2 * 16 * 48,  # n_layer · n_ctx · d_model
+    }
+    assert model.macs_per_token() == 55296 + 12288 + 1536
+    assert model.flops_per_token() == 6 * 69120
+    assert model.executed_macs_per_token() == 55296 + 12288 + 2 * 1536
+    # parameters: projections + 5 LayerNorms (2 per block + final) + readout
+    assert model.num_params() == 55296 + 5 * 2 * 48 + 48 * 256
+    assert model.num_params(non_embedding=False) == model.num_params() + 256 * 48 + 16 * 48
+    assert model.num_params() == sum(p.numel() for p in model.parameters()) - 272 * 48
+
+
+@pytest.mark.parametrize("mode", ["auto", "round"])
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_training_flops_match_flop_counter(structure: str, mode: str) -> None:
+    """FlopCounterMode counts 2 FLOPs per MAC of every mm/bmm, including those that
+    EinsumLinear's custom autograd.Function runs in its backward pass."""
+    model = _tiny(structure, mode=mode)
+    idx = torch.randint(256, (3, 16), generator=torch.Generator().manual_seed(0))
+    tokens = idx.numel()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        logits = model(idx)
+        forward = counter.get_total_flops()
+        torch.nn.functional.cross_entropy(logits.reshape(-1, 256), idx.reshape(-1)).backward()
+    assert forward == 2 * model.executed_macs_per_token() * tokens
+    assert counter.get_total_flops() == 6 * model.executed_macs_per_token() * tokens
+    # the convention counts the causal half of the score and value matmuls
+    parts = model.macs_breakdown()
+    executed = model.executed_macs_per_token()
+    assert model.macs_per_token() == executed - parts["attention"]
+    assert model.flops_per_token() == 6 * (parts["projections"] + parts["readout"] + 2 * 16 * 48)
+
+
+@pytest.mark.parametrize("structure", ["btt", "monarch", "low_rank"])
+def test_flop_counter_sees_the_custom_backward_of_each_projection(structure: str) -> None:
+    layer = EinsumLinear(48, 192, structure, bias=False)
+    x = torch.randn(10, 48, requires_grad=True)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        y = layer(x)
+        assert f"{PlanFunction.__name__}Backward" in _graph_nodes(y)  # the custom Function
+        forward = counter.get_total_flops()
+        y.sum().backward()
+    assert forward == 2 * int(layer.macs()) * 10
+    assert counter.get_total_flops() == 6 * int(layer.macs()) * 10  # backward: 2 × forward
+    assert layer.macs() == layer.realization.macs("sequential")
+
+
+def test_every_projection_is_structured_and_the_rest_dense() -> None:
+    model = _tiny("monarch", d_model=64)
+    layers = model.structured_layers()
+    assert len(layers) == 6 * 2
+    suffixes = sorted({name.split(".", 2)[2] for name in layers})
+    assert suffixes == ["attn.k", "attn.o", "attn.q", "attn.v", "mlp.fc", "mlp.proj"]
+    assert {layer.structure for layer in layers.values()} == {Structure.named("monarch")}
+    shapes = {name.split(".", 2)[2]: (m.d_in, m.d_out) for name, m in layers.items()}
+    assert shapes["mlp.fc"] == (64, 256) and shapes["mlp.proj"] == (256, 64)
+    assert shapes["attn.q"] == (64, 64)
+    dense = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert dense == ["lm_head"]
+    assert model.h[0].attn.n_head == 4 and model.h[0].attn.scale == 1 / 16
+    assert _tiny("dense", d_model=128).h[0].attn.n_head == 8  # heads scale, d_head fixed
+
+
+def test_zero_init_gives_uniform_predictions_and_the_model_learns() -> None:
+    task = TextLM(n_ctx=16, n_eval=8)
+    model = build_gpt("btt", 32, task, n_layer=1, base_width=32)
+    assert model.lm_head is not None and not model.lm_head.weight.any()
+    for block in model.h:
+        for layer in (block.attn.o, block.mlp.proj):
+            assert not layer.factors[layer.plan.order[-1]].any()
+    x, y = task.eval_set()
+    with torch.no_grad():
+        start = float(task.loss(model(x), y))
+    assert start == pytest.approx(math.log(256), abs=1e-6)
+    opt = torch.optim.Adam(model.optimizer_groups(3e-3 * 10))
+    for step in range(40):
+        xb, yb = task.train_batch(step, 16)
+        loss = task.loss(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert float(task.loss(model(x), y)) < start - 1.0  # far below uniform
+
+
+def test_attention_is_causal() -> None:
+    model = _tiny("kronecker", zero_init=False)
+    idx = torch.randint(256, (2, 16), generator=torch.Generator().manual_seed(1))
+    changed = idx.clone()
+    changed[:, 10:] = (changed[:, 10:] + 1) % 256
+    with torch.no_grad():
+        a, b = model(idx), model(changed)
+    torch.testing.assert_close(a[:, :10], b[:, :10])
+    assert not torch.allclose(a[:, 10:], b[:, 10:])
+    with pytest.raises(EinspaceError, match="exceeds n_ctx = 16"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_mup_learning_rates_of_the_whole_model() -> None:
+    model = _tiny("low_rank", d_model=64, base_width=32)
+    lrs = {n: g["lr"] for g in model.optimizer_groups(1.0) for n in g["names"]}
+    assert sorted(lrs) == sorted(n for n, _ in model.named_parameters())
+    assert lrs["wte.weight"] == lrs["wpe.weight"] == 1.0  # input layers: O(1)
+    assert lrs["lm_head.weight"] == pytest.approx(32 / 64)  # readout: base / fan_in
+    assert lrs["h.0.ln_1.weight"] == lrs["ln_f.bias"] == 1.0
+    q = model.h[0].attn.q
+    fans = q.realization.fans  # low rank: (d_in, rank), (rank, d_out)
+    for i, (fan_in, _) in enumerate(fans):
+        assert lrs[f"h.0.attn.q.factors.{i}"] == pytest.approx((32 / 64) * (64 / fan_in) / 2)
+
+
+def test_tied_readout_uses_the_embedding_with_a_width_multiplier() -> None:
+    model = _tiny("dense", d_model=64, tied=True, base_width=32)
+    assert model.lm_head is None and model.readout_mult == 0.5
+    idx = torch.randint(256, (2, 8))
+    with torch.no_grad():
+        h = model.ln_f(model.h[1](model.h[0](model.wte(idx) + model.wpe(torch.arange(8)))))
+        torch.testing.assert_close(model(idx), 0.5 * h @ model.wte.weight.T)
+    names = [n for g in model.optimizer_groups(1.0) for n in g["names"]]
+    assert names.count("wte.weight") == 1
+
+
+def test_bad_configs_are_named() -> None:
+    with pytest.raises(EinspaceError, match="not a multiple of d_head = 16; use d_model = 48"):
+        GPTConfig("btt", d_model=50)
+    with pytest.raises(EinspaceError, match="mode = 'exactly'"):
+        GPTConfig("btt", d_model=32, mode="exactly")  # type: ignore[arg-type]
+    with pytest.raises(EinspaceError, match="n_layer = 0"):
+        GPTConfig("btt", d_model=32, n_layer=0)
+    with pytest.raises(EinspaceError, match="unknown structure"):
+        GPTConfig("btt2", d_model=32)
