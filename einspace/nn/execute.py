@@ -357,9 +357,11 @@ def _batch_ready(t: torch.Tensor) -> torch.Tensor:
     """``t`` if torch's CPU ``bmm`` can hand its matrices to one batched GEMM, else a
     contiguous copy: otherwise bmm clones every matrix of the batch separately (seen with
     one token, where a size-1 dimension carries an odd stride)."""
-    r, c = t.shape[1:]
-    s = t.stride()
-    if (s[2] == 1 and (r == 1 or s[1] >= c)) or (s[1] == 1 and (c == 1 or s[2] >= r)):
+    if t.is_contiguous():
+        return t
+    _, r, c = t.shape
+    _, s1, s2 = t.stride()
+    if (s2 == 1 and (r == 1 or s1 >= c)) or (s1 == 1 and (c == 1 or s2 >= r)):
         return t
     return t.contiguous()
 

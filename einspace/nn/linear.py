@@ -178,6 +178,7 @@ class EinsumLinear(nn.Module):
             "zero_init": zero_init,
         }
         self.realization = realization
+        self._label = self._short()  # names the layer in errors (built once, not per call)
         self.normalize = bool(normalize)
         self.zero_init = bool(zero_init)
         self.plan = ExecutionPlan.compile(realization)
@@ -320,10 +321,10 @@ class EinsumLinear(nn.Module):
         input whose dtype differs from the parameters' otherwise raises EinspaceError.
         """
         lead = x.shape[:-1]
-        x2 = flatten_input(x, self.d_in, self._short())  # (Z, d_in)
+        x2 = flatten_input(x, self.d_in, self._label)  # (Z, d_in)
         ws = self.effective_factors()
         bias: torch.Tensor | None = self.bias
-        dtype = compute_dtype(x2, ws[0], self._short())
+        dtype = compute_dtype(x2, ws[0], self._label)
         if dtype is None:
             return self._forward(x2, ws, bias).reshape(*lead, self.d_out)
         with torch.autocast(x.device.type, enabled=False):  # autocast: all in its dtype
