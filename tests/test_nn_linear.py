@@ -133,6 +133,7 @@ def test_dense_path_is_chosen_for_small_blocks() -> None:
     x = torch.randn(80, 60, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x,))
     assert not prefers_dense(EinsumLinear(1024, 1024, "monarch")._program, 4096)
+    assert not prefers_dense(EinsumLinear(64, 64, "low_rank:r=0.5")._program, 4096)  # GEMMs
     # a class shared by input and output (block diagonal) has no dense path
     assert EinsumLinear(64, 64, "block_diagonal")._program.dense_equation is None
 

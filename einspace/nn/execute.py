@@ -3,12 +3,18 @@
 :func:`compile_program` turns a plan into fixed permutations and shapes (once, at layer
 construction). :func:`run_program` executes it with plain torch ops (used for inference and
 under ``torch.compile``). :class:`PlanFunction` is the training path: a custom
-``torch.autograd.Function`` whose backward pass produces every gradient in the memory layout
-of the tensor it belongs to, by choosing the orientation of each ``bmm`` (plus a row move
-when the batch sits between the matrix dimensions). So the backward pass copies what the
-forward pass copied, in reverse, and never falls into ``bmm``'s per-matrix clone path
-(autograd through the plain ops does, several times per step). Both passes run in
-cache-sized chunks of tokens (:func:`token_chunks`).
+``torch.autograd.Function`` whose backward pass produces every gradient in (or, when the
+batch sits between the matrix dimensions, readable through strides from) the memory layout
+of the tensor it belongs to, by choosing the orientation of each ``bmm``. So the backward
+pass copies what the forward pass copied, in reverse (plus a regrouping where a later
+product cannot read the strided gradient), and never falls into ``bmm``'s per-matrix clone
+path (autograd through the plain ops does, several times per step; so would one token
+without :func:`_batch_ready`). Both passes run in cache-sized chunks of tokens
+(:func:`token_chunks`).
+
+Where the plan's products are too small for BLAS (:func:`prefers_dense`), a layer may
+instead contract the factors into its dense matrix (:func:`dense_weight`) and run one GEMM;
+:func:`compute_dtype` is how layers follow autocast.
 
 Examples:
     >>> import torch
@@ -150,7 +156,8 @@ class Program:
     reshapes. ``padded_out`` is 0 for a sub-program that returns its live tensor unflattened;
     ``max_live`` is the most elements per token any layout holds (sets the token chunks), and
     ``chunkable`` whether chunking pays off at all. ``macs`` (per token) and ``block`` (the
-    smallest contracted or produced size of any step's product) feed :func:`prefers_dense`;
+    smallest contracted or produced size of any batched step's products, 0 when every step
+    is one plain GEMM) feed :func:`prefers_dense`;
     ``dense_equation`` contracts the stored factors into the ``(padded_in, padded_out)``
     matrix (None for a sub-program, or when an input class is also an output class).
     """
@@ -237,7 +244,14 @@ def compile_program(plan: ExecutionPlan, start: int = 0, stop: int | None = None
         ),
         chunkable=flatten and _worth_chunking(plan),
         macs=sum(s.macs for s in plan.steps[start:stop]),
-        block=min(min(s.weight_matrix[1:]) for s in plan.steps[start:stop]),
+        block=min(
+            (
+                min(s.weight_matrix[1:])
+                for s in plan.steps[start:stop]
+                if s.z_batch or s.weight_matrix[0] > 1
+            ),
+            default=0,
+        ),
         dense_equation=_dense_equation(plan) if flatten and start == 0 else None,
     )
 
@@ -297,8 +311,9 @@ def prefers_dense(program: Program, tokens: int) -> bool:
 
     The dense path contracts the factors into the ``(padded_out, padded_in)`` matrix (cheap
     next to the rows' work once ``tokens ≥ padded_in``) and runs one GEMM. It wins when the
-    plan's products are so small (``block``) that BLAS runs them far below its peak:
-    ``macs · (BLOCK_FULL / block)² > padded_in · padded_out``.
+    plan's batched products are so small (``block``) that BLAS runs them far below its
+    peak: ``macs · (BLOCK_FULL / block)² > padded_in · padded_out``. A plan of plain GEMMs
+    (low rank) never switches.
 
     Examples:
         >>> from einspace import Structure

@@ -2,8 +2,11 @@
 
 The layer compiles an :class:`~einspace.nn.plan.ExecutionPlan` once, at construction, and
 its forward pass runs that plan: one ``bmm`` (or ``mm``) per factor on views of the live
-tensor, with the few copies the plan could not avoid. Each factor is stored pre-permuted in
-the layout its step wants (``factors[i]`` has axes ``plan.steps[...].weight_axes``);
+tensor, with the few copies the plan could not avoid. When those products are tiny (blocks
+of ~10 at proxy widths) and the rows many, it contracts the factors into the dense matrix
+instead and runs one GEMM (:func:`~einspace.nn.execute.prefers_dense`; same map, same
+gradients). Under ``torch.autocast`` it computes in autocast's dtype. Each factor is stored
+pre-permuted in the layout its step wants (``factors[i]`` has axes ``plan.steps[...].weight_axes``);
 :meth:`EinsumLinear.core_factors` maps them back to the core's axis order (one axis per class,
 in class order), so ``Realization.materialize(core_factors)`` is the layer's matrix.
 
