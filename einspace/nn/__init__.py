@@ -3,7 +3,7 @@
 * :class:`EinsumLinear` — a structured linear layer that runs a precompiled plan.
 * :class:`BTTMoE` — BTT with its rank index split into top-k routed experts.
 * :func:`param_groups` — structure-aware μP learning rates for optimizers.
-* :func:`replace_linear` — swap a model's ``nn.Linear`` layers in place.
+* :func:`replace_linear` — swap a model's linear layers (``nn.Linear``, HF ``Conv1D``) in place.
 * :class:`ExecutionPlan` — the framework-neutral schedule a layer runs.
 
 Examples:
