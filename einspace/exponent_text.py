@@ -65,7 +65,7 @@ def _nonneg_ge(a: Expr, b: Expr) -> bool:
     """a ≥ b for every θ ≥ 0 (what sympy's assumptions prove for linear forms)."""
     if _is_node(a) or _is_node(b):
         return False
-    return a[0] >= b[0] and _bad(a, b) == 0  # type: ignore[arg-type]
+    return a[0] >= b[0] and _bad(a, b) == 0
 
 
 def _lo(e: Expr) -> int:
@@ -86,7 +86,7 @@ def _le(x: Expr, y: Expr) -> bool:
     """x ≤ y proven on the box (the rules of :func:`einspace.exponents._le`)."""
     xn, yn = type(x[0]) is str, type(y[0]) is str
     if not xn and not yn:
-        return y[0] - x[0] - _bad(y, x) >= 0  # type: ignore[arg-type]
+        return y[0] - x[0] - _bad(y, x) >= 0
     return _le_nodes(x, y, xn, yn)
 
 
@@ -176,7 +176,7 @@ class _Context:
                 args = sorted(e[1], key=self.key)
                 got = f"{e[0]}({', '.join(self.text(a) for a in args)})"
             else:
-                got = _join([self._term(p, c) for p, c in self.terms(e)])  # type: ignore[arg-type]
+                got = _join([self._term(p, c) for p, c in self.terms(e)])
             self._text[e] = got
         return got
 

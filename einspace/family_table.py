@@ -172,7 +172,7 @@ def family_listing(
         >>> title
         "39 valid families, k = 2 (ν, ω, ψ at each family's balanced point)"
         >>> list(frame.loc[frame["name"] == "tt", ["nu", "omega", "psi"]].iloc[0])
-        [0.75, 0.25, 1.0]
+        [0.75, 0.5, 1.0]
     """
     from einspace.display import round_floats
 
