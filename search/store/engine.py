@@ -21,7 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 from einspace.errors import EinspaceError
 
-__all__ = ["READ_ONLY", "make_engine", "resolve_url"]
+__all__ = ["READ_ONLY", "foreign_file_error", "make_engine", "resolve_url"]
 
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 READ_ONLY: Final = "einspace_read_only"
@@ -60,22 +60,48 @@ def resolve_url(target: str | os.PathLike[str]) -> URL:
 
 
 def _check_sqlite_file(path: Path) -> None:
+    """Refuse a folder; make the parent folders of a new file.
+
+    The file itself is not opened here. POSIX advisory locks belong to the process, and
+    closing *any* descriptor of a file drops all of the process's locks on it, so reading
+    the header with ``open()`` while this process (another :class:`RunStore`, optuna's
+    storage) holds an SQLite connection on the file silently releases SQLite's locks.
+    Another process then takes the exclusive lock as it closes, believes it is the last
+    connection, checkpoints and deletes the ``-wal``/``-shm`` files still in use, and
+    the store ends up with lost writes, ``disk I/O error`` or ``database disk image is
+    malformed``. SQLite reads the header itself; :func:`foreign_file_error` describes a
+    file it refused.
+    """
     if path.is_dir():
         raise EinspaceError(
             f"run store path {str(path)!r} is a folder; expected an SQLite file such as "
             f"{str(path / 'einspace-runs.sqlite')!r}"
         )
-    if path.exists():
-        with path.open("rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
-        if head and head != _SQLITE_MAGIC:
-            raise EinspaceError(
-                f"{str(path)!r} is not an SQLite database (its first bytes are {head[:8]!r}, "
-                f"expected {_SQLITE_MAGIC[:15]!r}); expected an einspace run store or a "
-                f"path to a new file"
-            )
-    else:
+    if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def foreign_file_error(path: str, reason: str) -> EinspaceError:
+    """The error for a file SQLite refused as a database (``reason``: SQLite's words).
+
+    Only called once SQLite has refused the file, after the store's engine is disposed:
+    then no connection of this process holds SQLite locks on it, and reading its first
+    bytes cannot release any (see :func:`_check_sqlite_file`).
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError:
+        head = b""
+    if head and head != _SQLITE_MAGIC:
+        return EinspaceError(
+            f"{path!r} is not an SQLite database (its first bytes are {head[:8]!r}, expected "
+            f"{_SQLITE_MAGIC[:15]!r}); expected an einspace run store or a path to a new file"
+        )
+    return EinspaceError(
+        f"{path!r} is not a readable SQLite database ({reason}); expected an einspace run "
+        f"store or a path to a new file"
+    )
 
 
 def make_engine(url: URL, busy_timeout_s: float) -> Engine:
