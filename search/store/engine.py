@@ -21,7 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 from einspace.errors import EinspaceError
 
-__all__ = ["READ_ONLY", "foreign_file_error", "make_engine", "resolve_url"]
+__all__ = ["READ_ONLY", "foreign_file_error", "make_engine", "resolve_url", "transient_error"]
 
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 READ_ONLY: Final = "einspace_read_only"
@@ -156,3 +156,16 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float, *, wal: bool) -> No
     def _on_begin(conn: Connection) -> None:
         read_only = conn.get_execution_options().get(READ_ONLY, False)
         conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+
+
+def transient_error(err: BaseException) -> bool:
+    """Whether a failed first open lost a race another process wins: a busy or locked
+    SQLite file, a PostgreSQL serialization failure or deadlock, a concurrent create."""
+    if isinstance(err, exc.IntegrityError):
+        return True
+    orig = getattr(err, "orig", None) or err
+    words = str(orig).lower()
+    code = str(getattr(orig, "sqlstate", "") or "")
+    return code in ("40001", "40P01", "23505", "42P07") or any(
+        w in words for w in ("locked", "busy", "serializ", "deadlock", "already exists")
+    )

@@ -21,7 +21,13 @@ from sqlalchemy import delete, exc, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from einspace.errors import EinspaceError, suggest
-from search.store.engine import READ_ONLY, foreign_file_error, make_engine, resolve_url
+from search.store.engine import (
+    READ_ONLY,
+    foreign_file_error,
+    make_engine,
+    resolve_url,
+    transient_error,
+)
 from search.store.identity import _hash, _labels, canonical_config
 from search.store.schema import (
     _APPLICATION,
@@ -297,7 +303,7 @@ class RunStore:
                     names, meta = self._create_or_read_schema(conn)
                 break
             except (exc.SQLAlchemyError, OSError) as err:
-                if attempt + 1 == _INIT_TRIES or not _transient(err):
+                if attempt + 1 == _INIT_TRIES or not transient_error(err):
                     raise self._database_error(err, "open or create its tables") from None
                 time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
         if meta.get("application") != _APPLICATION:
@@ -368,7 +374,7 @@ class RunStore:
                     raw.close()
                 return
             except (exc.DBAPIError, OSError) as err:
-                if attempt + 1 == _INIT_TRIES or not _transient(err):
+                if attempt + 1 == _INIT_TRIES or not transient_error(err):
                     raise self._database_error(err, "switch it to WAL mode") from None
                 time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
 
@@ -972,19 +978,6 @@ class RunStore:
         for s, n in n_points:
             table.loc[str(s), "points"] = int(n)
         return table
-
-
-def _transient(err: BaseException) -> bool:
-    """Whether a failed first open lost a race another process wins: a busy or locked
-    SQLite file, a PostgreSQL serialization failure or deadlock, a concurrent create."""
-    if isinstance(err, exc.IntegrityError):
-        return True
-    orig = getattr(err, "orig", None) or err
-    words = str(orig).lower()
-    code = str(getattr(orig, "sqlstate", "") or "")
-    return code in ("40001", "40P01", "23505", "42P07") or any(
-        w in words for w in ("locked", "busy", "serializ", "deadlock", "already exists")
-    )
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
