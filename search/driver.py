@@ -15,7 +15,9 @@
    ``<sweep>/theta``); a pruned run is stored as finished with its shorter curve. The
    study lives in optuna RDB storage (by default the run store's own database), so
    several processes, on one machine or many, can share it (``load_if_exists``). Trials
-   count toward ``trials`` once they have trained; rejected points do not. ``enqueue``
+   count toward ``trials`` once they have trained; rejected points do not. ``trials`` is
+   the study's total, shared by every process on it: a trial takes one of the ``trials``
+   training slots before it trains, and a process stops when the study has them all. ``enqueue``
    puts given points first in a new study. A trial that an interrupt or a dead worker left
    failed (dead workers' trials are failed through optuna's heartbeat) is enqueued once
    more by the next search, and its run resumes from its checkpoint. The best
