@@ -60,6 +60,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from einspace.errors import EinspaceError
 from einspace.structure import Structure
 from search.grid import _grid_runs, _run_grid, _run_id_of, grid_configs
 from search.progress import _Display, _print_result
@@ -233,6 +234,11 @@ def run_search(
     _check_int(workers, "workers", 1)
     _check_int(trials, "trials", 0)
     _check_int(promote, "promote", 0)
+    if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not 0 < lease_s < 1e9:
+        raise EinspaceError(
+            f"lease_s (--lease) = {lease_s!r} must be a positive number of seconds, e.g. 120 "
+            f"(the default); workers heartbeat every quarter of it"
+        )
     if not candidates and trials == 0:
         grid_configs(candidates, width_list, seed_list, settings)  # raises: empty list
     seeded = [_raw_theta(item) for item in enqueue]
