@@ -266,6 +266,31 @@ def _poll(ready: Callable[[], bool], what: str, timeout: float = 180) -> None:
         time.sleep(0.05)
 
 
+def _pause_between_transactions(pid: int, store: str) -> None:
+    """SIGSTOP ``pid`` (a GC pause, a suspended laptop) where it holds no SQLite write lock.
+
+    A process paused inside a write transaction blocks every writer of an SQLite file
+    until it resumes (SQLite's locks cannot be revoked); fencing covers the pause between
+    transactions. PostgreSQL aborts a transaction left idle past half the lease, so there
+    any pause will do.
+    """
+    for _ in range(200):
+        os.kill(pid, signal.SIGSTOP)
+        if "://" in store:
+            return
+        conn = sqlite3.connect(store, timeout=0.2, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # paused holding the lock: let it go on a little
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            conn.close()
+    pytest.fail("could not pause the worker outside a write transaction")
+
+
 def _row(store: str, rid: str) -> dict[str, Any]:
     with RunStore(store) as s:
         rows = s.runs()
@@ -288,7 +313,7 @@ def test_stale_owner_paused_past_its_lease_cannot_write_and_the_new_owner_finish
 
     config = _long_config()
     rid = run_id(config)
-    lease = 2.0
+    lease = 3.0
     RunStore(store_url).close()
     args = json.dumps({"store": store_url, "config": config, "lease": lease})
     first = _start(LONG_RUN, args)
@@ -298,7 +323,7 @@ def test_stale_owner_paused_past_its_lease_cannot_write_and_the_new_owner_finish
             return bool(_row(store_url, rid)) and s.load_checkpoint(rid) is not None
 
     _poll(checkpointed, "the first worker's checkpoint")
-    os.kill(first.pid, signal.SIGSTOP)  # a GC pause, a suspended laptop, a partition
+    _pause_between_transactions(first.pid, store_url)
     try:
         _poll(
             lambda: time.time() - _row(store_url, rid)["heartbeat_at"].timestamp() > lease,

@@ -104,13 +104,20 @@ def foreign_file_error(path: str, reason: str) -> EinspaceError:
     )
 
 
-def make_engine(url: URL, busy_timeout_s: float) -> Engine:
+def make_engine(url: URL, busy_timeout_s: float, *, idle_timeout_s: float = 60.0) -> Engine:
+    """An engine for ``url``. On PostgreSQL every session gets an
+    ``idle_in_transaction_session_timeout`` of ``idle_timeout_s`` (at least 1 s): a worker
+    paused in the middle of a transaction (SIGSTOP, a suspended laptop, a partition) has
+    its transaction aborted by the server, so it cannot hold a run's row lock past its
+    lease and block the worker that takes the run over."""
     shown = url.render_as_string(hide_password=True)
     backend = url.get_backend_name()
     kwargs: dict[str, Any] = {}
     memory = backend == "sqlite" and url.database in (None, "", ":memory:")
     if memory:
         kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    elif backend != "sqlite":
+        kwargs.update(pool_pre_ping=True)  # a session the server ended is replaced
     try:
         engine = create_engine(url, **kwargs)
     except exc.NoSuchModuleError:
@@ -130,6 +137,18 @@ def make_engine(url: URL, busy_timeout_s: float) -> Engine:
         ) from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, busy_timeout_s, wal=not memory)
+    elif engine.dialect.name == "postgresql":
+        idle_ms = max(1000, int(idle_timeout_s * 1000))
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+
     return engine
 
 

@@ -127,7 +127,11 @@ def _pid_alive(pid: int) -> bool:
         return True
     except OSError:
         return False
-    return True
+    try:  # a zombie has exited (nobody reaped it yet)
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[:1] != [b"Z"]
+    except OSError:
+        return True
 
 
 # --------------------------------------------------------------------------- the store
@@ -183,7 +187,7 @@ class RunStore:
         self._host = socket.gethostname()
         self._tokens: dict[str, int] = {}  # run id → attempt this store claimed
         self._url = resolve_url(url_or_path)
-        self._engine = make_engine(self._url, busy_timeout_s)
+        self._engine = make_engine(self._url, busy_timeout_s, idle_timeout_s=self.lease_s / 2)
         try:
             self._init_schema()
         except _NotADatabase as err:
