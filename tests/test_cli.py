@@ -108,6 +108,9 @@ def test_bad_input_exits_2_with_message() -> None:
         (["enumerate", "--sort", "nope"], "--sort 'nope' is not a column"),
         (["score", "--d-in", "1024", "-c", "dense", "--objective", "bset"], "unknown objective"),
         (["show", "monarch", "--d-in", "1021", "--mode", "exact"], "1020, 1022"),
+        (["show", "xA=0.5,xQ=0.5,Ay=1"], "names factor 'Q', but the classes name 2 factor(s)"),
+        (["show", "xA=0.5,xQ=0.5,Ay=1"], "lettered A, B in order"),
+        (["show", "xA=1,Ay=0.5,ACy=0.5"], "names factor 'C'"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
