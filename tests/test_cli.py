@@ -115,5 +115,5 @@ def test_bad_input_exits_2_with_message() -> None:
     for args, message in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
-        assert message in result.output.replace("\n", " "), (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
         assert "Traceback" not in result.output
