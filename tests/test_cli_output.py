@@ -7,6 +7,7 @@ import io
 import json
 import re
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -138,3 +139,21 @@ def test_left_out_columns_are_named_and_can_be_picked() -> None:
     assert out.splitlines()[0] == "macs,candidate"
     bad = runner.invoke(app, ["score", "--d-in", "64", "--columns", "omega"])
     assert bad.exit_code == 2 and "'omega' is not a column" in bad.output
+
+
+def test_search_in_a_pipe_prints_plain_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a terminal: no live display's last frame (progress rows), every status line ends
+    before the next table's title, θ points are not cut."""
+    monkeypatch.chdir(tmp_path)
+    args = ["search", "dense", "--widths", "16", "--steps", "40", "--eval-every", "20"]
+    out = run(*args, "--trials", "2", "--theta-width", "16", "--store", "runs.sqlite")
+    lines = out.splitlines()
+    assert not any(re.match(r"\s*(w\d|worker \d|grid\s+━)", line) for line in lines), out
+    assert "grid: 2 to do with 1 worker(s)" in lines  # dense and the promoted θ point
+    assert sum("best so far" in line for line in lines) == 1
+    for line in lines:
+        if line.startswith("runs: "):
+            assert "trials (" not in line and "scaling laws" not in line, line
+    assert "…" not in out
