@@ -75,9 +75,10 @@ def test_show_prints_every_metric() -> None:
     table = run("show", "btt:r=0.25", "--d-in", "1024", "--format", "table")
     assert "1024 (proof: a lower bound meets the min-cut)" in table
     low = run("show", "low_rank:r=0.25", "--d-in", "4096", "--d-out", "4100", "--format", "json")
-    assert json.loads(low)["rank_method"] == Structure.parse("low_rank:r=0.25").realize(
-        4096, 4100
-    ).rank_method
+    assert (
+        json.loads(low)["rank_method"]
+        == Structure.parse("low_rank:r=0.25").realize(4096, 4100).rank_method
+    )
 
 
 def test_score_ranks_and_reports_prior() -> None:

@@ -113,13 +113,16 @@ def fit_columns(
     first (``priority``, then the frame's other columns), and those left out.
 
     A number column needs its widest cell; a text column folds, down to its header or
-    :data:`_TEXT_MIN` cells; columns with no values go last. Each column costs three more cells of padding and border.
+    :data:`_TEXT_MIN` cells; columns with no values go last. Each column costs three more
+    cells of padding and border.
     """
     order = [c for c in priority if c in frame.columns]
     order += [str(c) for c in frame.columns if c not in order]
     empty = [c for c in order if frame[c].isna().all()]  # e.g. budget_used without a budget
     order = [c for c in order if c not in empty] + empty
-    used, shown, left_out = 1, [], []
+    used = 1
+    shown: list[str] = []
+    left_out: list[str] = []
     for col in order:
         need = _min_width(frame, col)
         if used + need + 3 <= width or not shown:
@@ -173,8 +176,9 @@ def emit(
         text = round_floats(frame).to_json(orient="records", force_ascii=False, indent=1)
         sys.stdout.write(text + "\n")
         return
+    left_out: list[str] = []
     if picked is not None:
-        shown, left_out = picked, []
+        shown = picked
     else:
         shown, left_out = fit_columns(frame, priority, console.width)
     table = Table(title=title, show_lines=False)
