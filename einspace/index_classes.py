@@ -97,12 +97,14 @@ def class_sort_key(mask: int) -> tuple[int, int]:
     return class_group(mask), factors_mask(mask)
 
 
+@lru_cache(maxsize=1 << 16)
 def class_token(mask: int) -> str:
     """Spell a class: ``x``, factor letters, ``y``."""
     letters = "".join(FACTOR_LETTERS[i] for i in factor_indices(mask))
     return ("x" if mask & X else "") + letters + ("y" if mask & Y else "")
 
 
+@lru_cache(maxsize=1 << 16)
 def class_name(mask: int, k: int) -> str:
     """The paper's Greek letter for 2-factor paper-space classes, else the token."""
     token = class_token(mask)

@@ -103,7 +103,9 @@ class Structure:
         """Build from a mapping class → exponent, for any number of factors.
 
         Keys are tokens (``"xAB"``), Greek names for 2-factor classes, or bitmasks. Factors
-        are named A, B, C, …; empty ones are dropped and the rest renamed in order.
+        are named A, B, C, … in order: tokens that name k factors use the first k letters
+        (``"xA=1,Qy=1"`` is an error, not a silent renaming). Factors whose classes all have
+        exponent 0 are dropped and the rest renamed in order.
 
         Examples:
             >>> s = Structure.from_classes({"xA": .5, "xB": .5, "Ay": .5, "BCy": .5, "BC": .2})
@@ -115,6 +117,7 @@ class Structure:
                 f"expected a non-empty mapping class → exponent, got {exponents!r}; "
                 "e.g. {'xA': 0.5, 'xB': 0.5, 'Ay': 0.5, 'By': 0.5}"
             )
+        _check_letters([key for key in exponents if isinstance(key, str)])
         masks: dict[int, float] = {}
         for key, value in exponents.items():
             mask = parse_class(key) if isinstance(key, str) else int(key)
@@ -352,6 +355,20 @@ class Structure:
     def factor_letters(self) -> str:
         """``"AB"`` for k = 2."""
         return FACTOR_LETTERS[: self.k]
+
+
+def _check_letters(tokens: Sequence[str]) -> None:
+    """Tokens naming k factors must use the letters A … (k-th letter), without gaps."""
+    used = {ch for t in tokens for ch in t if ch in FACTOR_LETTERS}
+    valid = FACTOR_LETTERS[: len(used)]
+    for t in tokens:
+        wrong = [ch for ch in t if ch in FACTOR_LETTERS and ch not in valid]
+        if wrong:
+            raise EinspaceError(
+                f"class {t!r} names factor {wrong[0]!r}, but the classes name {len(used)} "
+                f"factor(s), lettered {', '.join(valid)} in order; e.g. "
+                f"{t.replace(wrong[0], valid[-1])!r}"
+            )
 
 
 def _clean(value: float) -> float:

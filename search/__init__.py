@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from search.budget import parse_budget, tune_to_budget
 from search.scoring import OBJECTIVES, ExponentModel, register_objective, register_ranking, score
 from search.store import (
     LABEL_KEYS,
@@ -63,6 +64,7 @@ __all__ = [
     "SearchResult",
     "ThetaPoint",
     "canonical_config",
+    "parse_budget",
     "proxy_run",
     "register_objective",
     "register_ranking",
@@ -72,6 +74,7 @@ __all__ = [
     "score",
     "snap_theta",
     "theta_point",
+    "tune_to_budget",
 ]
 
 

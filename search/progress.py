@@ -31,7 +31,9 @@ class _Display:
         self.outcomes: dict[str, str] = {}
 
     def __enter__(self) -> _Display:
-        if not self.enabled:
+        if not self.enabled or not self.console.is_terminal:
+            # in a pipe or file a live display can only print its last frame, stray progress
+            # rows and all, without a final newline: print plain lines instead
             return self
         from rich.live import Live
         from rich.progress import (
@@ -58,6 +60,8 @@ class _Display:
             self._live.update(self._render())
             self._live.__exit__(None, None, None)
             self._live = None
+        elif self.enabled and self.best:
+            self.console.print(self._render())
 
     def begin(self, title: str, total: int, workers: int) -> None:
         """Start a phase (θ trials or grid) with ``total`` items."""
@@ -161,7 +165,7 @@ def _print_result(console: Console, result: SearchResult) -> None:
         shown = result.trials.sort_values("value", na_position="last").head(10)
         table = Table(title=f"θ trials (study {result.study}; pruned: last reported loss)")
         for col in ("number", "state", "eval loss", "θ"):
-            table.add_column(col, no_wrap=col != "θ")
+            table.add_column(col, no_wrap=col != "θ", overflow="fold")
         table.add_column("rejection", overflow="fold")
         for trial in shown.to_dict("records"):
             value = trial["value"]

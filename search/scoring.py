@@ -11,8 +11,10 @@ ordered by
 4. more parameters per MAC,
 5. fewer MACs (ties),
 
-and every row reports the quantities the rule used plus a one-line ``why``. Other
-objectives are pluggable: a registered name, a callable ``f(df) -> scores`` (higher is
+and every row reports the quantities the rule used plus a one-line ``why``. The objective
+``"fill"`` ranks the candidates whose MACs come closest to the budget first (within budget
+and full rank first), for a layer that should spend what it is given. Other objectives are
+pluggable: a registered name, a callable ``f(df) -> scores`` (higher is
 better), or a fitted model with ``predict(df)`` such as :class:`ExponentModel`, which regresses
 measured scaling exponents on (ω, ψ, ν).
 
@@ -26,7 +28,6 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -42,6 +43,7 @@ from einspace.realization import Realization, check_width
 from einspace.realizations_table import enumerate_realizations, family_size_grid
 from einspace.sizing import SizingMode
 from einspace.structure import Structure
+from search.budget import TUNABLE, parse_budget, tune_to_budget
 
 __all__ = [
     "OBJECTIVES",
@@ -146,7 +148,36 @@ def _prior(t: pd.DataFrame, full_rank: int) -> tuple[list[str], list[bool]]:
     return keys, [False, False, True, False, True]
 
 
+def _fill(t: pd.DataFrame, full_rank: int) -> tuple[list[str], list[bool]]:
+    """Closest to the budget first: within budget, full rank, the smallest gap between the
+    MACs and the budget, then the prior's small ω and params per MAC."""
+    if t["budget_used"].isna().all():
+        raise EinspaceError(
+            "objective 'fill' ranks by closeness to the budget; give one "
+            "(budget_macs=, or --budget on the command line, e.g. --budget 1/8)"
+        )
+    t["score"] = -(1.0 - t["budget_used"]).abs()
+    t["_gap"] = (1.0 - t["budget_used"]).abs().round(9)
+    t["_omega"] = t["omega_eff"].round(9)
+    t["why"] = [
+        f"{_rank_words(fr, rk, bd, full_rank)}, spends {used:.1%} of the budget, "
+        f"ω_eff={om:.3f}" + ("" if wb else " (over budget)")
+        for fr, rk, bd, used, om, wb in zip(
+            t["full_rank"],
+            t["rank"],
+            t["rank_is_bound"],
+            t["budget_used"],
+            t["omega_eff"],
+            t["within_budget"],
+            strict=True,
+        )
+    ]
+    keys = ["within_budget", "full_rank", "_gap", "_omega", "params_per_mac"]
+    return keys, [False, False, True, True, False]
+
+
 register_ranking("prior", _prior)
+register_ranking("fill", _fill)
 register_objective("fewest_macs", lambda df: -df["macs"].to_numpy(dtype=float))
 register_objective("params_per_mac", lambda df: df["params_per_mac"].to_numpy(dtype=float))
 register_objective("rank_per_mac", lambda df: (df["rank"] / df["macs"]).to_numpy(dtype=float))
@@ -198,28 +229,50 @@ class ExponentModel:
 
 
 def _structure_rows(
-    items: Iterable[Structure | str], d_in: int, d_out: int, mode: SizingMode
+    items: Iterable[Structure | str],
+    d_in: int,
+    d_out: int,
+    mode: SizingMode,
+    pad_tol: float,
+    budget_macs: float | None,
+    skipped: list[str] | None,
 ) -> pd.DataFrame:
     rows, failures = [], []
     for item in items:
         try:
+            tunable = _tunable(item) if budget_macs is not None else None
+            if tunable is not None and budget_macs is not None:
+                tuned = tune_to_budget(tunable, d_in, d_out, budget_macs, mode, pad_tol)
+                note = "tuned to budget" if tuned.fits else "smallest r; over budget"
+                rows.append(_row(tuned.realization, f"{tuned.structure} ({note})"))
+                continue
             s = Structure.parse(item) if isinstance(item, str) else item
             if not isinstance(s, Structure):
                 raise EinspaceError(
                     f"candidate {item!r} is not a Structure, name or θ string; "
                     "e.g. 'btt:r=0.25' or Structure.named('monarch')"
                 )
-            r = s.realize(d_in, d_out, mode=mode)
+            r = s.realize(d_in, d_out, mode=mode, pad_tol=pad_tol)
         except EinspaceError as err:
             failures.append(f"{item}: {err}")
             continue
         rows.append(_row(r, str(s)))
-    if failures:
+    if failures and skipped is not None:
+        skipped.extend(failures)
+    elif failures:
         raise EinspaceError(
             f"{len(failures)} candidate(s) cannot be scored at d_in = {d_in}, d_out = {d_out}:\n  "
             + "\n  ".join(failures)
         )
     return pd.DataFrame(rows)
+
+
+def _tunable(item: object) -> str | None:
+    """The name of a bare tunable named structure (``"btt"``, not ``"btt:r=0.5"``)."""
+    if not isinstance(item, str):
+        return None
+    key = item.strip().lower().replace("-", "_")
+    return key if key in TUNABLE else None
 
 
 def _row(r: Realization, label: str) -> dict[str, object]:
@@ -292,10 +345,12 @@ def score(
     candidates: str | Iterable[Structure | str | Family],
     d_in: int,
     d_out: int | None = None,
-    budget_macs: int | None = None,
+    budget_macs: float | str | None = None,
     objective: Objective = "prior",
     mode: SizingMode = "round",
     k: int = 2,
+    pad_tol: float = 0.15,
+    skipped: list[str] | None = None,
 ) -> pd.DataFrame:
     """Rank candidate structures for a ``d_in → d_out`` layer, best first.
 
@@ -306,13 +361,21 @@ def score(
             realizations).
         d_in: input width.
         d_out: output width (defaults to ``d_in``).
-        budget_macs: MACs per input vector allowed; rows above it rank last and have
-            ``within_budget = False``.
+        budget_macs: MACs per input vector allowed (a number, or text such as ``"1/8"``,
+            ``"0.125x"``, ``"5.6M"``, ``"2e9 flops"``: see :func:`search.budget.parse_budget`);
+            rows above it rank last and have ``within_budget = False``, and ``budget_used``
+            is each row's MACs over it. Named ``btt``, ``tt`` and ``low_rank`` given without
+            ``r`` are tuned to the largest ``r`` that fits (:func:`search.budget.tune_to_budget`;
+            the candidate label says so).
         objective: a registered name in :data:`OBJECTIVES` (default ``"prior"``, see the
             module docstring), a callable on the table returning scores, or a fitted model
             with ``predict``.
         mode: ``"round"`` or ``"exact"`` for structure candidates.
         k: factors for ``"all"``.
+        pad_tol: largest relative padding a ``"round"`` candidate may have.
+        skipped: if given, candidates that cannot be scored (a bad name, a width they do
+            not realize at) are appended to it as ``"candidate: reason"`` lines and left
+            out, instead of raising; if no candidate is left, EinspaceError is raised.
 
     Returns:
         One row per candidate with ``position`` (1 = best), ``score`` (the objective's value;
@@ -325,13 +388,8 @@ def score(
     """
     d_in = check_width(d_in, "d_in")
     d_out = d_in if d_out is None else check_width(d_out, "d_out")
-    if budget_macs is not None and (
-        isinstance(budget_macs, bool)
-        or not isinstance(budget_macs, int | float)
-        or not math.isfinite(budget_macs)
-        or budget_macs <= 0
-    ):
-        raise EinspaceError(f"budget_macs = {budget_macs!r} must be a positive number of MACs")
+    if budget_macs is not None:
+        budget_macs = parse_budget(budget_macs, d_in, d_out)
     if isinstance(candidates, str):
         if candidates.strip().lower() not in ("all", "all realizations", "all_realizations"):
             candidates = [candidates]
@@ -348,9 +406,16 @@ def score(
     others = [c for c in items if not isinstance(c, Family)]
     parts = []
     if others:
-        parts.append(_structure_rows(others, d_in, d_out, mode))
+        rows = _structure_rows(others, d_in, d_out, mode, pad_tol, budget_macs, skipped)
+        if not rows.empty:
+            parts.append(rows)
     if fams:
         parts.append(_family_rows(fams, d_in, d_out))
+    if not parts:
+        raise EinspaceError(
+            f"none of the {len(items)} candidates can be scored at d_in = {d_in}, "
+            f"d_out = {d_out}:\n  " + "\n  ".join(skipped or [])
+        )
     return _rank(pd.concat(parts, ignore_index=True), d_in, d_out, budget_macs, objective)
 
 
@@ -365,6 +430,7 @@ def _rank(
     t["params_per_mac"] = t["params"] / t["macs"]
     t["full_rank"] = (t["rank"] >= min(d_in, d_out)) & ~t["rank_is_bound"].astype(bool)
     t["within_budget"] = True if budget_macs is None else t["macs"] <= budget_macs
+    t["budget_used"] = np.nan if budget_macs is None else t["macs"] / budget_macs
     if isinstance(objective, str):
         if objective not in OBJECTIVES:
             raise EinspaceError(

@@ -6,6 +6,7 @@ import pytest
 
 from einspace import Structure
 from einspace.errors import EinspaceError
+from search.budget import TUNABLE
 from search.scoring import OBJECTIVES, score
 
 CANDIDATES = ["dense", "btt", "monarch", "low_rank", "kronecker"]
@@ -13,8 +14,10 @@ CANDIDATES = ["dense", "btt", "monarch", "low_rank", "kronecker"]
 
 @pytest.mark.parametrize("name", sorted(OBJECTIVES))
 def test_every_registered_objective_ranks(name: str) -> None:
-    table = score(CANDIDATES, 64, 64, objective=name)
-    assert sorted(table["candidate"]) == sorted(str(Structure.parse(c)) for c in CANDIDATES)
+    budget = "1/2" if name == "fill" else None  # fill ranks by closeness to a budget
+    cands = [c if c not in TUNABLE else f"{c}:r=0.25" for c in CANDIDATES] if budget else CANDIDATES
+    table = score(cands, 64, 64, objective=name, budget_macs=budget)
+    assert sorted(table["candidate"]) == sorted(str(Structure.parse(c)) for c in cands)
     assert list(table["position"]) == list(range(1, len(CANDIDATES) + 1))
     assert not [c for c in table.columns if str(c).startswith("_")]
 

@@ -43,8 +43,12 @@ def test_enumerate_counts_for_all_spaces() -> None:
     assert [r["family"] for r in json.loads(out)] == [
         str(f) for f in enumerate_families(1, diagonal=True)
     ]
-    out = run("enumerate", "-k", "2", "--diagonal", "--modulo-transpose")
-    assert f"{len(enumerate_families(2, True, True))} valid families" in out
+    n = len(enumerate_families(2, True, True))
+    out = run("enumerate", "-k", "2", "--diagonal", "--modulo-transpose", "--format", "table")
+    assert f"{n} valid families" in out
+    assert f"first 20 of {n} rows" in out
+    out = run("enumerate", "-k", "2", "--diagonal", "--modulo-transpose")  # not a terminal: CSV
+    assert len(pd.read_csv(io.StringIO(out))) == n
 
 
 def test_enumerate_realizations_sorted_top() -> None:
@@ -60,13 +64,21 @@ def test_show_prints_every_metric() -> None:
     r = Structure.named("btt", r=0.25).realize(1024, 1024)
     assert info["params"] == r.params == 393216
     assert info["macs_sequential"] == r.macs()
-    assert info["rank_bound"] == info["numeric_rank"] == 1024
+    assert info["rank_bound"] == info["rank"] == 1024 and info["rank_method"] == "proof"
+    assert "numeric_rank" not in info
     assert info["macs_optimal"] == r.macs("optimal")
-    assert info["nu_eff"] == r.nu_eff and info["psi_eff"] == 1.0
+    assert info["nu_eff"] == round(r.nu_eff, 6) and info["psi_eff"] == 1.0  # 6 digits
     assert info["fans (in, out)"] == [[32, 192], [192, 32]]  # n_α → n_φ·n_ρ; n_γ·n_ρ → n_ε
     assert info["ν"] == 0.75 and info["ω"] == 0.0 and info["ψ"] == 1.0
-    table = run("show", "(0.5|0|0.5|0|0.5|0.5|0)")
+    table = run("show", "(0.5|0|0.5|0|0.5|0.5|0)", "--format", "table")
     assert "monarch" in table
+    table = run("show", "btt:r=0.25", "--d-in", "1024", "--format", "table")
+    assert "1024 (proof: a lower bound meets the min-cut)" in table
+    low = run("show", "low_rank:r=0.25", "--d-in", "4096", "--d-out", "4100", "--format", "json")
+    assert (
+        json.loads(low)["rank_method"]
+        == Structure.parse("low_rank:r=0.25").realize(4096, 4100).rank_method
+    )
 
 
 def test_score_ranks_and_reports_prior() -> None:
@@ -97,9 +109,12 @@ def test_bad_input_exits_2_with_message() -> None:
         (["enumerate", "--sort", "nope"], "--sort 'nope' is not a column"),
         (["score", "--d-in", "1024", "-c", "dense", "--objective", "bset"], "unknown objective"),
         (["show", "monarch", "--d-in", "1021", "--mode", "exact"], "1020, 1022"),
+        (["show", "xA=0.5,xQ=0.5,Ay=1"], "names factor 'Q', but the classes name 2 factor(s)"),
+        (["show", "xA=0.5,xQ=0.5,Ay=1"], "lettered A, B in order"),
+        (["show", "xA=1,Ay=0.5,ACy=0.5"], "names factor 'C'"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
-        assert message in result.output.replace("\n", " "), (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
         assert "Traceback" not in result.output

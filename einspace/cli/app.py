@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from einspace.cli.output import TABLE_TOP, Format, cell, emit, resolve_format, sort_rows
 from einspace.errors import EinspaceError
 
 app = typer.Typer(
@@ -52,58 +52,36 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except EinspaceError as err:
-            Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False)
+            message = cli_words(str(err))
+            Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
-class Format(StrEnum):
-    """Output formats of table commands."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
-def emit(frame: pd.DataFrame, fmt: Format, title: str | None = None) -> None:
-    """Print a DataFrame as a rich table, CSV or JSON records."""
-    if fmt == Format.csv:
-        sys.stdout.write(frame.to_csv(index=False))
-        return
-    if fmt == Format.json:
-        sys.stdout.write(frame.to_json(orient="records", force_ascii=False, indent=1) + "\n")
-        return
-    table = Table(title=title, show_lines=False)
-    for col in frame.columns:
-        numeric = pd.api.types.is_numeric_dtype(frame[col])
-        table.add_column(str(col), justify="right" if numeric else "left")
-    for row in frame.itertuples(index=False):
-        table.add_row(*(_cell(v) for v in row))
-    console.print(table)
+_CLI_WORDS = (
+    (re.compile(r"mode\s*=\s*'(\w+)'"), r"--mode \1"),
+    (re.compile(r"pad_tol\s*(=|≥)\s*"), lambda m: "--pad-tol " + ("" if m[1] == "=" else "≥ ")),
+    (re.compile(r"\bbudget_macs=,? or "), ""),
+)
 
 
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}" if not value.is_integer() or abs(value) >= 1e15 else f"{value:.0f}"
-    return str(value)
+def cli_words(message: str) -> str:
+    """A message of the Python API in the command line's words: ``mode='exact'`` becomes
+    ``--mode exact`` and ``pad_tol ≥ 0.2`` becomes ``--pad-tol ≥ 0.2``.
+
+    Examples:
+        >>> cli_words("Use width 1024, mode='exact', or pad_tol ≥ 0.200")
+        'Use width 1024, --mode exact, or --pad-tol ≥ 0.200'
+    """
+    for pattern, words in _CLI_WORDS:
+        message = pattern.sub(words, message)
+    return message
 
 
-def _sort_top(frame: pd.DataFrame, sort: str | None, top: int | None) -> pd.DataFrame:
-    if sort:
-        col, _, direction = sort.partition(":")
-        if col not in frame.columns:
-            from einspace.errors import suggest
-
-            raise EinspaceError(f"--sort {col!r} is not a column; {suggest(col, frame.columns)}")
-        frame = frame.sort_values(col, ascending=direction != "desc", kind="mergesort")
-    if top is not None:
-        if top < 1:
-            raise EinspaceError(f"--top {top} must be ≥ 1")
-        frame = frame.head(top)
-    return frame
+FORMAT_HELP = "table, csv or json (default: a table on a terminal, csv in a pipe or file)."
+TOP_HELP = f"Show only the first N rows (tables show {TABLE_TOP} unless told; csv/json all)."
+COLUMNS_HELP = "Comma-separated columns to print, in this order (default: all that fit)."
 
 
 @app.command("enumerate")
@@ -127,21 +105,44 @@ def enumerate_command(
     sort: Annotated[
         str | None, typer.Option(help="Sort by a column; append ':desc' to reverse.")
     ] = None,
-    top: Annotated[int | None, typer.Option(help="Show only the first N rows.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    top: Annotated[int | None, typer.Option(help=TOP_HELP)] = None,
+    columns: Annotated[str | None, typer.Option(help=COLUMNS_HELP)] = None,
+    fmt: Annotated[Format | None, typer.Option("--format", help=FORMAT_HELP)] = None,
 ) -> None:
     """List valid structure families (or, with --d-in, all exact realizations).
 
     Families: canonical form, Greek form, named match, and ν, ω, ψ at the family's balanced
     point (plus symbolic forms in csv/json). Realizations: sizes, params, MACs,
-    rank bound and effective exponents.
+    rank and effective exponents.
     """
     from einspace.family_table import family_listing
 
+    fmt = resolve_format(fmt)
+    symbolic = fmt != Format.table or "symbolic" in (columns or "")
     frame, title = family_listing(
-        factors, diagonal, modulo_transpose, d_in, d_out, sample, seed, symbolic=fmt != Format.table
+        factors, diagonal, modulo_transpose, d_in, d_out, sample, seed, symbolic=symbolic
     )
-    emit(_sort_top(frame, sort, top), fmt, title)
+    if d_in is None:
+        priority = ["family", "nu", "omega", "psi", "name", "n_classes", "greek"]
+    else:
+        known = {*REALIZATION_PRIORITY, "family_id", "rank_is_bound", "degenerate"}
+        sizes = [str(c) for c in frame.columns if c not in known]
+        priority = ["family", *sizes, *REALIZATION_PRIORITY[1:]]
+    emit(sort_rows(frame, sort), fmt, title, priority=priority, top=top, columns=columns)
+
+
+REALIZATION_PRIORITY = [
+    "family", "params", "macs_sequential", "rank", "psi_eff", "omega_eff", "nu_eff",
+    "name", "rank_method", "macs_optimal", "rank_bound",
+]  # fmt: skip
+"""The columns of ``enumerate --d-in`` in a table, most important first (after the sizes)."""
+
+RANK_WORDS = {
+    "proof": "proof: a lower bound meets the min-cut",
+    "svd": "SVD of the dense matrix",
+    "bound": "the min-cut bound only, not proven",
+}
+"""How ``show`` says a realization's rank is known (:attr:`einspace.Realization.rank_method`)."""
 
 
 @app.command("show")
@@ -154,10 +155,12 @@ def show_command(
     d_out: Annotated[int | None, typer.Option(help="Output width (default: d_in).")] = None,
     mode: Annotated[str, typer.Option(help="'round' (pad) or 'exact' (factor).")] = "round",
     pad_tol: Annotated[float, typer.Option(help="Largest relative padding allowed.")] = 0.15,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    fmt: Annotated[Format | None, typer.Option("--format", help=FORMAT_HELP)] = None,
 ) -> None:
     """Print every metric of one structure: family, exponents (numeric and symbolic) and,
-    with --d-in, sizes, shapes, einsum, params, MACs, rank and effective exponents."""
+    with --d-in, sizes, shapes, einsum, params, MACs, rank (and how it is known) and
+    effective exponents."""
+    from einspace.display import round_float
     from einspace.structure import Structure
 
     s = Structure.parse(structure)
@@ -179,18 +182,28 @@ def show_command(
     if d_in is not None:
         r = s.realize(d_in, d_out if d_out is not None else d_in, mode=mode, pad_tol=pad_tol)  # type: ignore[arg-type]
         summary = r.summary()
-        summary["numeric_rank"] = (
-            r.numeric_rank() if r.padded_in * r.padded_out <= 4096 * 4096 else "too large"
-        )
         summary["fans (in, out)"] = r.fans
         for key in ("structure", "family", "name", "k"):
             summary.pop(key)
         info.update(summary)
+    info = {k: round_float(v) if isinstance(v, float) else v for k, v in info.items()}
+    fmt = resolve_format(fmt)
     if fmt == Format.json:
         sys.stdout.write(json.dumps(info, default=str, ensure_ascii=False, indent=1) + "\n")
         return
-    frame = pd.DataFrame({"metric": list(info), "value": [_cell(v) for v in info.values()]})
-    emit(frame, fmt, str(s))
+    if fmt == Format.table and "rank" in info:
+        method = str(info.pop("rank_method"))
+        info.pop("rank_is_bound")
+        info["rank"] = f"{info['rank']} ({RANK_WORDS.get(method, method)})"
+    frame = pd.DataFrame({"metric": list(info), "value": [cell(v) for v in info.values()]})
+    emit(frame, fmt, str(s), top=len(frame))
+
+
+SCORE_PRIORITY = [
+    "position", "candidate", "params", "macs", "rank", "why", "budget_used",
+    "within_budget", "omega_eff", "psi_eff", "nu_eff", "name", "sizes",
+]  # fmt: skip
+"""The columns of ``score`` in a table, most important first."""
 
 
 @app.command("score")
@@ -200,27 +213,51 @@ def score_command(
     d_out: Annotated[int | None, typer.Option(help="Output width (default: d_in).")] = None,
     candidates: Annotated[
         list[str] | None,
-        typer.Option("--candidate", "-c", help="A structure to score (repeatable). Default: all."),
+        typer.Option(
+            "--candidate",
+            "-c",
+            help="A structure to score (repeatable; bare btt, tt, low_rank are tuned to "
+            "--budget). Default: every exact realization.",
+        ),
     ] = None,
     factors: Annotated[int, typer.Option("--factors", "-k", help="k for 'all'.")] = 2,
-    budget: Annotated[int | None, typer.Option(help="MAC budget per input vector.")] = None,
-    objective: Annotated[str, typer.Option(help="'prior' or a registered objective.")] = "prior",
-    top: Annotated[int | None, typer.Option(help="Show only the first N rows.")] = 20,
-    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="MACs per input vector: 5.6e6, 5.6M, '2e9 flops' (1 MAC = 2 FLOPs), or a "
+            "fraction of dense d_in·d_out: 1/8, 0.125x, 12.5%."
+        ),
+    ] = None,
+    objective: Annotated[
+        str, typer.Option(help="'prior', 'fill' (closest to --budget) or another registered.")
+    ] = "prior",
+    mode: Annotated[str, typer.Option(help="'round' (pad) or 'exact' (factor).")] = "round",
+    pad_tol: Annotated[float, typer.Option(help="Largest relative padding allowed.")] = 0.15,
+    top: Annotated[int | None, typer.Option(help=TOP_HELP)] = None,
+    columns: Annotated[str | None, typer.Option(help=COLUMNS_HELP)] = None,
+    fmt: Annotated[Format | None, typer.Option("--format", help=FORMAT_HELP)] = None,
 ) -> None:
     """Rank candidates analytically: ψ = 1 first, then smaller ω, then more params per MAC,
-    within the MAC budget (the papers' prior; see search.score)."""
+    within the MAC budget (the papers' prior; see search.score), or with --objective fill
+    the candidates that come closest to the budget first."""
     from search import score
 
+    skipped: list[str] = []
     frame = score(
-        candidates or "all", d_in, d_out, budget_macs=budget, objective=objective, k=factors
+        candidates or "all",
+        d_in,
+        d_out,
+        budget_macs=budget,
+        objective=objective,
+        k=factors,
+        mode=mode,  # type: ignore[arg-type]
+        pad_tol=pad_tol,
+        skipped=skipped,
     )
-    cols = [
-        "position", "candidate", "name", "params", "macs", "rank",
-        "nu_eff", "omega_eff", "psi_eff", "within_budget", "why",
-    ]  # fmt: skip
-    shown = frame[cols] if fmt == Format.table else frame
-    emit(_sort_top(shown, None, top), fmt, f"{len(frame)} candidates for {d_in} → {d_out or d_in}")
+    for line in skipped:  # one line each; when none is left, the error lists them
+        Console(stderr=True).print(f"[yellow]skipped[/yellow] {cli_words(line)}", highlight=False)
+    title = f"{len(frame)} candidates for {d_in} → {d_out or d_in}"
+    emit(frame, fmt, title, priority=SCORE_PRIORITY, top=top, columns=columns)
 
 
 @app.command("report")

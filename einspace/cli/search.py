@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 import typer
 
 from analysis.search_fits import fit_search
-from einspace.cli.app import app, friendly
+from einspace.cli.app import app, cli_words, friendly
 from einspace.cli.options import settings_options
 from einspace.errors import EinspaceError
 from search.settings import RunSettings
@@ -39,7 +39,7 @@ DEMO_TRIALS: Final = 3
 
 
 def _fail(console: Console, err: EinspaceError) -> typer.Exit:
-    console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+    console.print(f"[bold red]error:[/bold red] {cli_words(str(err))}", highlight=False)
     return typer.Exit(2)
 
 
@@ -184,7 +184,7 @@ def _demo_space(console: Console) -> None:
     ranked = score("all", width, width)
     table = Table(title=f"top of {len(ranked)} exact realizations at {width} → {width} (prior)")
     for col in ("position", "candidate", "params", "macs", "why"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold", no_wrap=col in ("position", "params", "macs"))
     for row in ranked.head(5).itertuples(index=False):
         table.add_row(
             str(row.position), str(row.candidate), str(row.params), str(row.macs), str(row.why)
