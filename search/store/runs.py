@@ -10,6 +10,7 @@ import math
 import os
 import random
 import socket
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -377,7 +378,7 @@ class RunStore:
                 finally:
                     raw.close()
                 return
-            except (exc.DBAPIError, OSError) as err:
+            except (exc.DBAPIError, sqlite3.Error, OSError) as err:  # a raw cursor: unwrapped
                 if attempt + 1 == _INIT_TRIES or not transient_error(err):
                     raise self._database_error(err, "switch it to WAL mode") from None
                 time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
