@@ -47,6 +47,7 @@ def _fail(console: Console, err: EinspaceError) -> typer.Exit:
 @friendly
 @settings_options
 def search_command(
+    ctx: typer.Context,
     structures: Annotated[
         list[str] | None,
         typer.Argument(
@@ -87,19 +88,42 @@ def search_command(
         typer.Option(help="θ point a new study tries first, '(α|β|γ|δ|ε|φ|ρ)'; repeatable."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars and live table.")] = True,
+    text: Annotated[
+        Path | None,
+        typer.Option(help="Your own text file for the LM task (implies --task lm)."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="CIFAR-10 python batches folder (implies --task cifar10)."),
+    ] = None,
+    lr_grid: Annotated[
+        str,
+        typer.Option(
+            help="Tune each structure's --lr at the smallest width first: a count of "
+            "log-spaced values over two decades around --lr, or values '0.003,0.01'; "
+            "'0' or an explicit --lr skips tuning."
+        ),
+    ] = "5",
 ) -> None:
     """Train proxy runs over structures × widths × seeds (and θ-space trials), then fit
     scaling laws and print each structure's compute multiplier against dense.
 
+    By default each structure's base learning rate is tuned first at the smallest width
+    (runs of sweep '<sweep>/lr') and transferred to larger widths by μP.
+
     Re-running the same command skips finished runs and resumes interrupted ones. Several
     processes may share --store (and --storage/--study for θ trials).
     """
+    from click.core import ParameterSource
     from rich.console import Console
 
     console = Console()
+    fixed_lr = ctx.get_parameter_source("lr") == ParameterSource.COMMANDLINE
+    grid = None if fixed_lr or lr_grid.strip() in ("0", "") else lr_grid
     try:
         from search.driver import parse_seeds, parse_widths, run_search
 
+        settings = with_data(settings, text, data)
         result = run_search(
             structures or [],
             parse_widths(widths),
@@ -121,12 +145,66 @@ def search_command(
             enqueue=enqueue or [],
             progress=progress,
             console=console,
+            lr_grid=grid,
         )
     except EinspaceError as err:
         raise _fail(console, err) from None
+    print_lrs(console, result)
     print_fits(console, fit_search(result), result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def with_data(settings: RunSettings, text: Path | None, data: Path | None) -> RunSettings:
+    """``--text FILE`` and ``--data DIR`` as task settings: the file becomes the LM task's
+    ``path`` and the folder the CIFAR-10 task's ``root`` (the task switches to ``lm`` or
+    ``cifar10`` unless another task is given).
+
+    Examples:
+        >>> with_data(RunSettings(), Path("a.txt"), None).task_kwargs
+        {'path': 'a.txt'}
+    """
+    from dataclasses import replace
+
+    default = RunSettings().task
+    if text is not None and data is not None:
+        raise EinspaceError(
+            "--text (a text file for lm) and --data (a CIFAR-10 folder) exclude each other"
+        )
+    for value, key, task in ((text, "path", "lm"), (data, "root", "cifar10")):
+        if value is not None:
+            name = task if settings.task == default else settings.task
+            kwargs = {**settings.task_kwargs, key: str(value)}
+            settings = replace(settings, task=name, task_kwargs=kwargs)
+    return settings
+
+
+def print_lrs(console: Console, result: SearchResult) -> None:
+    """Print the learning-rate tuning of a search: final eval loss per structure and lr."""
+    from rich.table import Table
+
+    frame = result.lrs
+    if frame is None or frame.empty:
+        return
+    lrs = sorted(frame["lr"].unique())
+    table = Table(title="learning rate per structure (final eval loss at the smallest width)")
+    table.add_column("structure", overflow="fold")
+    for lr in lrs:
+        table.add_column(f"{lr:.3g}", justify="right", no_wrap=True)
+    for label, part in frame.groupby("structure", sort=False):
+        by_lr = {r["lr"]: r for r in part.to_dict("records")}
+        cells = []
+        for lr in lrs:
+            row = by_lr.get(lr)
+            if row is None:
+                cells.append("")
+                continue
+            loss = row["final_eval_loss"]
+            text = str(row["status"]) if math.isnan(loss) else f"{loss:.4g}"
+            cells.append(f"[bold]{text}*[/bold]" if row["best"] else text)
+        table.add_row(str(label), *cells)
+    console.print(table)
+    console.print("* the learning rate each structure trains with at every width (μP transfer)")
 
 
 @app.command("demo")
@@ -240,23 +318,31 @@ def print_fits(console: Console, fits: pd.DataFrame, sweep: str) -> None:
 
     if fits.empty:
         return
+    from analysis.scaling import format_multiplier
+
     table = Table(title=f"scaling laws (sweep {sweep!r}, log L = a − m log C)")
     table.add_column("structure", overflow="fold")
-    for col in ("m ± se", "a", "points", "C range (FLOPs)", "× vs dense"):
+    for col in ("m ± se", "a", "points", "C range (FLOPs)"):
         table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("× vs dense [90 % interval]", justify="right")
     ordered = fits.sort_values("multiplier", ascending=False, na_position="last")
+    notes: list[str] = []
     for row in ordered.to_dict("records"):
-        if row["note"] and math.isnan(row["m"]):
-            table.add_row(str(row["structure"]), "—", "—", "0", "—", str(row["note"])[:60])
+        note = str(row.get("note") or "")
+        if note:
+            notes.append(f"{row['structure']}: {note}")
+        if math.isnan(row["m"]):
+            table.add_row(str(row["structure"]), "—", "—", "0", "—", format_multiplier(row))
             continue
         se = "" if math.isnan(row["m_se"]) else f" ± {row['m_se']:.3f}"
-        mult = "—" if math.isnan(row["multiplier"]) else f"{row['multiplier']:.3g}×"
         table.add_row(
             str(row["structure"]),
             f"{row['m']:.3f}{se}",
             f"{row['a']:.3f}",
             str(row["n_points"]),
             f"{row['compute_min']:.2g}–{row['compute_max']:.2g}",
-            mult,
+            format_multiplier(row),
         )
     console.print(table)
+    for note in notes:
+        console.print(f"  note — {note}", highlight=False)
