@@ -199,7 +199,8 @@ class RunSettings:
         """The task of these settings (imports torch; built once per process and reused:
         tasks are read-only, and building one can take a fraction of a second): a registered
         name, a ``"module:attr"`` spec, or an in-process task object (``task_repr`` set)."""
-        return _task(self.task, json.dumps(dict(self.task_kwargs), sort_keys=True), self.task_repr)
+        kwargs = json.dumps(dict(self.task_kwargs), sort_keys=True, default=str)
+        return _task(self.task, kwargs, self.task_repr, _data_stamp(self.task_kwargs))
 
     def compute_per_step(self, structure: Structure | str, width: int) -> float:
         """Training FLOPs of one optimizer step of a run at ``width`` (imports torch):
@@ -248,8 +249,25 @@ def with_settings(base: RunSettings | None = None, **overrides: Any) -> RunSetti
     return replace(base.settings() if base is not None else RunSettings(), **overrides)
 
 
+def _data_stamp(kwargs: Mapping[str, Any]) -> tuple[tuple[str, int, int], ...]:
+    """Size and modification time of the files a task's ``path``/``root`` names, so that a
+    task is built again when its data changes."""
+    import os
+
+    out = []
+    for key in ("path", "root"):
+        value = kwargs.get(key)
+        if isinstance(value, str | os.PathLike):
+            try:
+                info = os.stat(value)
+            except OSError:
+                continue
+            out.append((key, info.st_mtime_ns, info.st_size))
+    return tuple(out)
+
+
 @functools.lru_cache(maxsize=8)
-def _task(name: str, kwargs_json: str, task_repr: str | None) -> Task:
+def _task(name: str, kwargs_json: str, task_repr: str | None, stamp: object) -> Task:
     from search.models import resolve_task
 
     return resolve_task(name, json.loads(kwargs_json), task_repr)

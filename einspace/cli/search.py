@@ -114,11 +114,11 @@ def search_command(
     Re-running the same command skips finished runs and resumes interrupted ones. Several
     processes may share --store (and --storage/--study for θ trials).
     """
-    from click.core import ParameterSource
     from rich.console import Console
 
     console = Console()
-    fixed_lr = ctx.get_parameter_source("lr") == ParameterSource.COMMANDLINE
+    source = ctx.get_parameter_source("lr")
+    fixed_lr = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
     grid = None if fixed_lr or lr_grid.strip() in ("0", "") else lr_grid
     try:
         from search.driver import parse_seeds, parse_widths, run_search
