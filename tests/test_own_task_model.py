@@ -315,3 +315,30 @@ def test_tuning_picks_the_argmin_and_the_grid_reuses_its_run(tmp_path: Path) -> 
     with RunStore(tmp_path / "r.sqlite") as store:
         sweeps = store.runs()["sweep"].value_counts().to_dict()
     assert sweeps == {"search/lr": 6, "search": 2}
+
+
+# --------------------------------------------------------------------------- coord-check
+
+
+@pytest.mark.parametrize("task", ["mlp_regression", "lm"])
+def test_coord_check_command_writes_png_and_csv(task: str, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from einspace.cli import app
+
+    kwargs = '{"n_ctx": 8}' if task == "lm" else '{"n_eval": 8}'
+    out = runner.invoke(
+        app,
+        ["coord-check", "btt", "--task", task, "--task-kwargs", kwargs, "--widths", "16,32",
+         "--steps", "2", "--batch-size", "2", "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    png, csv = tmp_path / "coord-btt_r=0.25-mup.png", tmp_path / "coord-btt_r=0.25-mup.csv"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    frame = pd.read_csv(csv)
+    assert list(frame.columns) == ["width", "layer", "step", "rms"]
+    assert set(frame["width"]) == {16, 32} and set(frame["step"]) == {0, 1}
+    if task == "lm":
+        assert "h.0.attn.q" in set(frame["layer"])
+    bad = runner.invoke(app, ["coord-check", "btt", "--widths", "16", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "at least two" in _text(bad)
