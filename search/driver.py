@@ -315,7 +315,7 @@ def run_search(
                     if lr_grid is not None:
                         best, lr_frame = tune_lrs(
                             target, candidates, min(width_list), seed_list[0], settings,
-                            lr_grid, sweep=sweep, workers=workers, device=device,
+                            lr_grid, sweep=sweep, workers=1, device=device,  # see tune_lrs
                             checkpoint_every=checkpoint_every, threads=threads, display=display,
                         )  # fmt: skip
                         per_structure = {k: replace(settings, lr=best[k]) for k in candidates}

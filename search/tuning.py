@@ -11,6 +11,11 @@ grid is extended by one more step in that direction, at most twice. The grid the
 structure with that ``lr`` at every width; ``base_width`` stays fixed, so μP rescales the
 per-layer rates with the width (the transfer).
 
+The tuning runs train in the calling process, one after another (``run_search`` passes
+``workers=1``): they are the cheapest runs of a search, and a second phase of worker
+processes writing the SQLite store while this process held the optuna storage open made this
+process read the (intact) file as malformed.
+
 **Cost.** The tuning runs have the same config as the grid's run at the smallest width except
 for ``lr``, so the winning run *is* that grid run (same run id, not trained again): tuning
 costs ``n - 1`` (plus any extension) runs at the smallest width per structure, a fraction of

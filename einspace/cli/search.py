@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
@@ -36,6 +36,23 @@ DEMO_WIDTHS: Final = (16, 64, 256)
 
 DEMO_STEPS: Final = 1000
 DEMO_TRIALS: Final = 3
+DEMO_LR_GRID: Final = 3
+"""Learning rates tuned per structure at the smallest width: lr/10, lr, 10·lr (extended by a
+step when the best is at an edge)."""
+
+DEMO_TASKS: Final[dict[str, dict[str, Any]]] = {
+    "mlp_regression": {
+        "widths": DEMO_WIDTHS,
+        "steps": DEMO_STEPS,
+        "settings": {"mode": "exact"},
+    },
+    "lm": {
+        "widths": (32, 64, 128),
+        "steps": 200,
+        "settings": {"mode": "auto", "batch_size": 16, "lr": 1e-2},
+    },
+}
+"""Per demo task: widths, steps and the other run settings."""
 
 
 def _fail(console: Console, err: EinspaceError) -> typer.Exit:
@@ -215,27 +232,42 @@ def demo_command(
     ),
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     progress: Annotated[bool, typer.Option(help="Show progress bars and live table.")] = True,
+    task: Annotated[
+        str, typer.Option(help="mlp_regression (fast) or lm (the transformer proxy on text).")
+    ] = "mlp_regression",
+    seeds: Annotated[str, typer.Option(help="Seeds per run, comma-separated.")] = "0",
 ) -> None:
     """Run the default search end to end (about 5 minutes on 2 CPU cores) and write the
     report: dense, BTT, Monarch, low rank, Kronecker and θ-space trials at widths 16, 64
-    and 256 on the MLP-regression task. Re-running resumes or skips finished runs."""
+    and 256 on the MLP-regression task, each structure's learning rate tuned first at the
+    smallest width. --task lm runs the transformer proxy on English text instead (widths
+    32, 64, 128). Several seeds are pooled in the fits and resampled in the intervals.
+    Re-running resumes or skips finished runs."""
     from rich.console import Console
+
+    from search.settings import parse_seeds
 
     console = Console()
     started = time.perf_counter()
     try:
-        _demo_space(console)
-        result = run_demo(out, workers=workers, progress=progress, console=console)
+        if task not in DEMO_TASKS:
+            raise EinspaceError(f"demo task {task!r}; expected one of {list(DEMO_TASKS)}")
+        _demo_space(console, max(DEMO_TASKS[task]["widths"]))
+        result = run_demo(
+            out, workers=workers, progress=progress, console=console, task=task,
+            seeds=parse_seeds(seeds),
+        )  # fmt: skip
     except EinspaceError as err:
         raise _fail(console, err) from None
+    print_lrs(console, result)
     print_fits(console, fit_search(result), result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
-    _demo_report(out, console)
+    _demo_report(out, console, max(DEMO_TASKS[task]["widths"]))
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 
-def _demo_space(console: Console) -> None:
+def _demo_space(console: Console, width: int) -> None:
     """The demo's first two stages: enumerate the space, then score it at the top width."""
     from rich.table import Table
 
@@ -244,7 +276,6 @@ def _demo_space(console: Console) -> None:
 
     counts = ", ".join(f"k = {k}: {count_families(k)}" for k in (1, 2, 3))
     console.print(f"valid families (paper space, modulo factor renaming): {counts}")
-    width = max(DEMO_WIDTHS)
     ranked = score("all", width, width)
     table = Table(title=f"top of {len(ranked)} exact realizations at {width} → {width} (prior)")
     for col in ("position", "candidate", "params", "macs", "why"):
@@ -256,7 +287,7 @@ def _demo_space(console: Console) -> None:
     console.print(table)
 
 
-def _demo_report(out: Path, console: Console) -> None:
+def _demo_report(out: Path, console: Console, width: int) -> None:
     """Write the report of the demo's store into ``out/report`` (skipped without one)."""
     from analysis import report
 
@@ -264,8 +295,8 @@ def _demo_report(out: Path, console: Console) -> None:
         index = report(
             out / "report",
             factors=2,
-            d_in=max(DEMO_WIDTHS),
-            d_out=max(DEMO_WIDTHS),
+            d_in=width,
+            d_out=width,
             runs=out / "runs.sqlite",
             study="demo",
             command=f"einspace demo --out {out}",
@@ -281,13 +312,17 @@ def run_demo(
     workers: int = 2,
     progress: bool = True,
     console: Console | None = None,
-    steps: int = DEMO_STEPS,
+    steps: int | None = None,
     trials: int = DEMO_TRIALS,
+    task: str = "mlp_regression",
+    seeds: list[int] | None = None,
+    lr_grid: int = DEMO_LR_GRID,
 ) -> SearchResult:
     """The demo's search (without the report); its store is ``out/runs.sqlite``.
 
-    Exact realization mode: at the demo widths the named structures realize the same in
-    both modes, and θ points realize far more often than with rounding.
+    MLP task: exact realization mode (at the demo widths the named structures realize the
+    same in both modes, and θ points realize far more often than with rounding). LM task:
+    ``auto`` sizes, fewer steps and smaller widths (:data:`DEMO_TASKS`).
     """
     from search.driver import RunSettings, run_search
 
@@ -295,20 +330,26 @@ def run_demo(
     if out.exists() and not out.is_dir():
         raise EinspaceError(f"--out {str(out)!r} is a file; expected a folder (new or a demo's)")
     out.mkdir(parents=True, exist_ok=True)
-    settings = RunSettings(steps=steps, eval_every=max(1, steps // 20), mode="exact")
+    plan = DEMO_TASKS[task]
+    n_steps = int(plan["steps"]) if steps is None else steps
+    settings = RunSettings(
+        task=task, steps=n_steps, eval_every=max(1, n_steps // 20), **plan["settings"]
+    )
+    widths = list(plan["widths"])
     return run_search(
         list(DEMO_STRUCTURES),
-        list(DEMO_WIDTHS),
-        [0],
+        widths,
+        seeds or [0],
         settings=settings,
         store=out / "runs.sqlite",
         sweep="demo",
         workers=workers,
         trials=trials,
         promote=trials,
-        theta_width=64,
+        theta_width=widths[1],
         progress=progress,
         console=console,
+        lr_grid=lr_grid,
     )
 
 
