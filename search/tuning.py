@@ -83,7 +83,9 @@ def lr_grid(grid: LRGrid, center: float) -> list[float]:
                     f"--lr-grid {grid!r}: expected learning rates such as '0.003,0.01,0.03' "
                     f"or a count such as 5"
                 ) from None
-    if isinstance(grid, int) and not isinstance(grid, bool):
+    if isinstance(grid, bool):
+        raise EinspaceError(f"lr grid {grid!r}: expected a count such as 5 or learning rates")
+    if isinstance(grid, int):
         if grid < 1:
             raise EinspaceError(f"lr grid count {grid} must be >= 1, e.g. 5")
         if grid == 1:
@@ -155,7 +157,7 @@ def tune_lrs(
                 "lr": lr,
                 "run_id": row.get("run_id"),
                 "status": row.get("status"),
-                "final_eval_loss": float(loss) if ok else math.nan,
+                "final_eval_loss": float(loss) if ok and loss is not None else math.nan,
             }
         for label in list(values):
             if label in best:

@@ -368,7 +368,8 @@ def print_fits(console: Console, fits: pd.DataFrame, sweep: str) -> None:
     table.add_column("× vs dense [90 % interval]", justify="right")
     ordered = fits.sort_values("multiplier", ascending=False, na_position="last")
     notes: list[str] = []
-    for row in ordered.to_dict("records"):
+    for record in ordered.to_dict("records"):
+        row = {str(k): v for k, v in record.items()}
         note = str(row.get("note") or "")
         if note:
             notes.append(f"{row['structure']}: {note}")
