@@ -22,14 +22,14 @@ one training batch (FLOPs / 2 / tokens). A training step of batch ``b`` then cos
 ``6 × macs_per_token × tokens_per_example × b`` FLOPs.
 
 **Tasks and models by path.** A task or model given as ``"package.module:attr"`` is imported
-(``attr`` may be dotted). A task attribute may be a task object, or a class or function that
-returns one (called with the run's ``task_kwargs``); a model attribute is the factory. Worker
-processes re-import them by this path, so they must be importable there (a module on
-``sys.path``, not ``__main__``). Objects passed to :func:`search.proxy.proxy_run` or
-:func:`search.driver.run_search` directly are kept in this process (:func:`local_task`,
-:func:`local_model`) and identified by the task's ``name`` and ``repr`` (give your task a
-``repr`` that names its settings and, when it reads data, a ``digest`` attribute) and by the
-factory's ``module:qualname``.
+(``attr`` may be dotted; the current folder is searched too, as ``python -m`` does). A task
+attribute may be a task object, or a class or function that returns one (called with the
+run's ``task_kwargs``); a model attribute is the factory. Worker processes re-import them by
+this path, so they must be importable there (a module on ``sys.path``, not ``__main__``).
+Objects passed to :func:`search.proxy.proxy_run` or :func:`search.driver.run_search`
+directly are kept in this process (:func:`local_task`, :func:`local_model`) and identified by
+the task's ``name`` and ``repr`` (give your task a ``repr`` that names its settings and, when
+it reads data, a ``digest`` attribute) and by the factory's ``module:qualname``.
 
 Examples:
     >>> from search.tasks import MLPRegression
@@ -45,6 +45,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -113,6 +115,9 @@ def load_spec(spec: str, what: str) -> Any:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise EinspaceError(f"{what} {spec!r} must be 'module:attr', e.g. 'mypkg.data:MyTask'")
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:  # as `python -m` does: the current folder
+        sys.path.append(here)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
