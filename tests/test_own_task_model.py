@@ -342,3 +342,15 @@ def test_coord_check_command_writes_png_and_csv(task: str, tmp_path: Path) -> No
         assert "h.0.attn.q" in set(frame["layer"])
     bad = runner.invoke(app, ["coord-check", "btt", "--widths", "16", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "at least two" in _text(bad)
+
+
+def test_demo_runs_on_the_lm_task(tmp_path: Path) -> None:
+    from einspace.cli.search import DEMO_STRUCTURES, run_demo
+
+    result = run_demo(
+        tmp_path / "demo", workers=1, progress=False, console=_quiet(),  # type: ignore[arg-type]
+        task="lm", steps=2, trials=0, seeds=[0, 1], lr_grid=1,
+    )  # fmt: skip
+    assert set(result.runs["status"]) == {"finished"}
+    assert len(result.runs) == len(DEMO_STRUCTURES) * 3 * 2  # structures × widths × seeds
+    assert set(result.runs["width"]) == {32, 64, 128}
