@@ -223,7 +223,7 @@ def settings_fields() -> tuple[Field[Any], ...]:
 
     Examples:
         >>> [f.name for f in settings_fields()][:3]
-        ['task', 'task_kwargs', 'steps']
+        ['task', 'task_kwargs', 'model']
     """
     return tuple(f for f in fields(RunSettings) if f.metadata.get("cli", True))
 
