@@ -15,7 +15,9 @@
    ``<sweep>/theta``); a pruned run is stored as finished with its shorter curve. The
    study lives in optuna RDB storage (by default the run store's own database), so
    several processes, on one machine or many, can share it (``load_if_exists``). Trials
-   count toward ``trials`` once they have trained; rejected points do not. ``enqueue``
+   count toward ``trials`` once they have trained; rejected points do not. ``trials`` is
+   the study's total, shared by every process on it: a trial takes one of the ``trials``
+   training slots before it trains, and a process stops when the study has them all. ``enqueue``
    puts given points first in a new study. A trial that an interrupt or a dead worker left
    failed (dead workers' trials are failed through optuna's heartbeat) is enqueued once
    more by the next search, and its run resumes from its checkpoint. The best
@@ -191,6 +193,7 @@ def run_search(
     sampler_seed: int = 0,
     prune: bool = True,
     enqueue: Sequence[Sequence[float] | str] = (),
+    lease_s: float = 120.0,
     progress: bool = True,
     console: Console | None = None,
     task: Task | str | None = None,
@@ -213,7 +216,9 @@ def run_search(
         threads: torch intra-op threads per worker (None: torch's default). One thread is
             the default: proxy models are small, and more threads per worker than cores
             per worker make every run many times slower when the CPU is shared.
-        trials: θ-space trials that train (0: grid only).
+        trials: θ-space trials that train, counted in the study as a whole: several
+            processes (or machines) that share the study train ``trials`` between them,
+            not each (0: grid only).
         promote: how many of the best θ structures join the grid.
         theta_width: width of the θ trials (default: the middle grid width).
         budget: θ trials' compute budget in FLOPs (default: dense's compute in
@@ -224,6 +229,10 @@ def run_search(
         prune: prune θ trials by successive halving.
         enqueue: θ points (7 raw numbers or a ``"(α|β|γ|δ|ε|φ|ρ)"`` string) that a new
             study evaluates first, before the sampler proposes its own.
+        lease_s: seconds a worker's run stays its own without a heartbeat (workers beat
+            every quarter of it); a run whose worker misses it is taken over by another
+            worker, and the old one's later writes are refused. It is not part of a
+            run's identity.
         progress: show progress bars and the live table.
         console: where to print (a fresh rich Console by default).
         task: the task instead of the settings' (a registered name, ``"module:attr"`` or a
@@ -273,6 +282,11 @@ def run_search(
     _check_int(workers, "workers", 1)
     _check_int(trials, "trials", 0)
     _check_int(promote, "promote", 0)
+    if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not 0 < lease_s < 1e9:
+        raise EinspaceError(
+            f"lease_s (--lease) = {lease_s!r} must be a positive number of seconds, e.g. 120 "
+            f"(the default); workers heartbeat every quarter of it"
+        )
     if not candidates and trials == 0:
         grid_configs(candidates, width_list, seed_list, settings)  # raises: empty list
     seeded = [_raw_theta(item) for item in enqueue]
@@ -285,13 +299,14 @@ def run_search(
     promoted: list[str] = []
     per_structure: dict[str, RunSettings] = {}
     lr_frame: pd.DataFrame | None = None
-    with RunStore(target) as run_store:
+    with RunStore(target, lease_s=lease_s) as run_store:
         job: _ThetaJob | None = None
         if trials > 0:
             job = _theta_job(
                 settings, width_list, target, sweep, trials, theta_width, budget,
                 storage, study, sampler_seed, prune, device, checkpoint_every,
             )  # fmt: skip
+            job = replace(job, lease_s=run_store.lease_s)
             study_name = job.study
             _open_optuna_storage(job.storage)  # a malformed URL fails before any work
             _enqueue(job, seeded)
@@ -317,6 +332,7 @@ def run_search(
                             target, candidates, min(width_list), seed_list[0], settings,
                             lr_grid, sweep=sweep, workers=1, device=device,  # see tune_lrs
                             checkpoint_every=checkpoint_every, threads=threads, display=display,
+                            lease_s=run_store.lease_s,
                         )  # fmt: skip
                         per_structure = {k: replace(settings, lr=best[k]) for k in candidates}
                     configs = [
@@ -336,6 +352,7 @@ def run_search(
                         checkpoint_every=checkpoint_every,
                         threads=threads,
                         display=display,
+                        lease_s=run_store.lease_s,
                     )
         except KeyboardInterrupt:
             interrupted = True

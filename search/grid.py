@@ -121,12 +121,13 @@ def _grid_loop(
     checkpoint_every: int | None,
     wid: int,
     emit: Emit,
+    lease_s: float = 120.0,
 ) -> None:
     """Claim and train each config in turn (a worker; runs in-process or in a child)."""
     from search.proxy import run_config
     from search.store import RunStore, run_id
 
-    with RunStore(store_target) as store:
+    with RunStore(store_target, lease_s=lease_s) as store:
         done = _done_runs(store)
         for config in configs:
             rid = run_id(config)
@@ -158,12 +159,15 @@ def _grid_worker(
     checkpoint_every: int | None,
     wid: int,
     threads: int | None,
+    lease_s: float,
     messages: Any,
 ) -> None:
     """Entry point of a grid worker process."""
     try:
         _set_threads(threads)
-        _grid_loop(store_target, configs, sweep, device, checkpoint_every, wid, messages.put)
+        _grid_loop(
+            store_target, configs, sweep, device, checkpoint_every, wid, messages.put, lease_s
+        )
     except KeyboardInterrupt:
         messages.put(("interrupted", wid))
     except BaseException as err:
@@ -182,11 +186,12 @@ def _run_grid(
     checkpoint_every: int | None,
     threads: int | None,
     display: _Display,
+    lease_s: float = 120.0,
 ) -> None:
     from search.store import RunStore, run_id
 
     dicts = [c.to_dict() for c in configs]
-    with RunStore(store_target) as store:
+    with RunStore(store_target, lease_s=lease_s) as store:
         done = _done_runs(store)
     display.begin("grid", len(dicts), workers)
     for config in dicts:  # report what the store already has without starting workers
@@ -198,7 +203,9 @@ def _run_grid(
         return
     if workers == 1:
         with _torch_threads(threads):
-            _grid_loop(store_target, dicts, sweep, device, checkpoint_every, 0, display.handle)
+            _grid_loop(
+                store_target, dicts, sweep, device, checkpoint_every, 0, display.handle, lease_s
+            )
         return
 
     def args(i: int) -> tuple[Any, ...]:
@@ -210,6 +217,7 @@ def _run_grid(
             checkpoint_every,
             i,
             threads,
+            lease_s,
         )
 
     with _processes(_grid_worker, args, workers) as (procs, messages):

@@ -27,6 +27,7 @@ class _Display:
         self._overall: Any = None
         self._rows: dict[int, Any] = {}
         self.crashes: list[str] = []
+        self.killed: list[str] = []
         self.outcomes: dict[str, str] = {}
 
     def __enter__(self) -> _Display:
@@ -75,7 +76,7 @@ class _Display:
         """React to a worker message (see :func:`_grid_loop` and :func:`_objective`)."""
         kind, wid = message[0], int(message[1])
         if kind == "start" and self._progress is not None:
-            _, _, label, steps = message
+            label, steps = message[2], message[3]
             row = self._rows.get(wid)
             if row is not None:
                 self._progress.reset(row, total=steps, description=f"  w{wid} {label}")
@@ -86,6 +87,8 @@ class _Display:
         elif kind == "done":
             summary = message[2]
             if summary["status"] == "busy":  # another worker is on it: its message will come
+                if summary.get("error"):  # this worker lost it past its lease
+                    self.console.print(f"[yellow]{summary['error']}[/yellow]", highlight=False)
                 self._refresh()
                 return
             label = summary["status"] + (" (stored)" if summary["cached"] else "")
@@ -114,6 +117,9 @@ class _Display:
         elif kind == "crashed":
             self.crashes.append(f"worker {wid}: {str(message[2]).strip().splitlines()[-1]}")
             self.console.print(f"[red]worker {wid} crashed:[/red]\n{message[2]}")
+        elif kind == "killed":
+            self.killed.append(str(message[2]))
+            self.console.print(f"[red]{message[2]}[/red]", highlight=False)
         elif kind == "interrupted":
             self._count("interrupted")
         self._refresh()

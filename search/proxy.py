@@ -60,11 +60,13 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -88,6 +90,7 @@ from search.models import (
     tokens_per_example,
 )
 from search.settings import RunSettings, with_settings
+from search.store.runs import RunTakenOver
 from search.tasks import TASKS, Task, model_kind
 
 if TYPE_CHECKING:
@@ -155,7 +158,7 @@ class ProxyConfig(RunSettings):
             "width", "steps", "batch_size", "depth", "eval_every", "base_width", "n_layer",
             "d_head",
         ):  # fmt: skip
-            _positive_int(getattr(self, name), name, allow_zero=name in ("steps", "depth"))
+            _positive_int(getattr(self, name), name, allow_zero=name == "depth")
         _positive_int(self.seed, "seed", allow_zero=True)
         for name in ("lr", "weight_decay", "pad_tol"):
             value = getattr(self, name)
@@ -256,7 +259,8 @@ def _parse_structure(spec: object) -> Structure:
 def _positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
     low = 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise EinspaceError(f"{name} = {value!r} must be an integer >= {low}")
+        nearest = f"; the nearest valid value is {low}" if isinstance(value, int) else ""
+        raise EinspaceError(f"{name} = {value!r} must be an integer >= {low}{nearest}")
     return int(value)
 
 
@@ -322,7 +326,9 @@ class RunResult:
         config: the run's config.
         status: ``finished``, ``diverged``, ``failed``, ``pruned`` (stopped by the
             ``on_point`` callback; stored as finished with a shorter curve) or ``busy``
-            (another live worker holds the run; nothing was trained).
+            (another live worker holds the run, or took it over from this one after
+            this one missed its lease: then ``error`` says so, and this call wrote no
+            more of it).
         points: the logged curve, by step (for a diverged run: its good points).
         run_id: the run's id in the store (also computed without a store).
         params: parameters of the whole model.
@@ -379,7 +385,7 @@ def proxy_run(
     *,
     seed: int = 0,
     settings: RunSettings | None = None,
-    store: RunStore | None = None,
+    store: RunStore | str | os.PathLike[str] | None = None,
     sweep: str | None = None,
     device: torch.device | str | None = None,
     checkpoint_every: int | None = None,
@@ -400,7 +406,9 @@ def proxy_run(
         seed: seed of the init and the batch order.
         settings: the shared run settings (default: :class:`~search.settings.RunSettings`
             ``()``).
-        store: a run store to claim, log, checkpoint and finish the run in.
+        store: a run store to claim, log, checkpoint and finish the run in: a
+            :class:`~search.store.RunStore`, or a path or URL of one (opened and closed
+            by this call).
         sweep: the sweep name the run is registered under.
         device: where to train (``None``: CPU; ``"cuda"`` works when available).
         checkpoint_every: steps between checkpoints (with a store); default: about four
@@ -484,7 +492,7 @@ def with_task_and_model(
 def run_config(
     config: ProxyConfig | Mapping[str, Any],
     *,
-    store: RunStore | None = None,
+    store: RunStore | str | os.PathLike[str] | None = None,
     sweep: str | None = None,
     device: torch.device | str | None = None,
     checkpoint_every: int | None = None,
@@ -527,10 +535,30 @@ def run_config(
     base = RunResult(cfg, "finished", (), rid, params, macs, tokens, record)
     if store is None:
         return _train(cfg, the_task, model, dev, base, None, every, on_point, started)
-    claim = store.claim(cfg.to_dict(), sweep=sweep)
-    if claim is None:
-        return _stored_result(store, base, started)
-    return _train(cfg, the_task, model, dev, base, store, every, on_point, started)
+    with _opened(store) as run_store:
+        claim = run_store.claim(cfg.to_dict(), sweep=sweep)
+        if claim is None:
+            return _stored_result(run_store, base, started)
+        # run_store remembers claim.attempt: every write below is fenced by it
+        return _train(cfg, the_task, model, dev, base, run_store, every, on_point, started)
+
+
+@contextlib.contextmanager
+def _opened(store: RunStore | str | os.PathLike[str]) -> Iterator[RunStore]:
+    """``store`` itself, or a :class:`~search.store.RunStore` opened from a path or URL for
+    the block (then closed)."""
+    from search.store import RunStore
+
+    if isinstance(store, RunStore):
+        yield store
+        return
+    if not isinstance(store, str | os.PathLike):
+        raise EinspaceError(
+            f"store must be a RunStore, or a path or URL of one (e.g. 'runs.sqlite'); got "
+            f"{type(store).__name__} {store!r}"
+        )
+    with RunStore(store) as opened:
+        yield opened
 
 
 def _device(device: torch.device | str | None) -> torch.device:
@@ -708,16 +736,24 @@ def _train(
         status, error = "diverged", div.reason
         points = {s: p for s, p in points.items() if s < div.step}
         if store is not None:
-            store.mark_diverged(rid, div.step, div.reason)
+            try:
+                store.mark_diverged(rid, div.step, div.reason)
+            except RunTakenOver as lost:
+                status, error = "busy", str(lost)
     except KeyboardInterrupt:
         raise  # the run stays 'running' with its newest checkpoint; a later claim resumes it
+    except RunTakenOver as lost:  # paused past the lease: the run is another worker's now
+        status, error = "busy", str(lost)
     except Exception as err:  # never crash a sweep: record the failure and return it
         status, error = "failed", "".join(traceback.format_exception_only(err)).strip()
         if store is not None:
-            store.mark_failed(rid, err)
+            status, error = _mark_failed(store, rid, err, status, error)
     else:
         if store is not None:
-            store.finish(rid)
+            try:
+                store.finish(rid)
+            except RunTakenOver as lost:
+                status, error = "busy", str(lost)
     return replace(
         base,
         status=status,
@@ -727,6 +763,17 @@ def _train(
         wall_s=time.perf_counter() - started,
         error=error,
     )
+
+
+def _mark_failed(
+    store: RunStore, rid: str, err: Exception, status: str, error: str
+) -> tuple[str, str]:
+    """Record a failed run; a run taken over meanwhile is left to its new owner."""
+    try:
+        store.mark_failed(rid, err)
+    except RunTakenOver as lost:
+        return "busy", str(lost)
+    return status, error
 
 
 def _log_point(

@@ -9,16 +9,19 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import math
 import os
+import random
 import re
 import socket
+import time
 import traceback
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -31,6 +34,7 @@ from search.workers import Emit, _processes, _pump, _raise_crashes, _set_threads
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
+    from sqlalchemy.engine import URL
 
     from search.progress import _Display
     from search.proxy import CurvePoint, RunResult
@@ -77,23 +81,70 @@ def _open_optuna_storage(url: str) -> optuna.storages.RDBStorage:
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 60}
+    shown = parsed.render_as_string(hide_password=True)
+    for attempt in range(_STORAGE_TRIES):
+        try:
+            with _storage_lock(parsed), warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=kwargs, heartbeat_interval=60, grace_period=180
+                )
+        except ImportError as err:
+            raise EinspaceError(
+                f"the database driver for storage {shown!r} is not installed ({err}); e.g. "
+                f"pip install 'psycopg[binary]'"
+            ) from None
+        except Exception as err:  # optuna wraps SQLAlchemy errors in several ways
+            if attempt + 1 < _STORAGE_TRIES and _transient_chain(err):
+                time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
+                continue
+            raise EinspaceError(
+                f"cannot open optuna storage {shown!r}: {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}; check that the database is "
+                f"reachable and writable, and that the URL is right (e.g. {example})"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+_STORAGE_TRIES: Final = 8
+_STORAGE_LOCK: Final = 0x6F707475  # PostgreSQL advisory lock key of storage creation ("optu")
+
+
+@contextlib.contextmanager
+def _storage_lock(url: URL) -> Iterator[None]:
+    """On PostgreSQL, hold a session advisory lock while optuna creates its tables, so
+    that processes starting on a fresh database create them one at a time (on SQLite,
+    optuna's create is retried instead)."""
+    if url.get_backend_name() != "postgresql":
+        yield
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
     try:
-        with warnings.catch_warnings():  # the heartbeat is marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=kwargs, heartbeat_interval=60, grace_period=180
-            )
-    except ImportError as err:
-        raise EinspaceError(
-            f"the database driver for storage {parsed.render_as_string(hide_password=True)!r}"
-            f" is not installed ({err}); e.g. pip install 'psycopg[binary]'"
-        ) from None
-    except Exception as err:  # optuna wraps SQLAlchemy errors in several ways
-        raise EinspaceError(
-            f"cannot open optuna storage {parsed.render_as_string(hide_password=True)!r}: "
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; "
-            f"expected e.g. {example}"
-        ) from None
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _STORAGE_LOCK})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _STORAGE_LOCK})
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+def _transient_chain(err: BaseException) -> bool:
+    """Whether ``err`` or an exception it wraps is a lost race worth retrying."""
+    from search.store.engine import transient_error
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if transient_error(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def interpolate_loss(
@@ -146,6 +197,7 @@ class _ThetaJob:
     prune: bool
     device: str | None
     checkpoint_every: int | None
+    lease_s: float = 120.0
 
 
 def _trained_count(study: optuna.Study) -> int:
@@ -178,6 +230,10 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
         steps = min(math.ceil(job.budget / per_step), 16 * job.settings.steps)
         every = max(1, math.ceil(steps / EVALS_PER_TRIAL))
         config = job.settings.config(point.spec, job.theta_width, steps=steps, eval_every=every)
+        if not _reserve(trial, job.trials):
+            trial.set_user_attr("rejection", f"the study has its {job.trials} trained trials")
+            trial.study.stop()
+            raise optuna.TrialPruned(f"the study has its {job.trials} trained trials")
         label = f"trial {trial.number} {point.spec}"
         emit(("start", wid, label, steps))
 
@@ -216,6 +272,49 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
         return value
 
     return objective
+
+
+def _reserve(trial: optuna.Trial, total: int) -> bool:
+    """Take one of the study's ``total`` training slots for ``trial``; False when the study
+    already has ``total`` trained trials.
+
+    A trial marks itself ``training`` and then counts the trained trials and the other
+    running trials so marked (mark first, count second: of two trials that race for the
+    last slot, at least one sees the other). It trains if the count is under ``total``;
+    otherwise it unmarks itself and waits for a slot to come free (a training trial that
+    fails, or is found stale through optuna's heartbeat) or for the study to fill up. So
+    ``total`` is the number of trained trials of the study as a whole, however many
+    processes share it.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    study = trial.study
+    while True:
+        trial.set_user_attr("training", True)
+        trials = study.get_trials(deepcopy=False)
+        trained = sum(
+            1
+            for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and "rejection" not in t.user_attrs
+        )
+        others = sum(
+            1
+            for t in trials
+            if t.number != trial.number
+            and t.state == TrialState.RUNNING
+            and t.user_attrs.get("training")
+        )
+        if trained + others < total:
+            return True
+        trial.set_user_attr("training", False)
+        if trained >= total:
+            return False
+        with warnings.catch_warnings():  # marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        time.sleep(random.uniform(0.2, 1.0))
 
 
 def _as_pruned(result: RunResult) -> RunResult:
@@ -263,7 +362,7 @@ def _theta_loop(job: _ThetaJob, wid: int, emit: Emit) -> None:
 
     if _trained_count(study) >= job.trials:
         return
-    with RunStore(job.store_target) as store:
+    with RunStore(job.store_target, lease_s=job.lease_s) as store:
         study.optimize(
             _objective(job, store, wid, emit),
             n_trials=50 * job.trials,

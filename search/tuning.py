@@ -117,6 +117,7 @@ def tune_lrs(
     checkpoint_every: int | None,
     threads: int | None,
     display: _Display,
+    lease_s: float = 120.0,
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Tune each structure's base ``lr`` at ``width`` (see the module docs).
 
@@ -145,9 +146,9 @@ def tune_lrs(
         configs = [replace(settings, lr=lr).config(label, width, seed) for label, lr in todo]
         _run_grid(
             target, configs, sweep=f"{sweep}/lr", workers=workers, device=device,
-            checkpoint_every=checkpoint_every, threads=threads, display=display,
+            checkpoint_every=checkpoint_every, threads=threads, display=display, lease_s=lease_s,
         )  # fmt: skip
-        with RunStore(target) as store:
+        with RunStore(target, lease_s=lease_s) as store:
             stored = _grid_runs(store, [run_id(c.to_dict()) for c in configs])
         by_id = {r["run_id"]: r for r in stored.to_dict("records")}
         for (label, lr), config in zip(todo, configs, strict=True):

@@ -16,6 +16,8 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -62,8 +64,10 @@ def _processes(
     """
     ctx = _context()
     messages = ctx.Queue()
+    parent = os.getpid()
     procs = [
-        ctx.Process(target=target, args=(*args(i), messages), daemon=False) for i in range(workers)
+        ctx.Process(target=_child, args=(parent, target, *args(i), messages), daemon=False)
+        for i in range(workers)
     ]
     for proc in procs:
         proc.start()
@@ -82,6 +86,47 @@ def _processes(
             if proc.is_alive():
                 proc.terminate()
                 proc.join(5)
+
+
+_PARENT_POLL_S: Final = 0.5
+_PARENT_GRACE_S: Final = 10.0
+
+
+def _child(parent: int, target: Callable[..., None], *args: Any) -> None:
+    """A worker process: watch the parent, then run ``target(*args)``."""
+    _exit_with_parent(parent)
+    target(*args)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker exit when the process that started it (pid ``parent``) dies.
+
+    A worker forked from a forkserver is not the parent's child, so a daemon thread polls
+    the parent's pid: once it is gone, the worker is interrupted like a Ctrl-C (its run
+    stays ``running`` with its newest checkpoint, for the next search to resume), and
+    killed outright if it has not exited after a grace period.
+    """
+
+    def watch() -> None:
+        while _alive(parent):
+            time.sleep(_PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(_PARENT_GRACE_S)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="einspace-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _reap(procs: Sequence[Any], messages: Any, timeout: float) -> None:
@@ -114,8 +159,14 @@ _PRELOAD: Final = [
 
 
 def _pump(procs: Sequence[Any], messages: Any, handle: Callable[[tuple[Any, ...]], None]) -> None:
-    """Forward worker messages to ``handle`` until every worker has exited."""
+    """Forward worker messages to ``handle`` until every worker has exited.
+
+    A worker that dies without saying so (killed, out of memory) is reported as
+    ``("killed", wid, text)`` naming the run it held, which stays ``running`` with its
+    newest checkpoint for the next search (or another worker, once its lease lapses).
+    """
     exited: set[int] = set()
+    holding: dict[int, str] = {}
     while len(exited) < len(procs):
         try:
             message = messages.get(timeout=0.25)
@@ -123,12 +174,40 @@ def _pump(procs: Sequence[Any], messages: Any, handle: Callable[[tuple[Any, ...]
             for i, proc in enumerate(procs):
                 if not proc.is_alive() and i not in exited and proc.exitcode not in (0, None):
                     exited.add(i)
-                    handle(("crashed", i, f"worker {i} exited with code {proc.exitcode}"))
+                    handle(("killed", i, _death(i, proc, holding.get(i))))
             continue
-        if message[0] == "exit":
+        kind = message[0]
+        if kind == "exit":
             exited.add(int(message[1]))
-        else:
-            handle(message)
+            continue
+        if kind == "start":
+            holding[int(message[1])] = str(message[2])
+        elif kind in ("done", "trial"):
+            holding.pop(int(message[1]), None)
+        handle(message)
+
+
+def _death(wid: int, proc: Any, held: str | None) -> str:
+    code = proc.exitcode
+    how = (
+        f"was killed by signal {signal.Signals(-code).name}"
+        if isinstance(code, int) and code < 0 and -code in signal.valid_signals()
+        else f"exited with code {code}"
+    )
+    text = f"worker {wid} (pid {proc.pid}) {how}"
+    if held is None:
+        if isinstance(code, int) and code > 0:
+            return (
+                f"{text} before it took a run (a script that runs a search with workers > 1 "
+                f"must start it under `if __name__ == '__main__':`, since worker processes "
+                f"import the main module)"
+            )
+        return f"{text} while holding no run"
+    return (
+        f"{text} while training {held}; that run is kept with its newest checkpoint, "
+        f"and another worker of this search or the next run of the same command resumes "
+        f"it: run the same command again to resume it"
+    )
 
 
 @contextlib.contextmanager
@@ -148,9 +227,20 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def _raise_crashes(display: _Display) -> None:
-    if display.crashes:
+    if display.killed and not display.crashes:
         raise EinspaceError(
-            f"{len(display.crashes)} worker process(es) crashed ({'; '.join(display.crashes)}). "
-            f"A script that runs a search with workers > 1 must start it under "
-            f"`if __name__ == '__main__':` (worker processes import the main module)"
+            f"{len(display.killed)} worker process(es) died: {'; '.join(display.killed)}. "
+            f"Every other run is finished or kept"
+        )
+    if display.crashes:
+        hint = ""
+        if any("__main__" in c or "bootstrapping" in c for c in display.crashes):
+            hint = (
+                ". A script that runs a search with workers > 1 must start it under "
+                "`if __name__ == '__main__':` (worker processes import the main module)"
+            )
+        died = f"; {'; '.join(display.killed)}" if display.killed else ""
+        raise EinspaceError(
+            f"{len(display.crashes)} worker process(es) crashed "
+            f"({'; '.join(display.crashes)}){died}{hint}"
         )

@@ -155,6 +155,11 @@ def test_interpolation_is_log_log() -> None:
             "cannot open optuna storage",
         ),
         (lambda p: run_search(["dense"], [16], store="postgresql://a:b@:x:y/z"), "run store URL"),
+        (lambda p: run_search(["dense"], [16], store=p, lease_s=0), r"lease_s \(--lease\) = 0"),
+        (
+            lambda p: run_search(["dense"], [16], store=p, settings=RunSettings(steps=0)),
+            "steps = 0 must be an integer >= 1; the nearest valid value is 1",
+        ),
     ],
 )
 def test_bad_input_raises_einspace_error(

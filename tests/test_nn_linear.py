@@ -3,13 +3,17 @@ bad input, state_dict / pickle round trips, repr and torch.compile."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 import random
+from collections.abc import Iterator
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -103,7 +107,69 @@ def test_named_against_dense(name: str, d_in: int, d_out: int) -> None:
 def test_random_structures_against_dense(seed: int, dtype: torch.dtype) -> None:
     r = wide_realization(seed)
     layer = randomized(EinsumLinear(r.d_in, r.d_out, r, dtype=dtype), seed)
-    check_against_dense(layer, 1e-10 if dtype == torch.float64 else 2e-4)
+    for path in ("plan", "dense"):  # both execution paths, whichever the rule would pick
+        with forced_path(path):
+            check_against_dense(layer, 1e-10 if dtype == torch.float64 else 2e-4)
+
+
+@contextlib.contextmanager
+def forced_path(path: str) -> Iterator[None]:
+    """Make EinsumLinear run its plan, or its dense path wherever it has one."""
+    if path == "plan":
+        rule = lambda program, tokens: False  # noqa: E731
+    else:
+        rule = lambda program, tokens: program.dense_equation is not None  # noqa: E731
+    with mock.patch("einspace.nn.linear.prefers_dense", rule):
+        yield
+
+
+def test_dense_path_is_chosen_for_small_blocks() -> None:
+    """Small blocks and many rows take one GEMM (exact gradients, float64 gradcheck)."""
+    from einspace.nn.execute import prefers_dense
+
+    layer = randomized(EinsumLinear(60, 70, "btt:r=0.25", dtype=torch.float64, pad_tol=0.3))
+    assert prefers_dense(layer._program, 128) and not prefers_dense(layer._program, 2)
+    check_against_dense_batch(layer, torch.randn(128, 60, dtype=torch.float64))
+    x = torch.randn(80, 60, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
+    assert not prefers_dense(EinsumLinear(1024, 1024, "monarch")._program, 4096)
+    assert not prefers_dense(EinsumLinear(64, 64, "low_rank:r=0.5")._program, 4096)  # GEMMs
+    # a class shared by input and output (block diagonal) has no dense path
+    assert EinsumLinear(64, 64, "block_diagonal")._program.dense_equation is None
+
+
+@pytest.mark.parametrize("name", ["monarch", "btt:r=0.25", "kronecker", "low_rank:r=0.5"])
+@pytest.mark.parametrize("tokens", [3, 300])  # the plan, and the dense path where it wins
+def test_autocast_bf16(name: str, tokens: int) -> None:
+    torch.manual_seed(0)
+    layer = randomized(EinsumLinear(60, 72, name, pad_tol=0.3))
+    x = torch.randn(tokens, 60)
+    want = layer(x)
+    g32 = torch.autograd.grad(want.square().sum(), list(layer.parameters()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x)
+        ref = F.linear(x, layer.materialize().detach(), layer.bias.detach())  # nn.Linear's way
+    assert got.dtype == ref.dtype == torch.bfloat16
+    scale = float(want.detach().abs().max())
+    torch.testing.assert_close(got.float(), want.detach(), rtol=0.05, atol=0.03 * scale)
+    grads = torch.autograd.grad(got.float().square().sum(), list(layer.parameters()))
+    for g, g_ref, p in zip(grads, g32, layer.parameters(), strict=True):
+        assert g.dtype == p.dtype == torch.float32  # gradients reach the fp32 parameters
+        s = float(g_ref.abs().max())
+        torch.testing.assert_close(g, g_ref, rtol=0.1, atol=0.06 * s)
+
+
+def test_autocast_off_inside_and_dtype_mismatch() -> None:
+    layer = EinsumLinear(64, 64, "monarch")
+    with pytest.raises(EinspaceError, match=r"dtype torch.float64 .* torch.float32; cast"):
+        layer(torch.randn(3, 64, dtype=torch.float64))
+    with pytest.raises(EinspaceError, match=r"dtype torch\.int64"):
+        layer(torch.ones(3, 64, dtype=torch.int64))
+    # a bf16 input to an fp32 layer under autocast is fine, and so is a bf16 layer
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(3, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    half = EinsumLinear(64, 64, "monarch", dtype=torch.bfloat16)
+    assert half(torch.randn(3, 64, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
 def test_plan_counts_match_core() -> None:

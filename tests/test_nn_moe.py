@@ -134,3 +134,31 @@ def test_round_trips_and_repr() -> None:
     assert (
         repr(BTTMoE(64, 64, experts=4, top_k=1)) == "BTTMoE(d_in=64, d_out=64, experts=4, top_k=1)"
     )
+
+
+@pytest.mark.parametrize("dispatch", ["dense", "sparse"])
+def test_autocast_bf16(dispatch: str) -> None:
+    torch.manual_seed(0)
+    moe = BTTMoE(64, 48, experts=4, top_k=2, dispatch=dispatch)  # type: ignore[arg-type]
+    with torch.no_grad():
+        moe.gate.weight.normal_()
+        assert moe.bias is not None
+        moe.bias.normal_()
+    x = torch.randn(40, 64)
+    want = moe(x)
+    g32 = torch.autograd.grad(want.square().sum(), list(moe.factors))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = moe(x)
+    assert got.dtype == torch.bfloat16
+    scale = float(want.detach().abs().max())
+    torch.testing.assert_close(got.float(), want.detach(), rtol=0.05, atol=0.03 * scale)
+    grads = torch.autograd.grad(got.float().square().sum(), list(moe.factors))
+    for g, g_ref in zip(grads, g32, strict=True):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g, g_ref, rtol=0.1, atol=0.06 * float(g_ref.abs().max()))
+
+
+def test_dtype_mismatch_is_an_einspace_error() -> None:
+    moe = BTTMoE(64, 64, experts=4)
+    with pytest.raises(EinspaceError, match=r"dtype torch.float64 given to BTTMoE"):
+        moe(torch.randn(3, 64, dtype=torch.float64))

@@ -198,6 +198,7 @@ def test_config_round_trip_and_run_id() -> None:
         ({"lr": -1.0}, "lr"),
         ({"mode": "exactly"}, "did you mean 'exact'"),
         ({"structure": "bttt"}, "unknown structure name"),
+        ({"steps": 0}, "steps = 0 must be an integer >= 1; the nearest valid value is 1"),
     ],
 )
 def test_bad_config_raises(kwargs: dict[str, object], match: str) -> None:
@@ -219,3 +220,43 @@ def test_unrealizable_width_raises_before_training(tmp_path: Path) -> None:
 def test_cuda_without_cuda_is_a_clear_error() -> None:
     with pytest.raises(EinspaceError, match="CUDA is not available"):
         proxy_run("dense", width=8, steps=1, device="cuda", **TINY)
+
+
+@pytest.mark.parametrize("kind", ["path", "url"])
+def test_store_may_be_a_path_or_a_url(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "runs.sqlite"
+    target: str | Path = path if kind == "path" else f"sqlite:///{path}"
+    first = proxy_run("dense", width=8, steps=4, eval_every=2, store=target, **TINY)
+    assert first.status == "finished" and not first.cached
+    again = run_config(first.config, store=str(target))
+    assert again.cached and again.points == first.points
+    with RunStore(path) as store:
+        assert store.runs()["status"].tolist() == ["finished"]
+    with pytest.raises(EinspaceError, match="store must be a RunStore, or a path or URL"):
+        proxy_run("dense", width=8, steps=4, store=3, **TINY)  # type: ignore[arg-type]
+
+
+def test_search_command_refuses_zero_steps(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from einspace.cli import app
+
+    store = tmp_path / "runs.sqlite"
+    out = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "dense",
+            "--widths",
+            "8",
+            "--steps",
+            "0",
+            "--store",
+            str(store),
+            "--no-progress",
+        ],
+    )
+    assert out.exit_code == 2
+    assert "steps = 0 must be an integer >= 1; the nearest valid value is 1" in out.output
+    assert "Traceback" not in out.output
+    assert not store.exists() or RunStore(store).runs().empty

@@ -420,3 +420,154 @@ def test_importing_search_does_not_import_torch() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "True"]
+
+
+# --------------------------------------------------------------------------- fencing
+
+
+def test_a_taken_over_run_refuses_every_write_of_its_old_owner(tmp_path: Path) -> None:
+    from search.store import RunTakenOver
+
+    path = tmp_path / "r.sqlite"
+    config = {"structure": "btt", "width": 8}
+    with RunStore(path, lease_s=3600.0) as old, RunStore(path, lease_s=0.0) as new:
+        first = old.claim(config)
+        assert first is not None and first.attempt == 1
+        rid = first.run_id
+        old.log_points(rid, [{"step": s, "compute": 1.0 + s, "train_loss": 1.0} for s in range(3)])
+        old.save_checkpoint(rid, 1, b"at 1")
+        time.sleep(0.01)
+        second = new.claim(config)
+        assert second is not None and (second.attempt, second.resumed) == (2, True)
+        # the old owner's point after its checkpoint is gone; the checkpoint is kept
+        assert new.points()["step"].tolist() == [0, 1] and second.last_step == 1
+        assert new.load_checkpoint(rid) == (1, b"at 1")
+        writes = [
+            lambda: old.heartbeat(rid),
+            lambda: old.log_points(rid, [{"step": 2, "compute": 3.0, "train_loss": 9.0}]),
+            lambda: old.save_checkpoint(rid, 2, b"stale"),
+            lambda: old.finish(rid),
+            lambda: old.mark_diverged(rid, 2),
+            lambda: old.mark_failed(rid, "stale"),
+            lambda: new.heartbeat(rid, attempt=1),  # an explicit old token, any store
+        ]
+        for write in writes:
+            with pytest.raises(RunTakenOver, match=r"taken over by another worker at .*stops"):
+                write()
+        assert new.points()["step"].tolist() == [0, 1]
+        assert new.load_checkpoint(rid) == (1, b"at 1")
+        new.log_points(rid, [{"step": 2, "compute": 3.0, "train_loss": 0.5}])
+        new.finish(rid)
+        row = new.runs().iloc[0]
+        assert (row["status"], row["attempt"], row["final_train_loss"]) == ("finished", 2, 0.5)
+        with pytest.raises(RunTakenOver):
+            old.finish(rid)
+
+
+def test_a_bad_attempt_token_is_refused(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r.sqlite") as store:
+        rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
+        with pytest.raises(EinspaceError, match="attempt must be the positive integer"):
+            store.heartbeat(rid, attempt=0)
+
+
+def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    with RunStore(path) as store:
+        rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
+        store.finish(rid)
+    with sqlite3.connect(path) as conn:  # make it what schema version 1 wrote
+        conn.execute("ALTER TABLE runs DROP COLUMN claimed_at")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with RunStore(path) as store:
+        assert store.runs()["status"].tolist() == ["finished"]
+        assert store.claim({"width": 16}) is not None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "2",
+        )
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_a_read_only_store_names_the_store_the_operation_and_the_fix(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    with RunStore(tmp_path / "r.sqlite") as store:
+        store.claim({"width": 8})
+
+        @event.listens_for(store._engine, "connect")
+        def _read_only(dbapi_connection: Any, record: Any) -> None:  # as on a read-only mount
+            dbapi_connection.execute("PRAGMA query_only = ON")
+
+        store._engine.dispose()
+        assert len(store.runs()) == 1  # reading works
+        with pytest.raises(EinspaceError, match=r"r\.sqlite: cannot claim a run: it is read-only"):
+            store.claim({"width": 16})
+
+
+def test_a_full_disk_names_the_store_the_operation_and_the_fix(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    with RunStore(tmp_path / "r.sqlite") as store:
+        rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
+        with sqlite3.connect(tmp_path / "r.sqlite") as conn:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+
+        @event.listens_for(store._engine, "connect")
+        def _full(dbapi_connection: Any, record: Any) -> None:  # the file may not grow
+            dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+        store._engine.dispose()
+        with pytest.raises(EinspaceError, match=r"cannot save a checkpoint: the disk is full"):
+            store.save_checkpoint(rid, 1, bytes(1 << 20))
+        assert store.load_checkpoint(rid) is None  # nothing half-written
+
+
+def test_an_unreachable_server_names_the_store_and_the_fix() -> None:
+    pytest.importorskip("psycopg")
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+psycopg://einspace:secret@127.0.0.1:{port}/runs"
+    with pytest.raises(EinspaceError, match="unreachable or refused the connection") as info:
+        RunStore(url)
+    assert f"127.0.0.1:{port}/runs" in str(info.value) and "secret" not in str(info.value)
+    assert "open or create its tables" in str(info.value)
+
+
+# --------------------------------------------------------------------------- first open
+
+
+def _open_and_claim(url: str, go: Any, results: Any) -> None:
+    go.wait()
+    try:
+        with RunStore(url) as store:
+            claim = store.claim(CONTESTED)
+            results.put(("ok", claim is not None))
+    except BaseException as err:
+        results.put(("error", repr(err)))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_many_processes_create_a_fresh_store_at_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    ctx = mp.get_context("spawn")
+    for rep in range(3):
+        if backend == "sqlite":
+            url = str(tmp_path / f"fresh{rep}.sqlite")
+        else:
+            url = str(request.getfixturevalue("postgres_server")())
+        go, results = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_and_claim, args=(url, go, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(60)
+        assert [kind for kind, _ in outcomes] == ["ok"] * 6, outcomes
+        assert sum(won for _, won in outcomes) == 1  # exactly one claimed the run

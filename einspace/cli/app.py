@@ -133,43 +133,14 @@ def enumerate_command(
     """List valid structure families (or, with --d-in, all exact realizations).
 
     Families: canonical form, Greek form, named match, and ν, ω, ψ at the family's balanced
-    point (plus symbolic forms for k ≤ 2 in csv/json). Realizations: sizes, params, MACs,
+    point (plus symbolic forms in csv/json). Realizations: sizes, params, MACs,
     rank bound and effective exponents.
     """
-    from einspace.enumeration import sample_families
-    from einspace.family_table import family_table
-    from einspace.realizations_table import enumerate_realizations
+    from einspace.family_table import family_listing
 
-    if d_in is not None or d_out is not None:
-        if d_in is None:
-            raise EinspaceError("--d-out needs --d-in as well, e.g. --d-in 1024 --d-out 1024")
-        frame = enumerate_realizations(d_in, d_out, k=factors, diagonal=diagonal)
-        title = f"{len(frame)} exact realizations, k = {factors}, {d_in} → {d_out or d_in}"
-    elif sample is not None:
-        fams = sample_families(factors, sample, seed, diagonal, modulo_transpose)
-        points = [f.balanced_theta() for f in fams]
-        nan = float("nan")
-        frame = pd.DataFrame(
-            {
-                "family": [str(f) for f in fams],
-                "n_classes": [len(f.classes) for f in fams],
-                **{
-                    key: [
-                        getattr(f.forms, key)(t) if t is not None else nan
-                        for f, t in zip(fams, points, strict=True)
-                    ]
-                    for key in ("nu", "omega", "psi")
-                },
-            }
-        )
-        title = f"{len(frame)} sampled families, k = {factors} (seed {seed})"
-    else:
-        frame = family_table(factors, diagonal, modulo_transpose, symbolic=fmt != Format.table)
-        title = (
-            f"{len(frame)} valid families, k = {factors}"
-            f"{', extended' if diagonal else ''}{', modulo transpose' if modulo_transpose else ''}"
-            " (ν, ω, ψ at each family's balanced point)"
-        )
+    frame, title = family_listing(
+        factors, diagonal, modulo_transpose, d_in, d_out, sample, seed, symbolic=fmt != Format.table
+    )
     emit(_sort_top(frame, sort, top), fmt, title)
 
 

@@ -85,7 +85,13 @@ def search_command(
     threads: Annotated[
         int, typer.Option(help="torch threads per worker (0: torch's default).")
     ] = 1,
-    trials: Annotated[int, typer.Option(help="θ-space TPE trials (0: grid only).")] = 0,
+    trials: Annotated[
+        int,
+        typer.Option(
+            help="θ-space TPE trials that train, in the study as a whole: processes that "
+            "share the study share the N (0: grid only)."
+        ),
+    ] = 0,
     promote: Annotated[int, typer.Option(help="Best θ structures added to the grid.")] = 3,
     theta_width: Annotated[
         int | None, typer.Option(help="Width of θ trials (default: middle width).")
@@ -104,6 +110,13 @@ def search_command(
         list[str] | None,
         typer.Option(help="θ point a new study tries first, '(α|β|γ|δ|ε|φ|ρ)'; repeatable."),
     ] = None,
+    lease: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a worker's run stays its own without a heartbeat; a run whose "
+            "worker misses it (paused, cut off) is taken over by another worker."
+        ),
+    ] = 120.0,
     progress: Annotated[bool, typer.Option(help="Show progress bars and live table.")] = True,
     text: Annotated[
         Path | None,
@@ -160,6 +173,7 @@ def search_command(
             sampler_seed=sampler_seed,
             prune=prune,
             enqueue=enqueue or [],
+            lease_s=lease,
             progress=progress,
             console=console,
             lr_grid=grid,

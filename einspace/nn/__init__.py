@@ -4,7 +4,7 @@
 * :class:`BTTMoE` — BTT with its rank index split into top-k routed experts.
 * :func:`param_groups` — structure-aware μP learning rates for optimizers.
 * :func:`coord_check` — μP's coordinate check: activation RMS per layer across widths.
-* :func:`replace_linear` — swap a model's ``nn.Linear`` layers in place.
+* :func:`replace_linear` — swap a model's linear layers (``nn.Linear``, HF ``Conv1D``) in place.
 * :class:`ExecutionPlan` — the framework-neutral schedule a layer runs.
 
 Examples:

@@ -1,14 +1,20 @@
-"""Running an :class:`~einspace.nn.plan.ExecutionPlan` with torch, forward and backward.
+"""Running an :class:`~einspace.plan.ExecutionPlan` with torch, forward and backward.
 
 :func:`compile_program` turns a plan into fixed permutations and shapes (once, at layer
 construction). :func:`run_program` executes it with plain torch ops (used for inference and
 under ``torch.compile``). :class:`PlanFunction` is the training path: a custom
-``torch.autograd.Function`` whose backward pass produces every gradient in the memory layout
-of the tensor it belongs to, by choosing the orientation of each ``bmm`` (plus a row move
-when the batch sits between the matrix dimensions). So the backward pass copies what the
-forward pass copied, in reverse, and never falls into ``bmm``'s per-matrix clone path
-(autograd through the plain ops does, several times per step). Both passes run in
-cache-sized chunks of tokens (:func:`token_chunks`).
+``torch.autograd.Function`` whose backward pass produces every gradient in (or, when the
+batch sits between the matrix dimensions, readable through strides from) the memory layout
+of the tensor it belongs to, by choosing the orientation of each ``bmm``. So the backward
+pass copies what the forward pass copied, in reverse (plus a regrouping where a later
+product cannot read the strided gradient), and never falls into ``bmm``'s per-matrix clone
+path (autograd through the plain ops does, several times per step; so would one token
+without :func:`_batch_ready`). Both passes run in cache-sized chunks of tokens
+(:func:`token_chunks`).
+
+Where the plan's products are too small for BLAS (:func:`prefers_dense`), a layer may
+instead contract the factors into its dense matrix (:func:`dense_weight`) and run one GEMM;
+:func:`compute_dtype` is how layers follow autocast.
 
 Examples:
     >>> import torch
@@ -31,9 +37,19 @@ from typing import Any
 
 import torch
 
+from einspace.errors import EinspaceError
 from einspace.plan import ExecutionPlan, Layout, Z, copy_runs
 
-__all__ = ["PlanFunction", "Program", "compile_program", "run_program", "token_chunks"]
+__all__ = [
+    "PlanFunction",
+    "Program",
+    "compile_program",
+    "compute_dtype",
+    "dense_weight",
+    "prefers_dense",
+    "run_program",
+    "token_chunks",
+]
 
 
 def _perm(src: Layout, dst: Layout) -> tuple[int, ...]:
@@ -113,7 +129,10 @@ class Kernel:
         grad_mode: the memory order of the input's groups (batch, rows, contracted), which
             fixes how the backward pass produces the input gradient: ``"bmc"`` and ``"bcm"``
             are plain bmm outputs, ``"mbc"`` and ``"cbm"`` (batch in the middle) are bmm
-            outputs moved row by row into place.
+            outputs read through strides (the step before reads them in place when it can).
+        group_shape: the input layout's shape with its axes in (batch, rows, contracted)
+            order (``(nb, m, c)`` split back into axes).
+        inverse_perm: permutes ``group_shape`` back into the input layout.
     """
 
     factor: int
@@ -127,6 +146,8 @@ class Kernel:
     out_mid: bool
     out_shape: tuple[int, ...]
     grad_mode: str
+    group_shape: tuple[int, ...] = ()
+    inverse_perm: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,7 +155,11 @@ class Program:
     """A compiled plan (or a range of its steps): the kernels plus the input and output
     reshapes. ``padded_out`` is 0 for a sub-program that returns its live tensor unflattened;
     ``max_live`` is the most elements per token any layout holds (sets the token chunks), and
-    ``chunkable`` whether chunking pays off at all.
+    ``chunkable`` whether chunking pays off at all. ``macs`` (per token) and ``block`` (the
+    smallest contracted or produced size of any batched step's products, 0 when every step
+    is one plain GEMM) feed :func:`prefers_dense`;
+    ``dense_equation`` contracts the stored factors into the ``(padded_in, padded_out)``
+    matrix (None for a sub-program, or when an input class is also an output class).
     """
 
     input_shape: tuple[int, ...]
@@ -146,6 +171,9 @@ class Program:
     weight_shapes: tuple[tuple[int, ...], ...]
     max_live: int
     chunkable: bool
+    macs: int = 0
+    block: int = 0
+    dense_equation: str | None = None
 
 
 def _grad_mode(layout: Layout, groups: tuple[tuple[int, ...], ...]) -> str:
@@ -192,6 +220,8 @@ def compile_program(plan: ExecutionPlan, start: int = 0, stop: int | None = None
                 out_mid=s.out_mid,
                 out_shape=plan.shape(s.layout_out),
                 grad_mode=_grad_mode(s.layout_in, (s.batch, s.rows, s.contracted)),
+                group_shape=plan.shape(s.batch + s.rows + s.contracted),
+                inverse_perm=_perm(s.batch + s.rows + s.contracted, s.layout_in),
             )
         )
         layout = s.layout_out
@@ -213,7 +243,31 @@ def compile_program(plan: ExecutionPlan, start: int = 0, stop: int | None = None
             for lay in (first, final, *(st.layout_out for st in plan.steps[start:stop]))
         ),
         chunkable=flatten and _worth_chunking(plan),
+        macs=sum(s.macs for s in plan.steps[start:stop]),
+        block=min(
+            (
+                min(s.weight_matrix[1:])
+                for s in plan.steps[start:stop]
+                if s.z_batch or s.weight_matrix[0] > 1
+            ),
+            default=0,
+        ),
+        dense_equation=_dense_equation(plan) if flatten and start == 0 else None,
     )
+
+
+def _dense_equation(plan: ExecutionPlan) -> str | None:
+    """The einsum of the stored factors giving the matrix ``(input classes, output classes)``
+    (layout order, size-1 classes summed away), or None when a class is both or in no factor."""
+    ins = [a for a in plan.input_layout if a != Z]
+    outs = [a for a in plan.output_layout if a != Z]
+    steps = sorted(plan.steps, key=lambda s: s.factor)
+    held = {a for s in steps for a in s.weight_axes}
+    if set(ins) & set(outs) or not set(ins + outs) <= held:
+        return None
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    terms = ["".join(letters[a] for a in s.weight_axes) for s in steps]
+    return ",".join(terms) + "->" + "".join(letters[a] for a in ins + outs)
 
 
 def _worth_chunking(plan: ExecutionPlan) -> bool:
@@ -246,6 +300,87 @@ def token_chunks(program: Program, tokens: int) -> list[tuple[int, int]]:
     return [(z, min(z + size, tokens)) for z in range(0, tokens, size)]
 
 
+#: Block size from which a plan's small products run about as efficiently per MAC as one
+#: large GEMM; below it, per MAC cost grows as (BLOCK_FULL / block)². Measured on a 2-core
+#: CPU with Monarch and BTT at d = 64 … 1024 and 2048 rows (blocks 8 … 32).
+BLOCK_FULL = 40
+
+
+def prefers_dense(program: Program, tokens: int) -> bool:
+    """Whether ``tokens`` rows run faster through the materialized matrix than the plan.
+
+    The dense path contracts the factors into the ``(padded_out, padded_in)`` matrix (cheap
+    next to the rows' work once ``tokens ≥ padded_in``) and runs one GEMM. It wins when the
+    plan's batched products are so small (``block``) that BLAS runs them far below its
+    peak: ``macs · (BLOCK_FULL / block)² > padded_in · padded_out``. A plan of plain GEMMs
+    (low rank) never switches.
+
+    Examples:
+        >>> from einspace import Structure
+        >>> from einspace.plan import ExecutionPlan
+        >>> def program(d):
+        ...     monarch = Structure.named("monarch").realize(d, d)
+        ...     return compile_program(ExecutionPlan.compile(monarch))
+        >>> small, big = program(64), program(4096)
+        >>> prefers_dense(small, 2048), prefers_dense(small, 16), prefers_dense(big, 2048)
+        (True, False, False)
+    """
+    if program.dense_equation is None or tokens < program.padded_in or not program.block:
+        return False
+    slow = (BLOCK_FULL / program.block) ** 2 if program.block < BLOCK_FULL else 1.0
+    return program.macs * slow > program.padded_in * program.padded_out
+
+
+def dense_weight(program: Program, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The ``(padded_out, padded_in)`` matrix of the stored factors (differentiable)."""
+    assert program.dense_equation is not None
+    w = torch.einsum(program.dense_equation, *weights)
+    return w.reshape(program.padded_in, program.padded_out).t()
+
+
+def compute_dtype(x: torch.Tensor, param: torch.Tensor, layer: str) -> torch.dtype | None:
+    """The dtype a layer computes in when it differs from its parameters': autocast's
+    lower precision on ``x``'s device when autocast is on there (as for ``nn.Linear``),
+    None otherwise. The caller casts x and the parameters to it and runs with autocast off.
+
+    Raises:
+        EinspaceError: ``x`` has another dtype than the parameters and autocast does not
+            reconcile them (``nn.Linear`` fails there too).
+
+    Examples:
+        >>> w = torch.zeros(2)
+        >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+        ...     compute_dtype(torch.zeros(2), w, "layer")
+        torch.bfloat16
+        >>> compute_dtype(torch.zeros(2), w, "layer") is None
+        True
+    """
+    device = x.device.type
+    floats = x.is_floating_point() and param.is_floating_point()
+    if floats and x.dtype != torch.float64 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    if x.dtype != param.dtype:
+        raise EinspaceError(
+            f"input of dtype {x.dtype} given to {layer}, whose parameters are "
+            f"{param.dtype}; cast the input (x.to({param.dtype})), convert the layer "
+            f"(layer.to({x.dtype})), or run under torch.autocast"
+        )
+    return None
+
+
+def _batch_ready(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if torch's CPU ``bmm`` can hand its matrices to one batched GEMM, else a
+    contiguous copy: otherwise bmm clones every matrix of the batch separately (seen with
+    one token, where a size-1 dimension carries an odd stride)."""
+    if t.is_contiguous():
+        return t
+    _, r, c = t.shape
+    _, s1, s2 = t.stride()
+    if (s2 == 1 and (r == 1 or s1 >= c)) or (s1 == 1 and (c == 1 or s2 >= r)):
+        return t
+    return t.contiguous()
+
+
 def _bmm(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -260,6 +395,7 @@ def _bmm(
     up to 30× slower. ``accumulate`` (same shape as the result, not mid) is added to in
     place and returned. ``inplace`` is kept for callers that may write in place.
     """
+    a, b = _batch_ready(a), _batch_ready(b)
     if accumulate is not None:
         if a.shape[0] == 1:
             accumulate[0].addmm_(a[0], b[0])
@@ -426,22 +562,18 @@ def _backward_chunk(
             return None
         if kn.z_batch:
             w = w.expand(nb, -1, -1)
-        # the input gradient (nb, m, c) = lhs @ rhs, produced in the input's own layout
+        # the input gradient (nb, m, c) = lhs @ rhs, computed in the orientation whose
+        # output is closest to the input's layout, then viewed in that layout (strided
+        # when the batch sits in the middle: the next product reads it in place if it can,
+        # and a reshape copies it otherwise)
         lhs = g3.transpose(1, 2) if kn.transposed else g3  # (nb, m, n)
         rhs = w if kn.transposed else w.transpose(1, 2)  # (nb, n, c)
-        mode = kn.grad_mode
-        if mode in ("bmc", "mbc"):
-            gt = _bmm(lhs, rhs, mode == "mbc", inplace=True)
+        if kn.grad_mode in ("bmc", "mbc"):
+            gt = _bmm(lhs, rhs, False, inplace=True)
         else:  # the contracted group before the rows: compute the transpose
-            gt = _bmm(rhs.transpose(1, 2), lhs.transpose(1, 2), mode == "cbm", inplace=True)
-        g = gt.view(_concrete(kn.in_shape, t3))
+            gt = _bmm(rhs.transpose(1, 2), lhs.transpose(1, 2), False, inplace=True)
+            gt = gt.transpose(1, 2)
+        g = gt.reshape(kn.group_shape).permute(kn.inverse_perm)
         if kn.copy is not None:
             g = kn.copy.backward(g)
     return g
-
-
-def _concrete(shape: tuple[int, ...], t3: torch.Tensor) -> tuple[int, ...]:
-    """Replace the token placeholder -1 of a layout shape, from a step input of that layout."""
-    known = math.prod(s for s in shape if s != -1)
-    tokens = t3.numel() // known if known else 0
-    return tuple(tokens if s == -1 else s for s in shape)

@@ -1,9 +1,12 @@
 """``EinsumLinear``: a linear layer whose weight is an einsum structure (docs/theory.md §1–§4).
 
-The layer compiles an :class:`~einspace.nn.plan.ExecutionPlan` once, at construction, and
+The layer compiles an :class:`~einspace.plan.ExecutionPlan` once, at construction, and
 its forward pass runs that plan: one ``bmm`` (or ``mm``) per factor on views of the live
-tensor, with the few copies the plan could not avoid. Each factor is stored pre-permuted in
-the layout its step wants (``factors[i]`` has axes ``plan.steps[...].weight_axes``);
+tensor, with the few copies the plan could not avoid. When those products are tiny (blocks
+of ~10 at proxy widths) and the rows many, it contracts the factors into the dense matrix
+instead and runs one GEMM (:func:`~einspace.nn.execute.prefers_dense`; same map, same
+gradients). Under ``torch.autocast`` it computes in autocast's dtype. Each factor is stored
+pre-permuted in the layout its step wants (``factors[i]`` has axes ``plan.steps[...].weight_axes``);
 :meth:`EinsumLinear.core_factors` maps them back to the core's axis order (one axis per class,
 in class order), so ``Realization.materialize(core_factors)`` is the layer's matrix.
 
@@ -37,7 +40,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from einspace.errors import EinspaceError
-from einspace.nn.execute import PlanFunction, compile_program, run_program
+from einspace.nn.execute import (
+    PlanFunction,
+    compile_program,
+    compute_dtype,
+    dense_weight,
+    prefers_dense,
+    run_program,
+)
 from einspace.nn.mup import init_factors, spectral_sigmas
 from einspace.nn.widths import flatten_input, resize_last
 from einspace.plan import ExecutionPlan
@@ -171,6 +181,7 @@ class EinsumLinear(nn.Module):
             "zero_init": zero_init,
         }
         self.realization = realization
+        self._label = self._short()  # names the layer in errors (built once, not per call)
         self.normalize = bool(normalize)
         self.zero_init = bool(zero_init)
         self.plan = ExecutionPlan.compile(realization)
@@ -303,10 +314,33 @@ class EinsumLinear(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., d_in) → (..., d_out)``."""
+        """``(..., d_in) → (..., d_out)``.
+
+        Runs the plan, or, when the plan's products are small and the rows many
+        (:func:`~einspace.nn.execute.prefers_dense`), one GEMM with the matrix contracted
+        from the factors at this call (padding folded in, so no activation is copied).
+        Under ``torch.autocast`` it computes in autocast's dtype, as ``nn.Linear`` does
+        (input, factors and bias cast; gradients flow back to the fp32 parameters); an
+        input whose dtype differs from the parameters' otherwise raises EinspaceError.
+        """
         lead = x.shape[:-1]
-        x2 = resize_last(flatten_input(x, self.d_in, self._short()), self._padded_in)  # (Z, P_in)
+        x2 = flatten_input(x, self.d_in, self._label)  # (Z, d_in)
         ws = self.effective_factors()
+        bias: torch.Tensor | None = self.bias
+        dtype = compute_dtype(x2, ws[0], self._label)
+        if dtype is None:
+            return self._forward(x2, ws, bias).reshape(*lead, self.d_out)
+        with torch.autocast(x.device.type, enabled=False):  # autocast: all in its dtype
+            ws = [w.to(dtype) for w in ws]
+            bias = None if bias is None else bias.to(dtype)
+            return self._forward(x2.to(dtype), ws, bias).reshape(*lead, self.d_out)
+
+    def _forward(
+        self, x2: torch.Tensor, ws: Sequence[torch.Tensor], bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        if prefers_dense(self._program, x2.shape[0]):
+            return F.linear(x2, self._dense_matrix(ws), bias)
+        x2 = resize_last(x2, self._padded_in)  # (Z, P_in)
         if torch.compiler.is_compiling():
             y = run_program(self._program, x2, ws)  # plain ops for the tracer
         elif torch.is_grad_enabled():
@@ -314,9 +348,17 @@ class EinsumLinear(nn.Module):
         else:
             y = run_program(self._program, x2, ws, chunked=True)
         y = resize_last(y, self.d_out)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*lead, self.d_out)
+        return y if bias is None else y + bias
+
+    def _dense_matrix(self, ws: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The ``(d_out, d_in)`` matrix from the stored factors ``ws`` (padding folded in)."""
+        w = dense_weight(self._program, ws)  # (P_out, P_in)
+        rows, cols = min(self.d_out, self._padded_out), min(self.d_in, self._padded_in)
+        if (rows, cols) != tuple(w.shape):
+            w = w[:rows, :cols]
+        if (rows, cols) != (self.d_out, self.d_in):
+            w = F.pad(w, (0, self.d_in - cols, 0, self.d_out - rows))
+        return w
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod

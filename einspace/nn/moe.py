@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from einspace.errors import EinspaceError
-from einspace.nn.execute import PlanFunction, compile_program, run_program
+from einspace.nn.execute import PlanFunction, compile_program, compute_dtype, run_program
 from einspace.nn.linear import core_order_state
 from einspace.nn.mup import init_factors, spectral_sigmas
 from einspace.nn.widths import flatten_input, resize_last
@@ -189,8 +189,11 @@ class BTTMoE(nn.Module):
 
     def core_factors(self) -> list[torch.Tensor]:
         """A (α, γ, φ, ρ) and B (γ, ε, φ, ρ) in the core's axis order (views)."""
+        return self._core(list(self.factors))
+
+    def _core(self, ws: list[torch.Tensor]) -> list[torch.Tensor]:
         out = []
-        for axes, w in zip(self._stored_axes, self.factors, strict=True):
+        for axes, w in zip(self._stored_axes, ws, strict=True):
             out.append(w.permute(tuple(axes.index(p) for p in sorted(axes))))
         return out
 
@@ -220,22 +223,37 @@ class BTTMoE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., d_in) → (..., d_out)``; sets :attr:`aux_loss`."""
         lead = x.shape[:-1]
-        x2 = flatten_input(x, self.d_in, f"BTTMoE({self.d_in} → {self.d_out})")  # (Z, d_in)
-        idx, weights, self.aux_loss = self.route(x2)
-        xp = resize_last(x2, self._padded_in)  # (Z, P_in)
-        if self._use_sparse(x2.shape[0]):
-            y = self._sparse(xp, idx, weights)
-        else:
-            scale = torch.zeros(x2.shape[0], self.experts, dtype=weights.dtype, device=x.device)
-            scale = scale.scatter(1, idx, weights)  # (Z, E), zero off the top-k
-            y = self._dense(xp, scale)
-        y = resize_last(y, self.d_out)
-        if self.bias is not None:
-            y = y + self.bias
+        name = f"BTTMoE({self.d_in} → {self.d_out})"
+        x2 = flatten_input(x, self.d_in, name)  # (Z, d_in)
+        dtype = compute_dtype(x2, self.factors[0], name)
+        idx, weights, self.aux_loss = self.route(x2)  # the gate follows autocast itself
+        ws = list(self.factors)
+        bias: torch.Tensor | None = self.bias
+        if dtype is None:
+            y = self._experts(x2, idx, weights, ws)
+        else:  # autocast: the experts compute in its dtype, as nn.Linear would
+            with torch.autocast(x.device.type, enabled=False):
+                ws = [w.to(dtype) for w in ws]
+                bias = None if bias is None else bias.to(dtype)
+                y = self._experts(x2.to(dtype), idx, weights.to(dtype), ws)
+        if bias is not None:
+            y = y + bias
         return y.reshape(*lead, self.d_out)
 
-    def _dense(self, xp: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        ws = list(self.factors)
+    def _experts(
+        self, x2: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, ws: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """The experts' output (tokens, d_out) for gated inputs, bias not added."""
+        xp = resize_last(x2, self._padded_in)  # (Z, P_in)
+        if self._use_sparse(x2.shape[0]):
+            y = self._sparse(xp, idx, weights, ws)
+        else:
+            scale = torch.zeros(x2.shape[0], self.experts, dtype=weights.dtype, device=x2.device)
+            scale = scale.scatter(1, idx, weights)  # (Z, E), zero off the top-k
+            y = self._dense(xp, scale, ws)
+        return resize_last(y, self.d_out)
+
+    def _dense(self, xp: torch.Tensor, scale: torch.Tensor, ws: list[torch.Tensor]) -> torch.Tensor:
         g = scale.t() if self._gate_transposed else scale  # (E, Z) when ρ precedes z
         g = g.reshape(self._gate_shape)  # broadcasts over the intermediate's layout
         if torch.is_grad_enabled() and not torch.compiler.is_compiling():
@@ -244,9 +262,11 @@ class BTTMoE(nn.Module):
         h = run_program(self._first, xp, ws)
         return run_program(self._second, h * g, ws)
 
-    def _sparse(self, xp: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _sparse(
+        self, xp: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, ws: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Run each expert (a Monarch plan) on its own tokens only."""
-        a_core, b_core = self.core_factors()  # (α, γ, φ, E), (γ, ε, φ, E)
+        a_core, b_core = self._core(ws)  # (α, γ, φ, E), (γ, ε, φ, E)
         tokens = xp.shape[0]
         y = xp.new_zeros(tokens, self._padded_out)
         flat_idx, flat_w = idx.reshape(-1), weights.reshape(-1)

@@ -1,19 +1,29 @@
-"""Swapping a model's ``nn.Linear`` layers for structured ones, in place.
+"""Swapping a model's linear layers for structured ones, in place.
 
-:func:`replace_linear` walks the model, replaces each selected ``nn.Linear`` by an
+:func:`replace_linear` walks the model, replaces each selected linear layer — ``nn.Linear``,
+or ``transformers``' ``Conv1D`` (GPT-2), which stores its weight transposed — by an
 :class:`~einspace.nn.EinsumLinear` with the same widths, bias presence, device and dtype (the
 old bias values are copied; the weight is re-initialized with the structure's μP init, or
-projected from the old weight with ``project=True``), and reports what it did.
+projected from the old weight with ``project=True``), and reports what it did. What is known
+about other libraries' layers and tied weights lives in :mod:`einspace.nn.adapters`.
 
 ``nn.TransformerEncoderLayer`` works (training and eval); in inference mode its fused
 fast path reads ``.weight`` — :attr:`EinsumLinear.weight` materializes the matrix so the
 result is right, but that path runs dense (the summary notes it).
 
-Layers are skipped, with the reason listed in the summary, when the structure cannot realize
-their widths within ``pad_tol``, or when their parent reads ``.weight`` directly
-(``nn.MultiheadAttention.out_proj``; swapping it would silently do nothing or break). If no
-layer at all ends up replaced the call raises :class:`~einspace.EinspaceError` — a run that
-silently trains the dense model is the worse failure.
+Every linear layer left dense is listed in the summary's ``skipped`` with its reason: not
+selected; the structure cannot realize its widths within ``pad_tol``; its parent reads
+``.weight`` directly (``nn.MultiheadAttention.out_proj``; swapping it would silently do
+nothing or break); or its weight is *tied* — the same parameter is held by another module,
+such as GPT-2's ``lm_head``, whose weight is the token embedding. Replacing a tied layer
+breaks the tie and usually grows the model, so it needs ``untie=True`` (the summary notes
+it). A layer registered under several names is replaced under all of them by one new layer.
+If no layer at all ends up replaced the call raises :class:`~einspace.EinspaceError` — a run
+that silently trains the dense model is the worse failure.
+
+``params_before`` and ``params_after`` are the model's parameter totals (each shared
+parameter once, as ``sum(p.numel() for p in model.parameters())`` counts them);
+``weights_before``/``weights_after`` and the MACs are those of the replaced layers.
 
 Examples:
     >>> import torch
@@ -21,8 +31,12 @@ Examples:
     ...     torch.nn.Linear(256, 1024), torch.nn.GELU(), torch.nn.Linear(1024, 256),
     ...     torch.nn.Linear(256, 10))
     >>> summary = replace_linear(mlp, "btt:r=0.25", select="all_but_last")
-    >>> [r.name for r in summary.replaced], summary.params_before, summary.params_after
+    >>> [r.name for r in summary.replaced], summary.weights_before, summary.weights_after
     (['0', '2'], 524288, 196608)
+    >>> summary.params_before, summary.params_after == sum(p.numel() for p in mlp.parameters())
+    (528138, True)
+    >>> summary.skipped
+    [('3', "not selected (select='all_but_last' keeps the last linear layer)")]
     >>> mlp(torch.randn(3, 256)).shape
     torch.Size([3, 10])
 """
@@ -36,11 +50,12 @@ from typing import Any, Literal
 from torch import nn
 
 from einspace.errors import EinspaceError
+from einspace.nn.adapters import DenseView, dense_view, forget_tie, parameter_owners
 from einspace.nn.linear import EinsumLinear, StructureLike
 
 __all__ = ["LayerReplacement", "ReplaceSummary", "replace_linear"]
 
-Selector = Literal["all", "all_but_last"] | Callable[[str, nn.Linear], bool]
+Selector = Literal["all", "all_but_last"] | Callable[[str, nn.Module], bool]
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ class LayerReplacement:
 
     Attributes:
         name: the module's qualified name.
+        kind: what it was (``"nn.Linear"``, ``"transformers Conv1D"``).
         d_in: input width.
         d_out: output width.
         params_before: ``d_in · d_out``.
@@ -58,6 +74,7 @@ class LayerReplacement:
     """
 
     name: str
+    kind: str
     d_in: int
     d_out: int
     params_before: int
@@ -72,25 +89,29 @@ class ReplaceSummary:
 
     Attributes:
         structure: the structure used (as given).
+        params_before: the model's parameters before (shared ones counted once).
+        params_after: the model's parameters after.
         replaced: the layers replaced, in module order.
-        skipped: ``(name, reason)`` for each selected layer left dense.
+        skipped: ``(name, reason)`` for each linear layer left dense, selected or not.
         projection_errors: relative errors per name when ``project=True``.
-        notes: caveats about replaced layers (e.g. a parent with a dense fast path).
+        notes: caveats (a tied layer left alone or untied, a parent with a dense fast path).
     """
 
     structure: str
+    params_before: int = 0
+    params_after: int = 0
     replaced: list[LayerReplacement] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     projection_errors: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
-    def params_before(self) -> int:
+    def weights_before(self) -> int:
         """Weight parameters of the replaced layers before."""
         return sum(r.params_before for r in self.replaced)
 
     @property
-    def params_after(self) -> int:
+    def weights_after(self) -> int:
         """Weight parameters of the replaced layers after."""
         return sum(r.params_after for r in self.replaced)
 
@@ -108,34 +129,82 @@ class ReplaceSummary:
         lines = [f"replace_linear({self.structure!r}): {len(self.replaced)} replaced"]
         for r in self.replaced:
             lines.append(
-                f"  {r.name}: {r.d_in}→{r.d_out} params {r.params_before}→{r.params_after} "
-                f"MACs {r.macs_before}→{r.macs_after}"
+                f"  {r.name} ({r.kind}): {r.d_in}→{r.d_out} params {r.params_before}→"
+                f"{r.params_after} MACs {r.macs_before}→{r.macs_after}"
             )
         for name, reason in self.skipped:
-            lines.append(f"  skipped {name}: {reason}")
+            lines.append(f"  skipped {name or '<model>'}: {reason}")
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(
-            f"  total params {self.params_before}→{self.params_after}, "
-            f"MACs {self.macs_before}→{self.macs_after}"
+            f"  model params {self.params_before}→{self.params_after}; replaced layers: "
+            f"weights {self.weights_before}→{self.weights_after}, "
+            f"MACs/token {self.macs_before}→{self.macs_after}"
         )
         return "\n".join(lines)
 
 
-def _selected(model: nn.Module, select: Selector) -> list[tuple[str, nn.Linear]]:
-    linears = [
-        (name, m)
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and not isinstance(m, EinsumLinear)
-    ]
+@dataclass
+class _Layer:
+    """A linear layer of the model: every name it is registered under, and how to read it."""
+
+    names: list[str]
+    module: nn.Module
+    view: DenseView | None
+    problem: str | None  # why an adapter that knows the class cannot read it
+
+
+def _layers(model: nn.Module) -> list[_Layer]:
+    found: dict[int, _Layer] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        if isinstance(m, EinsumLinear):
+            continue
+        if id(m) in found:
+            found[id(m)].names.append(name)
+            continue
+        try:
+            view = dense_view(m)
+        except ValueError as err:
+            found[id(m)] = _Layer([name], m, None, f"{type(m).__name__} not readable: {err}")
+            continue
+        if view is not None:
+            found[id(m)] = _Layer([name], m, view, None)
+    return list(found.values())
+
+
+def _selected(layers: list[_Layer], select: Selector) -> list[bool]:
     if callable(select):
-        return [(n, m) for n, m in linears if select(n, m)]
+        return [bool(select(x.names[0], x.module)) for x in layers]
     if select == "all":
-        return linears
+        return [True] * len(layers)
     if select == "all_but_last":
-        return linears[:-1]
+        return [i < len(layers) - 1 for i in range(len(layers))]
     raise EinspaceError(
         f"select = {select!r}; expected 'all', 'all_but_last' or a callable (name, layer) -> bool"
     )
+
+
+def _describe(layers: list[_Layer]) -> str:
+    if not layers:
+        return "no linear layer (nn.Linear or transformers Conv1D)"
+    kinds: dict[str, int] = {}
+    for x in layers:
+        kind = x.view.kind if x.view is not None else type(x.module).__name__
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return (
+        f"{len(layers)} linear layer(s) (" + ", ".join(f"{n} {k}" for k, n in kinds.items()) + ")"
+    )
+
+
+def _ties(layer: _Layer, owners: dict[int, list[str]]) -> list[str]:
+    """The names outside this layer that hold one of its parameters."""
+    assert layer.view is not None
+    own = set(layer.names)
+    return [
+        n
+        for p in layer.view.parameters
+        for n in owners.get(id(p), [])
+        if n.rpartition(".")[0] not in own
+    ]
 
 
 def replace_linear(
@@ -143,17 +212,20 @@ def replace_linear(
     structure: StructureLike,
     select: Selector = "all",
     project: bool = False,
+    untie: bool = False,
     **layer_kwargs: Any,
 ) -> ReplaceSummary:
-    """Replace selected ``nn.Linear`` layers of ``model`` by :class:`EinsumLinear`, in place.
+    """Replace selected linear layers of ``model`` by :class:`EinsumLinear`, in place.
 
     Args:
         model: the model to modify.
         structure: a structure or string (realized per layer at its widths).
-        select: ``"all"``, ``"all_but_last"`` (keeps the last ``nn.Linear`` in module order,
+        select: ``"all"``, ``"all_but_last"`` (keeps the last linear layer in module order,
             usually the output head) or a callable ``(name, layer) -> bool``.
         project: initialize each new layer from the old weight with
             :meth:`EinsumLinear.from_dense` instead of the μP init.
+        untie: also replace layers whose weight is tied to another module's (the tie is
+            broken: the other module keeps the dense weight); by default they are skipped.
         **layer_kwargs: passed to :class:`EinsumLinear` (``mode``, ``pad_tol``,
             ``normalize``, ``zero_init``); ``bias``, ``device`` and ``dtype`` follow the old
             layer.
@@ -170,68 +242,107 @@ def replace_linear(
     if isinstance(structure, EinsumLinear):
         raise EinspaceError("pass a structure (or string), not a layer")
     summary = ReplaceSummary(str(structure))
-    targets = _selected(model, select)
-    modules = dict(model.named_modules())
-    for name, old in targets:
-        parent_name, _, attr = name.rpartition(".")
-        parent = modules[parent_name] if parent_name else model
-        if isinstance(parent, nn.MultiheadAttention):
+    summary.params_before = sum(p.numel() for p in model.parameters())
+    layers = _layers(model)
+    chosen = _selected(layers, select)
+    owners = parameter_owners(model)
+    modules = dict(model.named_modules(remove_duplicate=False))
+    for layer, pick in zip(layers, chosen, strict=True):
+        name = layer.names[0]
+        if not pick:
+            why = (
+                "select='all_but_last' keeps the last linear layer"
+                if select == "all_but_last"
+                else "select returned False"
+            )
+            summary.skipped.append((name, f"not selected ({why})"))
+            continue
+        if layer.view is None:
+            summary.skipped.append((name, f"{layer.problem}; left dense"))
+            continue
+        view = layer.view
+        parents = []
+        for n in layer.names:
+            parent_name, _, attr = n.rpartition(".")
+            parents.append((parent_name, modules[parent_name] if parent_name else model, attr))
+        if not name:
+            summary.skipped.append((name, "the model itself is the layer; wrap it to replace"))
+            continue
+        if any(isinstance(p, nn.MultiheadAttention) for _, p, _ in parents):
             summary.skipped.append(
                 (name, "nn.MultiheadAttention reads out_proj.weight directly; left dense")
             )
             continue
-        if not name:
-            summary.skipped.append((name, "the model itself is the Linear; wrap it to replace"))
+        tied = _ties(layer, owners)
+        if tied and not untie:
+            reason = (
+                f"shares parameters with {', '.join(tied)} (tied weights); replacing it would "
+                "break the tie, so it is left dense (untie=True replaces it)"
+            )
+            summary.skipped.append((name, reason))
+            summary.notes.append(f"{name}: {reason}")
             continue
-        w = old.weight
+        w = view.weight
         kwargs = {**layer_kwargs, "device": w.device, "dtype": w.dtype}
         try:
             if project:
                 new, err = EinsumLinear.from_dense(
                     w.detach(),
                     structure,
-                    old.bias.detach() if old.bias is not None else None,
+                    view.bias.detach() if view.bias is not None else None,
                     **kwargs,
                 )
                 summary.projection_errors[name] = err
             else:
                 new = EinsumLinear(
-                    old.in_features,
-                    old.out_features,
-                    structure,
-                    bias=old.bias is not None,
-                    **kwargs,
+                    view.d_in, view.d_out, structure, bias=view.bias is not None, **kwargs
                 )
-                if old.bias is not None and new.bias is not None:
-                    new.bias.data.copy_(old.bias.detach())
+                if view.bias is not None and new.bias is not None:
+                    new.bias.data.copy_(view.bias.detach())
         except EinspaceError as err:
             summary.skipped.append((name, str(err)))
             continue
-        new.train(old.training)
-        setattr(parent, attr, new)
-        if isinstance(parent, nn.TransformerEncoderLayer | nn.TransformerDecoderLayer):
-            note = (
-                f"{parent_name or '<model>'}: {type(parent).__name__}'s inference fast path "
-                "(eval, no grad) reads .weight and runs dense; turn it off with "
-                "torch.backends.mha.set_fastpath_enabled(False) to run the structure"
+        new.train(layer.module.training)
+        for _, parent, attr in parents:
+            setattr(parent, attr, new)
+        if len(layer.names) > 1:
+            summary.notes.append(
+                f"{name}: one module registered as {', '.join(layer.names)}; "
+                "all of them now share the new layer"
             )
-            if note not in summary.notes:
-                summary.notes.append(note)
-        dense = old.in_features * old.out_features
+        if tied:
+            note = (
+                f"{name}: untied from {', '.join(tied)} (untie=True); those keep the dense weight"
+            )
+            hf = forget_tie(model, [f"{n}.{p}" for n in layer.names for p in ("weight", "bias")])
+            summary.notes.append(note + (f"; {hf}" if hf else ""))
+        for parent_name, parent, _ in parents:
+            if isinstance(parent, nn.TransformerEncoderLayer | nn.TransformerDecoderLayer):
+                note = (
+                    f"{parent_name or '<model>'}: {type(parent).__name__}'s inference fast path "
+                    "(eval, no grad) reads .weight and runs dense; turn it off with "
+                    "torch.backends.mha.set_fastpath_enabled(False) to run the structure"
+                )
+                if note not in summary.notes:
+                    summary.notes.append(note)
+        dense = view.d_in * view.d_out
         summary.replaced.append(
             LayerReplacement(
                 name=name,
-                d_in=old.in_features,
-                d_out=old.out_features,
+                kind=view.kind,
+                d_in=view.d_in,
+                d_out=view.d_out,
                 params_before=dense,
                 params_after=new.params,
                 macs_before=dense,
                 macs_after=int(new.macs()),
             )
         )
+    summary.params_after = sum(p.numel() for p in model.parameters())
     if not summary.replaced:
         reasons = "; ".join(f"{n or '<model>'}: {r}" for n, r in summary.skipped)
-        found = f"{len(targets)} selected nn.Linear layer(s)" if targets else "no nn.Linear"
+        n_sel = sum(chosen)
+        found = _describe(layers) + (f", {n_sel} selected" if layers else "")
         raise EinspaceError(
             f"replace_linear({str(structure)!r}) replaced nothing: {found}"
             + (f" ({reasons})" if reasons else "")

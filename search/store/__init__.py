@@ -24,7 +24,14 @@ never taken again, and their points are never deleted or overwritten.
 SQLite files are opened in WAL mode with a busy timeout, and every write transaction
 starts with ``BEGIN IMMEDIATE``, so concurrent worker processes on one machine write
 safely. On other databases the claim is a compare-and-swap on the run's ``attempt``
-counter under ``SELECT … FOR UPDATE``.
+counter under ``SELECT … FOR UPDATE``. The attempt is also the claim's fencing token:
+heartbeats, points, checkpoints and endings of an attempt that is no longer the run's
+(its worker paused past the lease and another took the run over) are refused with
+:class:`RunTakenOver`, checked in the same transaction as the write.
+
+Opening a new database is safe when many processes do it at once: the tables are
+created in one locked transaction (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL advisory
+lock), a lost race is retried, and only a file not yet in WAL mode is switched to it.
 
 Times are stored as UNIX seconds (float) and shown as UTC timestamps in DataFrames.
 
@@ -35,7 +42,7 @@ The package's modules: :mod:`~search.store.schema` (the tables), :mod:`~search.s
 """
 
 from search.store.identity import canonical_config, run_id
-from search.store.runs import Claim, RunStore
+from search.store.runs import Claim, RunStore, RunTakenOver
 from search.store.schema import LABEL_KEYS, POINT_FIELDS, RUN_STATUSES, SCHEMA_VERSION
 
 __all__ = [
@@ -45,6 +52,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Claim",
     "RunStore",
+    "RunTakenOver",
     "canonical_config",
     "run_id",
 ]

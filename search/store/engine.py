@@ -21,7 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 from einspace.errors import EinspaceError
 
-__all__ = ["READ_ONLY", "make_engine", "resolve_url"]
+__all__ = ["READ_ONLY", "foreign_file_error", "make_engine", "resolve_url", "transient_error"]
 
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 READ_ONLY: Final = "einspace_read_only"
@@ -60,31 +60,64 @@ def resolve_url(target: str | os.PathLike[str]) -> URL:
 
 
 def _check_sqlite_file(path: Path) -> None:
+    """Refuse a folder; make the parent folders of a new file.
+
+    The file itself is not opened here. POSIX advisory locks belong to the process, and
+    closing *any* descriptor of a file drops all of the process's locks on it, so reading
+    the header with ``open()`` while this process (another :class:`RunStore`, optuna's
+    storage) holds an SQLite connection on the file silently releases SQLite's locks.
+    Another process then takes the exclusive lock as it closes, believes it is the last
+    connection, checkpoints and deletes the ``-wal``/``-shm`` files still in use, and
+    the store ends up with lost writes, ``disk I/O error`` or ``database disk image is
+    malformed``. SQLite reads the header itself; :func:`foreign_file_error` describes a
+    file it refused.
+    """
     if path.is_dir():
         raise EinspaceError(
             f"run store path {str(path)!r} is a folder; expected an SQLite file such as "
             f"{str(path / 'einspace-runs.sqlite')!r}"
         )
-    if path.exists():
-        with path.open("rb") as handle:
-            head = handle.read(len(_SQLITE_MAGIC))
-        if head and head != _SQLITE_MAGIC:
-            raise EinspaceError(
-                f"{str(path)!r} is not an SQLite database (its first bytes are {head[:8]!r}, "
-                f"expected {_SQLITE_MAGIC[:15]!r}); expected an einspace run store or a "
-                f"path to a new file"
-            )
-    else:
+    if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def make_engine(url: URL, busy_timeout_s: float) -> Engine:
+def foreign_file_error(path: str, reason: str) -> EinspaceError:
+    """The error for a file SQLite refused as a database (``reason``: SQLite's words).
+
+    Only called once SQLite has refused the file, after the store's engine is disposed:
+    then no connection of this process holds SQLite locks on it, and reading its first
+    bytes cannot release any (see :func:`_check_sqlite_file`).
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError:
+        head = b""
+    if head and head != _SQLITE_MAGIC:
+        return EinspaceError(
+            f"{path!r} is not an SQLite database (its first bytes are {head[:8]!r}, expected "
+            f"{_SQLITE_MAGIC[:15]!r}); expected an einspace run store or a path to a new file"
+        )
+    return EinspaceError(
+        f"{path!r} is not a readable SQLite database ({reason}); expected an einspace run "
+        f"store or a path to a new file"
+    )
+
+
+def make_engine(url: URL, busy_timeout_s: float, *, idle_timeout_s: float = 60.0) -> Engine:
+    """An engine for ``url``. On PostgreSQL every session gets an
+    ``idle_in_transaction_session_timeout`` of ``idle_timeout_s`` (at least 1 s): a worker
+    paused in the middle of a transaction (SIGSTOP, a suspended laptop, a partition) has
+    its transaction aborted by the server, so it cannot hold a run's row lock past its
+    lease and block the worker that takes the run over."""
     shown = url.render_as_string(hide_password=True)
     backend = url.get_backend_name()
     kwargs: dict[str, Any] = {}
     memory = backend == "sqlite" and url.database in (None, "", ":memory:")
     if memory:
         kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    elif backend != "sqlite":
+        kwargs.update(pool_pre_ping=True)  # a session the server ended is replaced
     try:
         engine = create_engine(url, **kwargs)
     except exc.NoSuchModuleError:
@@ -104,6 +137,18 @@ def make_engine(url: URL, busy_timeout_s: float) -> Engine:
         ) from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, busy_timeout_s, wal=not memory)
+    elif engine.dialect.name == "postgresql":
+        idle_ms = max(1000, int(idle_timeout_s * 1000))
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
+            finally:
+                cursor.close()
+            dbapi_connection.commit()
+
     return engine
 
 
@@ -130,3 +175,16 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float, *, wal: bool) -> No
     def _on_begin(conn: Connection) -> None:
         read_only = conn.get_execution_options().get(READ_ONLY, False)
         conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+
+
+def transient_error(err: BaseException) -> bool:
+    """Whether a failed first open lost a race another process wins: a busy or locked
+    SQLite file, a PostgreSQL serialization failure or deadlock, a concurrent create."""
+    if isinstance(err, exc.IntegrityError):
+        return True
+    orig = getattr(err, "orig", None) or err
+    words = str(orig).lower()
+    code = str(getattr(orig, "sqlstate", "") or "")
+    return code in ("40001", "40P01", "23505", "42P07") or any(
+        w in words for w in ("locked", "busy", "serializ", "deadlock", "already exists")
+    )

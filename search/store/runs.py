@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -16,11 +17,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import delete, exc, func, insert, inspect, select, update
+from sqlalchemy import delete, exc, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from einspace.errors import EinspaceError, suggest
-from search.store.engine import READ_ONLY, make_engine, resolve_url
+from search.store.engine import (
+    READ_ONLY,
+    foreign_file_error,
+    make_engine,
+    resolve_url,
+    transient_error,
+)
 from search.store.identity import _hash, _labels, canonical_config
 from search.store.schema import (
     _APPLICATION,
@@ -42,9 +49,33 @@ from search.store.validation import check_loss, check_point, check_step
 if TYPE_CHECKING:  # pandas is imported where DataFrames are made: workers do not need it
     import pandas as pd
 
-__all__ = ["Claim", "RunStore"]
+__all__ = ["Claim", "RunStore", "RunTakenOver"]
 
 _CHUNK: Final = 500  # bound parameters per IN (...) list
+_SCHEMA_LOCK: Final = 0x65696E73  # PostgreSQL advisory lock key of schema creation ("eins")
+_INIT_TRIES: Final = 8
+
+
+class RunTakenOver(EinspaceError):
+    """A write of a run by a worker that lost it: its lease lapsed and another worker
+    claimed the run (a newer attempt). The write is refused; the worker should stop that
+    run and go on (:func:`search.proxy.run_config` does).
+
+    Attributes:
+        run_id: the run.
+        attempt: the attempt (fencing token) this worker held.
+        current: the attempt that holds the run now.
+    """
+
+    def __init__(self, message: str, run_id: str, attempt: int, current: int) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.attempt = attempt
+        self.current = current
+
+
+class _NotADatabase(EinspaceError):
+    """SQLite refused the file as a database (described once the engine is disposed)."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +86,13 @@ class Claim:
         run_id: the run's id (:func:`run_id` of its config).
         config: the config as stored (canonical JSON parsed back).
         sweep: the sweep the run was registered under.
-        attempt: 1 for the first claim of a run, 2 for the next, and so on.
+        attempt: 1 for the first claim of a run, 2 for the next, and so on; the claim's
+            fencing token (writes of an attempt that is no longer the run's are refused).
         previous_status: ``None`` when the run was new, ``"pending"``, or ``"running"``
             when a stale run of a dead worker was taken over.
         last_step: the last step logged before this claim, or ``None``; a run taken over
-            keeps its points, and :meth:`RunStore.load_checkpoint` gives where to resume.
+            keeps its points up to its newest checkpoint, and
+            :meth:`RunStore.load_checkpoint` gives where to resume.
 
     Examples:
         >>> c = Claim("74cb99c0e5b9dbf7", {"width": 64}, None, 2, "running", 300)
@@ -94,7 +127,11 @@ def _pid_alive(pid: int) -> bool:
         return True
     except OSError:
         return False
-    return True
+    try:  # a zombie has exited (nobody reaped it yet)
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[:1] != [b"Z"]
+    except OSError:
+        return True
 
 
 # --------------------------------------------------------------------------- the store
@@ -148,10 +185,14 @@ class RunStore:
             )
         self.lease_s = float(lease_s)
         self._host = socket.gethostname()
+        self._tokens: dict[str, int] = {}  # run id → attempt this store claimed
         self._url = resolve_url(url_or_path)
-        self._engine = make_engine(self._url, busy_timeout_s)
+        self._engine = make_engine(self._url, busy_timeout_s, idle_timeout_s=self.lease_s / 2)
         try:
             self._init_schema()
+        except _NotADatabase as err:
+            self._engine.dispose()  # no SQLite lock of ours is left on the file to lose
+            raise foreign_file_error(str(self._url.database), str(err)) from None
         except BaseException:
             self._engine.dispose()
             raise
@@ -182,57 +223,93 @@ class RunStore:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite); database errors wrapped."""
+    def _write(self, op: str) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite) for ``op`` (words for errors);
+        database and OS errors become an :class:`EinspaceError` naming the store and ``op``."""
         try:
             with self._engine.begin() as conn:
                 yield conn
-        except exc.SQLAlchemyError as err:
-            raise self._database_error(err) from None
+        except (exc.SQLAlchemyError, OSError) as err:
+            raise self._database_error(err, op) from None
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        """A read-only transaction (deferred ``BEGIN`` on SQLite); database errors wrapped."""
+    def _read(self, op: str) -> Iterator[Connection]:
+        """A read-only transaction (deferred ``BEGIN`` on SQLite); errors as in :meth:`_write`."""
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{READ_ONLY: True})
                 with conn.begin():
                     yield conn
-        except exc.SQLAlchemyError as err:
-            raise self._database_error(err) from None
+        except (exc.SQLAlchemyError, OSError) as err:
+            raise self._database_error(err, op) from None
 
-    def _database_error(self, err: exc.SQLAlchemyError) -> EinspaceError:
+    def _database_error(self, err: BaseException, op: str) -> EinspaceError:
+        """What went wrong with the store, during which operation, and what to do."""
         orig = getattr(err, "orig", None) or err
-        text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
-        if "file is not a database" in text or "malformed" in text:
+        words = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        low = words.lower()
+        where = f"run store {self.url}: cannot {op}"
+        if "file is not a database" in low:
+            return _NotADatabase(words)
+        if "malformed" in low:
             return EinspaceError(
-                f"{self.url} is not a readable SQLite database ({text}); expected an "
-                f"einspace run store or a path to a new file"
+                f"{where}: the database file is damaged ({words}); restore it from a copy, "
+                f"or start a new store with another path"
             )
-        if "locked" in text:
+        if "full" in low or "no space" in low or "could not extend" in low:
             return EinspaceError(
-                f"{self.url} stayed locked by another process past the busy timeout "
-                f"({text}); retry, or raise busy_timeout_s"
+                f"{where}: the disk is full ({words}); free space on it (or pass another "
+                f"store) and run the same command again: finished runs are kept and "
+                f"interrupted ones resume"
             )
-        return EinspaceError(f"run store {self.url}: database error: {text}")
+        if "readonly" in low or "read-only" in low or "permission denied" in low:
+            return EinspaceError(
+                f"{where}: it is read-only ({words}); make the file and its folder writable "
+                f"(SQLite writes '-wal' and '-shm' files next to it) or pass a writable store"
+            )
+        if "unable to open database file" in low:
+            return EinspaceError(
+                f"{where}: SQLite cannot open or create the file ({words}); check that its "
+                f"folder exists and is writable, or pass another store path"
+            )
+        if "locked" in low:
+            return EinspaceError(
+                f"{where}: it stayed locked by another process past the busy timeout "
+                f"({words}); retry, or raise busy_timeout_s"
+            )
+        if "disk i/o error" in low:
+            return EinspaceError(
+                f"{where}: disk I/O error ({words}); check the disk (full? removed?); SQLite "
+                f"needs a local disk: on a network filesystem use a PostgreSQL store instead"
+            )
+        if isinstance(err, exc.OperationalError | exc.InterfaceError) and self._remote():
+            return EinspaceError(
+                f"{where}: the database server is unreachable or refused the connection "
+                f"({words}); check that it is running and that the URL's host, port, user "
+                f"and database are right, then run the same command again"
+            )
+        return EinspaceError(f"{where}: database error: {words}")
+
+    def _remote(self) -> bool:
+        return self._engine.dialect.name != "sqlite"
 
     def _init_schema(self) -> None:
-        """Create the tables in an empty database, or check an existing run store."""
-        with self._write() as conn:
-            names = set(inspect(conn).get_table_names())
-            if not names:
-                _metadata.create_all(conn)
-                conn.execute(
-                    insert(_meta),
-                    [
-                        {"key": "application", "value": _APPLICATION},
-                        {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                    ],
-                )
-                meta = {"application": _APPLICATION, "schema_version": str(SCHEMA_VERSION)}
-                names = set(TABLES)
-            else:
-                meta = _read_meta(conn) if "meta" in names else {}
+        """Create the tables in an empty database, or check an existing run store.
+
+        Safe when many processes open a new database at once: the check and the create
+        run in one transaction under a lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL
+        transaction-scoped advisory lock), and a lost race (a busy or serialization error,
+        a unique violation of a concurrent ``CREATE``) is retried with backoff.
+        """
+        for attempt in range(_INIT_TRIES):
+            try:
+                with self._engine.begin() as conn:
+                    names, meta = self._create_or_read_schema(conn)
+                break
+            except (exc.SQLAlchemyError, OSError) as err:
+                if attempt + 1 == _INIT_TRIES or not transient_error(err):
+                    raise self._database_error(err, "open or create its tables") from None
+                time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
         if meta.get("application") != _APPLICATION:
             raise EinspaceError(
                 f"{self.url} is a database but not an einspace run store: it has tables "
@@ -253,20 +330,57 @@ class RunStore:
             )
         self._enable_wal()
 
+    def _create_or_read_schema(self, conn: Connection) -> tuple[set[str], dict[str, str]]:
+        """In one locked transaction: create an empty database's tables, upgrade a
+        version-1 store, or just read the meta rows."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        names = set(inspect(conn).get_table_names())
+        if not names:
+            _metadata.create_all(conn)
+            conn.execute(
+                insert(_meta),
+                [
+                    {"key": "application", "value": _APPLICATION},
+                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                ],
+            )
+            return set(TABLES), {"application": _APPLICATION, "schema_version": str(SCHEMA_VERSION)}
+        meta = _read_meta(conn) if "meta" in names else {}
+        if meta.get("application") == _APPLICATION and meta.get("schema_version") == "1":
+            conn.execute(text("ALTER TABLE runs ADD COLUMN claimed_at FLOAT"))
+            conn.execute(
+                update(_meta)
+                .where(_meta.c.key == "schema_version")
+                .values(value=str(SCHEMA_VERSION))
+            )
+            meta["schema_version"] = str(SCHEMA_VERSION)
+        return names, meta
+
     def _enable_wal(self) -> None:
-        """Switch an SQLite file to WAL (persistent; needs no open transaction)."""
+        """Switch an SQLite file to WAL once (persistent; needs no open transaction).
+
+        Only a file not yet in WAL mode is switched, so the processes that open the store
+        later leave the journal mode alone; a busy switch is retried.
+        """
         if self._engine.dialect.name != "sqlite" or self._url.database in (None, "", ":memory:"):
             return
-        try:
-            raw = self._engine.raw_connection()
+        for attempt in range(_INIT_TRIES):
             try:
-                cursor = raw.cursor()
-                cursor.execute("PRAGMA journal_mode = WAL")
-                cursor.close()
-            finally:
-                raw.close()
-        except exc.DBAPIError as err:
-            raise self._database_error(err) from None
+                raw = self._engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+                    if str(mode).lower() != "wal":
+                        cursor.execute("PRAGMA journal_mode = WAL")
+                    cursor.close()
+                finally:
+                    raw.close()
+                return
+            except (exc.DBAPIError, OSError) as err:
+                if attempt + 1 == _INIT_TRIES or not transient_error(err):
+                    raise self._database_error(err, "switch it to WAL mode") from None
+                time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
 
     def _run_row(self, conn: Connection, rid: str, *, lock: bool = False) -> RowMapping:
         query = select(_runs).where(_runs.c.run_id == rid)
@@ -280,14 +394,54 @@ class RunStore:
             )
         return row
 
-    def _running_row(self, conn: Connection, rid: str, action: str) -> RowMapping:
+    def _token(self, rid: str, attempt: int | None) -> int | None:
+        """The fencing token of a write: ``attempt`` if given, else the attempt this store
+        claimed ``rid`` with (None for a run it never claimed: then unfenced)."""
+        if attempt is None:
+            return self._tokens.get(rid)
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise EinspaceError(
+                f"attempt must be the positive integer a claim returned (Claim.attempt); "
+                f"got {attempt!r}"
+            )
+        return attempt
+
+    def _running_row(
+        self, conn: Connection, rid: str, action: str, attempt: int | None = None
+    ) -> RowMapping:
+        """The run's row, locked, checked to be running and still held by ``attempt``."""
         row = self._run_row(conn, rid, lock=True)
+        token = self._token(rid, attempt)
+        if token is not None and row["attempt"] != token:
+            raise self._taken_over(row, token, action)
         if row["status"] != "running":
             raise EinspaceError(
                 f"cannot {action} run {rid!r}: its status is {row['status']!r}, expected "
                 f"'running' (claim it first; finished, diverged and failed runs are final)"
             )
         return row
+
+    def _taken_over(self, row: RowMapping, token: int, action: str) -> RunTakenOver:
+        when = row["claimed_at"] if row["claimed_at"] is not None else row["updated_at"]
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(when)))
+        return RunTakenOver(
+            f"run {row['run_id']!r} was taken over by another worker at {stamp} (attempt "
+            f"{row['attempt']}, {row['worker_host']}:{row['worker_pid']}, now "
+            f"{row['status']!r}) after this worker's attempt {token} missed its "
+            f"{self.lease_s:g} s lease; this worker stops (cannot {action} it) and leaves "
+            f"the run to its new owner",
+            str(row["run_id"]),
+            token,
+            int(row["attempt"]),
+        )
+
+    @staticmethod
+    def _fenced(rid: str, token: int | None) -> list[Any]:
+        """WHERE clauses of a run-state UPDATE held by ``token``."""
+        where = [_runs.c.run_id == rid]
+        if token is not None:
+            where.append(_runs.c.attempt == token)
+        return where
 
     # ---------------------------------------------------------------- registering
 
@@ -303,7 +457,7 @@ class RunStore:
         canonical = canonical_config(config)
         rid = _hash(canonical)
         row = self._new_row(rid, canonical, config, sweep, "pending")
-        with self._write() as conn:
+        with self._write("register a run") as conn:
             exists = conn.execute(select(_runs.c.run_id).where(_runs.c.run_id == rid)).first()
             if exists is None:
                 try:
@@ -335,18 +489,33 @@ class RunStore:
             "updated_at": now,
         }
         if status == "running":
-            row.update(attempt=1, worker_host=self._host, worker_pid=os.getpid(), heartbeat_at=now)
+            row.update(
+                attempt=1,
+                worker_host=self._host,
+                worker_pid=os.getpid(),
+                heartbeat_at=now,
+                claimed_at=now,
+            )
         return row
 
     def claim(self, config: Mapping[str, Any], sweep: str | None = None) -> Claim | None:
         """Atomically take the run of ``config`` for this process, if it is free.
 
         The run is registered if new. It is taken (status ``running``, this host and pid,
-        a fresh heartbeat) if it is new or ``pending``, or ``running`` but stale: its
-        worker's pid is dead on this host, or its heartbeat is older than ``lease_s``.
-        Otherwise (finished, diverged, failed, or held by a live worker, this process
-        included) the result is ``None``. Of several processes claiming one config at
-        once, exactly one gets a :class:`Claim`. A taken-over run keeps its points.
+        a fresh heartbeat, the next attempt) if it is new or ``pending``, or ``running``
+        but stale: its worker's pid is dead on this host, or its heartbeat is older than
+        ``lease_s``. Otherwise (finished, diverged, failed, or held by a live worker, this
+        process included) the result is ``None``. Of several processes claiming one config
+        at once, exactly one gets a :class:`Claim`.
+
+        The claim's ``attempt`` is its fencing token: every later write of the run's state
+        (:meth:`heartbeat`, :meth:`log_points`, :meth:`save_checkpoint`, :meth:`finish`,
+        :meth:`mark_diverged`, :meth:`mark_failed`) is checked against it in the same
+        transaction, so a worker whose run was taken over is refused with
+        :class:`RunTakenOver`. This store remembers the token, so its own writes are
+        fenced without passing it. A taken-over run keeps its checkpoints and the points
+        up to its newest checkpoint; points the old owner logged after it are dropped
+        (the new owner logs them again from the checkpoint on).
 
         Examples:
             >>> store = RunStore("sqlite://")
@@ -358,48 +527,69 @@ class RunStore:
         rid = _hash(canonical)
         new_row = self._new_row(rid, canonical, config, sweep, "running")
         stored = json.loads(canonical)
-        with self._write() as conn:
-            query = select(_runs).where(_runs.c.run_id == rid).with_for_update()
-            row = conn.execute(query).mappings().first()
-            if row is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(_runs).values(**new_row))
-                    return Claim(rid, stored, sweep, 1, None, None)
-                except exc.IntegrityError:  # inserted concurrently (non-SQLite backends)
-                    row = conn.execute(query).mappings().one()
-            if row["status"] in _DONE:
-                return None
-            if row["status"] == "running" and not self._is_stale(row):
-                return None
-            now = time.time()
-            result = conn.execute(
-                update(_runs)
-                .where(
-                    _runs.c.run_id == rid,
-                    _runs.c.attempt == row["attempt"],
-                    _runs.c.status == row["status"],
-                )
-                .values(
-                    status="running",
-                    attempt=row["attempt"] + 1,
-                    worker_host=self._host,
-                    worker_pid=os.getpid(),
-                    heartbeat_at=now,
-                    updated_at=now,
-                    sweep=row["sweep"] if row["sweep"] is not None else sweep,
-                )
+        with self._write("claim a run") as conn:
+            claim = self._claim_in(conn, rid, stored, sweep, new_row)
+        if claim is not None:
+            self._tokens[rid] = claim.attempt
+        return claim
+
+    def _claim_in(
+        self,
+        conn: Connection,
+        rid: str,
+        stored: dict[str, Any],
+        sweep: str | None,
+        new_row: dict[str, Any],
+    ) -> Claim | None:
+        query = select(_runs).where(_runs.c.run_id == rid).with_for_update()
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(_runs).values(**new_row))
+                return Claim(rid, stored, sweep, 1, None, None)
+            except exc.IntegrityError:  # inserted concurrently (non-SQLite backends)
+                row = conn.execute(query).mappings().one()
+        if row["status"] in _DONE:
+            return None
+        if row["status"] == "running" and not self._is_stale(row):
+            return None
+        last_step = row["last_step"]
+        if row["status"] == "running":  # a take-over: keep what the checkpoint covers
+            kept = conn.execute(
+                select(func.max(_checkpoints.c.step)).where(_checkpoints.c.run_id == rid)
+            ).scalar()
+            stale = _points.c.run_id == rid
+            if kept is not None:
+                stale = stale & (_points.c.step > kept)
+            conn.execute(delete(_points).where(stale))
+            last_step = conn.execute(
+                select(func.max(_points.c.step)).where(_points.c.run_id == rid)
+            ).scalar()
+        now = time.time()
+        chosen = row["sweep"] if row["sweep"] is not None else sweep
+        result = conn.execute(
+            update(_runs)
+            .where(
+                _runs.c.run_id == rid,
+                _runs.c.attempt == row["attempt"],
+                _runs.c.status == row["status"],
             )
-            if result.rowcount != 1:
-                return None
-            return Claim(
-                rid,
-                stored,
-                row["sweep"] if row["sweep"] is not None else sweep,
-                row["attempt"] + 1,
-                row["status"],
-                row["last_step"],
+            .values(
+                status="running",
+                attempt=row["attempt"] + 1,
+                worker_host=self._host,
+                worker_pid=os.getpid(),
+                heartbeat_at=now,
+                claimed_at=now,
+                updated_at=now,
+                last_step=last_step,
+                sweep=chosen,
             )
+        )
+        if result.rowcount != 1:
+            return None
+        return Claim(rid, stored, chosen, row["attempt"] + 1, row["status"], last_step)
 
     def _is_stale(self, row: RowMapping) -> bool:
         heartbeat = row["heartbeat_at"]
@@ -410,24 +600,31 @@ class RunStore:
 
     # ---------------------------------------------------------------- while running
 
-    def heartbeat(self, run_id: str) -> None:
+    def heartbeat(self, run_id: str, *, attempt: int | None = None) -> None:
         """Record that the worker of a running run is alive (keeps it from being taken).
+
+        ``attempt`` is the claim's fencing token (default: the one this store claimed the
+        run with); a worker whose run was taken over gets :class:`RunTakenOver`.
 
         Examples:
             >>> store = RunStore("sqlite://")
             >>> store.heartbeat(store.claim({"width": 8}).run_id)
         """
         now = time.time()
-        with self._write() as conn:
-            self._running_row(conn, run_id, "heartbeat")
+        token = self._token(run_id, attempt)
+        with self._write("record a heartbeat") as conn:
+            self._running_row(conn, run_id, "heartbeat", token)
             conn.execute(
                 update(_runs)
-                .where(_runs.c.run_id == run_id)
+                .where(*self._fenced(run_id, token))
                 .values(heartbeat_at=now, updated_at=now)
             )
 
-    def log_points(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Store logged points of a running run; return how many.
+    def log_points(
+        self, run_id: str, rows: Iterable[Mapping[str, Any]], *, attempt: int | None = None
+    ) -> int:
+        """Store logged points of a running run; return how many (fenced like
+        :meth:`heartbeat`).
 
         Each row has ``step`` (int ≥ 0) and ``compute`` (finite, ≥ 0), and optionally
         ``train_loss`` and ``eval_loss`` (finite or None). A step logged again replaces
@@ -452,8 +649,9 @@ class RunStore:
             return 0
         now = time.time()
         steps = sorted(clean)
-        with self._write() as conn:
-            current = self._running_row(conn, run_id, "log points to")
+        token = self._token(run_id, attempt)
+        with self._write("log points") as conn:
+            current = self._running_row(conn, run_id, "log points to", token)
             for chunk in _chunks(steps):
                 conn.execute(
                     delete(_points).where(_points.c.run_id == run_id, _points.c.step.in_(chunk))
@@ -462,13 +660,16 @@ class RunStore:
             last = max(steps[-1], current["last_step"] if current["last_step"] is not None else -1)
             conn.execute(
                 update(_runs)
-                .where(_runs.c.run_id == run_id)
+                .where(*self._fenced(run_id, token))
                 .values(last_step=last, heartbeat_at=now, updated_at=now)
             )
         return len(steps)
 
-    def save_checkpoint(self, run_id: str, step: int, blob: bytes, *, keep: int = 1) -> None:
-        """Store a checkpoint of a running run at ``step``; keep only the newest ``keep``.
+    def save_checkpoint(
+        self, run_id: str, step: int, blob: bytes, *, keep: int = 1, attempt: int | None = None
+    ) -> None:
+        """Store a checkpoint of a running run at ``step``; keep only the newest ``keep``
+        (fenced like :meth:`heartbeat`).
 
         Examples:
             >>> store = RunStore("sqlite://")
@@ -486,8 +687,9 @@ class RunStore:
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise EinspaceError(f"keep must be an integer >= 1; got {keep!r}")
         now = time.time()
-        with self._write() as conn:
-            self._running_row(conn, run_id, "save a checkpoint of")
+        token = self._token(run_id, attempt)
+        with self._write("save a checkpoint") as conn:
+            self._running_row(conn, run_id, "save a checkpoint of", token)
             conn.execute(
                 delete(_checkpoints).where(
                     _checkpoints.c.run_id == run_id, _checkpoints.c.step == step
@@ -512,7 +714,7 @@ class RunStore:
                 )
             conn.execute(
                 update(_runs)
-                .where(_runs.c.run_id == run_id)
+                .where(*self._fenced(run_id, token))
                 .values(heartbeat_at=now, updated_at=now)
             )
 
@@ -524,7 +726,7 @@ class RunStore:
             >>> store.load_checkpoint(store.claim({"width": 8}).run_id) is None
             True
         """
-        with self._read() as conn:
+        with self._read("load a checkpoint") as conn:
             self._run_row(conn, run_id)
             row = conn.execute(
                 select(_checkpoints.c.step, _checkpoints.c.blob)
@@ -545,8 +747,9 @@ class RunStore:
         train_loss: float | None = None,
         eval_loss: float | None = None,
         drop_checkpoints: bool = True,
+        attempt: int | None = None,
     ) -> None:
-        """Mark a running run finished, with its final losses.
+        """Mark a running run finished, with its final losses (fenced like :meth:`heartbeat`).
 
         A loss not given is taken from the last logged point that has one. Checkpoints
         are dropped unless ``drop_checkpoints=False``; points are kept for good.
@@ -562,8 +765,9 @@ class RunStore:
             if value is not None:
                 check_loss(value, name, "finish")
         now = time.time()
-        with self._write() as conn:
-            self._running_row(conn, run_id, "finish")
+        token = self._token(run_id, attempt)
+        with self._write("finish a run") as conn:
+            self._running_row(conn, run_id, "finish", token)
             finals = {"train_loss": train_loss, "eval_loss": eval_loss}
             for name in finals:
                 if finals[name] is None:
@@ -578,7 +782,7 @@ class RunStore:
                 conn.execute(delete(_checkpoints).where(_checkpoints.c.run_id == run_id))
             conn.execute(
                 update(_runs)
-                .where(_runs.c.run_id == run_id)
+                .where(*self._fenced(run_id, token))
                 .values(
                     status="finished",
                     final_train_loss=finals["train_loss"],
@@ -589,8 +793,16 @@ class RunStore:
                 )
             )
 
-    def mark_diverged(self, run_id: str, step: int, reason: str = "loss is not finite") -> None:
-        """Mark a running run diverged at ``step`` (the first bad step).
+    def mark_diverged(
+        self,
+        run_id: str,
+        step: int,
+        reason: str = "loss is not finite",
+        *,
+        attempt: int | None = None,
+    ) -> None:
+        """Mark a running run diverged at ``step`` (the first bad step; fenced like
+        :meth:`heartbeat`).
 
         Points logged before ``step`` are kept as the run's last good points; any at or
         after it are removed. ``last_step`` becomes ``step`` and the error column says
@@ -607,13 +819,14 @@ class RunStore:
         """
         step = check_step(step, "step")
         now = time.time()
-        with self._write() as conn:
-            self._running_row(conn, run_id, "mark diverged")
+        token = self._token(run_id, attempt)
+        with self._write("mark a run diverged") as conn:
+            self._running_row(conn, run_id, "mark diverged", token)
             conn.execute(delete(_points).where(_points.c.run_id == run_id, _points.c.step >= step))
             conn.execute(delete(_checkpoints).where(_checkpoints.c.run_id == run_id))
             conn.execute(
                 update(_runs)
-                .where(_runs.c.run_id == run_id)
+                .where(*self._fenced(run_id, token))
                 .values(
                     status="diverged",
                     last_step=step,
@@ -623,8 +836,11 @@ class RunStore:
                 )
             )
 
-    def mark_failed(self, run_id: str, error: str | BaseException) -> None:
-        """Mark a pending or running run failed with an error message (or exception).
+    def mark_failed(
+        self, run_id: str, error: str | BaseException, *, attempt: int | None = None
+    ) -> None:
+        """Mark a pending or running run failed with an error message (or exception);
+        fenced like :meth:`heartbeat` when this store claimed it or ``attempt`` is given.
 
         Its points are kept; a failed run is never claimed again.
 
@@ -637,8 +853,11 @@ class RunStore:
         """
         message = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
         now = time.time()
-        with self._write() as conn:
+        token = self._token(run_id, attempt)
+        with self._write("mark a run failed") as conn:
             row = self._run_row(conn, run_id, lock=True)
+            if token is not None and row["attempt"] != token:
+                raise self._taken_over(row, token, "mark failed")
             if row["status"] in _DONE:
                 raise EinspaceError(
                     f"cannot mark run {run_id!r} failed: its status is {row['status']!r}, "
@@ -646,7 +865,7 @@ class RunStore:
                 )
             conn.execute(
                 update(_runs)
-                .where(_runs.c.run_id == run_id)
+                .where(*self._fenced(run_id, token))
                 .values(status="failed", error=str(message), updated_at=now)
             )
 
@@ -674,7 +893,7 @@ class RunStore:
             if status not in RUN_STATUSES:
                 raise EinspaceError(f"unknown status {status!r}; {suggest(status, RUN_STATUSES)}")
             query = query.where(_runs.c.status == status)
-        with self._read() as conn:
+        with self._read("read runs") as conn:
             rows = [dict(r) for r in conn.execute(query).mappings()]
         frame = pd.DataFrame(rows, columns=list(_RUN_COLUMNS))
         frame["config"] = [json.loads(text) for text in frame["config"]]
@@ -713,7 +932,7 @@ class RunStore:
         if sweep is not None:
             base = base.where(_runs.c.sweep == sweep)
         rows: list[dict[str, Any]] = []
-        with self._read() as conn:
+        with self._read("read runs") as conn:
             if run_ids is None:
                 rows = [dict(r) for r in conn.execute(base).mappings()]
             else:
@@ -745,7 +964,7 @@ class RunStore:
         import pandas as pd
 
         sweep = func.coalesce(_runs.c.sweep, "")
-        with self._read() as conn:
+        with self._read("read runs") as conn:
             counts = conn.execute(
                 select(sweep, _runs.c.status, func.count()).group_by(sweep, _runs.c.status)
             ).all()

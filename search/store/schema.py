@@ -27,8 +27,9 @@ from sqlalchemy.engine import Connection
 
 __all__ = ["LABEL_KEYS", "POINT_FIELDS", "RUN_STATUSES", "SCHEMA_VERSION", "TABLES"]
 
-SCHEMA_VERSION: Final = 1
-"""Version of the table layout; a store of another version is refused."""
+SCHEMA_VERSION: Final = 2
+"""Version of the table layout; a store of another version is refused (version 1, without
+``runs.claimed_at``, is upgraded in place when opened)."""
 
 RUN_STATUSES: Final = ("pending", "running", "finished", "diverged", "failed")
 """Every status a run can have, in lifecycle order."""
@@ -67,6 +68,7 @@ _runs = Table(
     Column("worker_host", String(255)),
     Column("worker_pid", Integer),
     Column("heartbeat_at", Float),
+    Column("claimed_at", Float),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("last_step", Integer),
