@@ -30,11 +30,13 @@ from search.store import (
 
 if TYPE_CHECKING:
     from search.driver import SearchResult, run_search
+    from search.models import build_model
     from search.proxy import CurvePoint, ProxyConfig, RunResult, proxy_run
     from search.settings import RunSettings
     from search.space import ThetaPoint, sample_points, snap_theta, theta_point
 
 _LAZY = {
+    "build_model": "search.models",
     "CurvePoint": "search.proxy",
     "ProxyConfig": "search.proxy",
     "RunResult": "search.proxy",
@@ -63,6 +65,7 @@ __all__ = [
     "RunStore",
     "SearchResult",
     "ThetaPoint",
+    "build_model",
     "canonical_config",
     "parse_budget",
     "proxy_run",

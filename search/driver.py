@@ -23,7 +23,11 @@
    more by the next search, and its run resumes from its checkpoint. The best
    ``promote`` distinct structures join the grid; with no structures and ``promote=0``
    the search is θ-only.
-2. **Grid**: structures × widths × seeds become :class:`~search.proxy.ProxyConfig` runs in
+2. **Learning rate per structure** (when ``lr_grid`` is given; ``einspace search`` gives 5):
+   :func:`search.tuning.tune_lrs` trains each grid structure at the smallest width on a log
+   grid of base learning rates (sweep ``<sweep>/lr``) and the grid then uses each
+   structure's best rate, transferred to larger widths by μP.
+3. **Grid**: structures × widths × seeds become :class:`~search.proxy.ProxyConfig` runs in
    the run store (sweep ``<sweep>``). Finished, diverged and failed runs are skipped;
    runs left ``running`` by a dead process resume from their checkpoint. ``workers``
    processes claim runs from the shared store, so no run is trained twice.
@@ -55,10 +59,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
@@ -78,10 +82,14 @@ from search.theta import (
     _trials_frame,
     interpolate_loss,
 )
+from search.tuning import tune_lrs
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
+
+    from search.tasks import Task
+    from search.tuning import LRGrid
 
 
 __all__ = [
@@ -99,6 +107,25 @@ __all__ = [
 
 DEFAULT_STORE: Final = "einspace-runs.sqlite"
 """The run store of ``einspace search`` when none is given (in the current folder)."""
+
+
+def _check_crossing(settings: RunSettings, model: object, workers: int) -> None:
+    """Worker processes rebuild task and model from the config: refuse in-process objects."""
+    from search.models import importable
+
+    if workers == 1:
+        return
+    if settings.task_repr is not None:
+        raise EinspaceError(
+            f"the task object {settings.task_repr} cannot cross to {workers} worker processes; "
+            f"pass it as 'module:attr' (a module the workers can import) or use workers=1"
+        )
+    if model is not None and not isinstance(model, str) and not importable(settings.model, model):
+        raise EinspaceError(
+            f"the model factory {settings.model!r} cannot be imported by worker processes "
+            f"(defined in __main__ or inside a function); pass it as 'module:attr' or use "
+            f"workers=1"
+        )
 
 
 def _store_target(store: str | os.PathLike[str]) -> str:
@@ -124,6 +151,9 @@ class SearchResult:
             None without a θ search.
         study: the optuna study name, or None.
         promoted: θ structures that joined the grid.
+        lrs: the learning-rate tuning runs (structure, lr, run_id, status, final_eval_loss,
+            best), or None without tuning.
+        lr: the base learning rate each grid structure trained with.
         interrupted: whether Ctrl-C stopped the search.
         wall_s: seconds spent.
     """
@@ -136,6 +166,8 @@ class SearchResult:
     trials: pd.DataFrame | None = None
     study: str | None = None
     promoted: list[str] = field(default_factory=list)
+    lrs: pd.DataFrame | None = None
+    lr: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     wall_s: float = 0.0
 
@@ -164,6 +196,9 @@ def run_search(
     lease_s: float = 120.0,
     progress: bool = True,
     console: Console | None = None,
+    task: Task | str | None = None,
+    model: Callable[[Any, int, Any], Any] | str | None = None,
+    lr_grid: LRGrid | None = None,
 ) -> SearchResult:
     """Search structures with proxy runs and fit their scaling laws (see the module docs).
 
@@ -200,6 +235,14 @@ def run_search(
             run's identity.
         progress: show progress bars and the live table.
         console: where to print (a fresh rich Console by default).
+        task: the task instead of the settings' (a registered name, ``"module:attr"`` or a
+            :class:`~search.tasks.Task` object; objects need ``workers=1``).
+        model: a model factory ``(structure, width, task) -> nn.Module`` or
+            ``"module:attr"`` (a callable that does not import by its ``module:qualname``
+            needs ``workers=1``).
+        lr_grid: tune each structure's base learning rate first (:mod:`search.tuning`): a
+            count of log-spaced values around ``settings.lr`` (two decades) or the values;
+            None: every structure trains with ``settings.lr``.
 
     With ``workers > 1`` the workers are separate processes that import the main module,
     so a script must call this under ``if __name__ == "__main__":``.
@@ -227,6 +270,11 @@ def run_search(
     started = time.perf_counter()
     out = console or Console()
     settings = settings or RunSettings()
+    if task is not None or model is not None:
+        from search.proxy import with_task_and_model
+
+        settings = with_task_and_model(settings, task, model)
+    _check_crossing(settings, model, workers)
     settings.check()
     width_list = parse_widths(widths)
     seed_list = parse_seeds(seeds)
@@ -249,6 +297,8 @@ def run_search(
     trials_frame: pd.DataFrame | None = None
     study_name: str | None = None
     promoted: list[str] = []
+    per_structure: dict[str, RunSettings] = {}
+    lr_frame: pd.DataFrame | None = None
     with RunStore(target, lease_s=lease_s) as run_store:
         job: _ThetaJob | None = None
         if trials > 0:
@@ -276,9 +326,26 @@ def run_search(
                     for spec in promoted:
                         candidates.setdefault(spec, Structure.parse(spec))
                 if candidates:
+                    per_structure = dict.fromkeys(candidates, settings)
+                    if lr_grid is not None:
+                        best, lr_frame = tune_lrs(
+                            target, candidates, min(width_list), seed_list[0], settings,
+                            lr_grid, sweep=sweep, workers=1, device=device,  # see tune_lrs
+                            checkpoint_every=checkpoint_every, threads=threads, display=display,
+                            lease_s=run_store.lease_s,
+                        )  # fmt: skip
+                        per_structure = {k: replace(settings, lr=best[k]) for k in candidates}
+                    configs = [
+                        config
+                        for label, structure in candidates.items()
+                        for config in grid_configs(
+                            {label: structure}, width_list, seed_list, per_structure[label]
+                        )
+                    ]
+                    configs.sort(key=lambda c: -c.steps * c.compute_per_step(c.structure, c.width))
                     _run_grid(
                         target,
-                        grid_configs(candidates, width_list, seed_list, settings),
+                        configs,
                         sweep=sweep,
                         workers=workers,
                         device=device,
@@ -293,7 +360,7 @@ def run_search(
             with contextlib.suppress(Exception):
                 trials_frame, _ = _trials_frame(job)
         ids = [
-            _run_id_of(settings, label, w, s)
+            _run_id_of(per_structure.get(label, settings), label, w, s)
             for label in candidates
             for w in width_list
             for s in seed_list
@@ -303,7 +370,8 @@ def run_search(
         url = run_store.url
     result = SearchResult(
         url, sweep, runs, points, list(candidates), trials_frame, study_name, promoted,
-        interrupted, time.perf_counter() - started,
+        lr_frame, {k: s.lr for k, s in per_structure.items()}, interrupted,
+        time.perf_counter() - started,
     )  # fmt: skip
     _print_result(out, result)
     return result

@@ -1,18 +1,24 @@
-"""Proxy runs: train a small MLP with einsum-structured hidden layers and log its curve.
+"""Proxy runs: train a small model with einsum-structured layers and log its curve.
 
-The model (:class:`ProxyMLP`) is ``d_in → width → … → width → d_out``: a dense input layer,
-``depth`` hidden ``width × width`` :class:`~einspace.nn.EinsumLinear` layers of the
-structure under study, and a dense readout, with ReLU in between. Training follows
-structure-aware μP (docs/theory.md §4): the hidden layers' factors get the per-factor learning
-rates of :func:`einspace.nn.param_groups`; the dense input layer gets ``lr`` and the
-readout ``lr · base_width / width``. The dense layers have spectral init
-``σ = fan_in^{-1/2} · min(1, √(fan_out / fan_in))`` and zero biases. The optimizer is AdamW.
+The model is :func:`search.models.build_model`'s: for the MLP tasks :class:`ProxyMLP`,
+``d_in → width → … → width → d_out``: a dense input layer, ``depth`` hidden ``width × width``
+:class:`~einspace.nn.EinsumLinear` layers of the structure under study, and a dense readout,
+with ReLU in between; for ``task="lm"`` the decoder-only transformer of :mod:`search.lm`, in
+which every attention and MLP projection is structured; or the user's own factory
+(``model=``). Training follows structure-aware μP (docs/theory.md §4):
+:func:`einspace.nn.param_groups` over the whole model gives structured layers their
+per-factor learning rates and plain layers the rate of their ``mup_role`` (the MLP's input
+layer ``lr``, its readout ``lr · base_width / width``). The MLP's dense layers have spectral
+init ``σ = fan_in^{-1/2} · min(1, √(fan_out / fan_in))`` and zero biases. The optimizer is
+AdamW.
 
-**Compute** (docs/theory.md §6) is training FLOPs: ``6 × MACs-per-token × tokens`` where a token
-is one example, and MACs-per-token is that of the whole model: ``d_in·width`` for the
+**Compute** (docs/theory.md §6) is training FLOPs: ``6 × MACs-per-token × tokens``. For the MLP a
+token is one example, and MACs-per-token is that of the whole model: ``d_in·width`` for the
 input layer, each hidden layer's :meth:`EinsumLinear.macs` at the training batch size,
 and ``width·d_out`` for the readout (biases and nonlinearities are not counted, nor is
-evaluation). After ``s`` optimizer steps of batch ``b``, ``compute = 6·M·b·s``.
+evaluation). After ``s`` optimizer steps of batch ``b``, ``compute = 6·M·b·s``. For the LM an
+example is ``n_ctx`` tokens, so ``compute = 6·M·n_ctx·b·s`` with ``M`` of :mod:`search.lm`
+(attention included); user models: :func:`search.models.macs_per_token`.
 
 **Logged points** ``(step, compute, train_loss, eval_loss)`` are taken at step 0, every
 ``eval_every`` steps and at the last step. ``eval_loss`` is the loss on the task's fixed
@@ -62,19 +68,30 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from einspace.errors import EinspaceError, suggest
+from einspace.proxy_realization import padding_record
+from einspace.realization import Realization
 from einspace.structure import Structure
-from search.compute import macs_per_token, step_flops
+from search.compute import step_flops
+from search.models import (
+    ProxyMLP,
+    build_model,
+    is_spec,
+    local_model,
+    local_task,
+    macs_per_token,
+    realize_layer,
+    tokens_per_example,
+)
 from search.settings import RunSettings, with_settings
-from search.space import Mode
 from search.store.runs import RunTakenOver
-from search.tasks import TASKS, Task
+from search.tasks import TASKS, Task, model_kind
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,10 +107,11 @@ __all__ = [
     "RunResult",
     "proxy_run",
     "run_config",
+    "with_task_and_model",
 ]
 
 CONFIG_KIND: Final = "proxy"
-CONFIG_VERSION: Final = 1
+CONFIG_VERSION: Final = 2
 """Bumped when the model or the training loop changes, so old runs are not reused."""
 
 _RESULT_STATUSES: Final = ("finished", "diverged", "failed", "pruned", "busy")
@@ -116,7 +134,10 @@ class ProxyConfig(RunSettings):
         structure: the hidden layers' structure spec.
         width: hidden width (the structured layers are ``width × width``).
         seed: seed of the model init and of the batch order.
-        task_repr: ``repr`` of a task object passed instead of a name (identity only).
+        task_digest: the task's ``digest`` (of its data, e.g. the LM corpus), when it has one.
+
+    A config's ``to_dict`` also records ``padding``: the mode, class sizes and padding of every
+    structured layer of the built-in proxies (derived from the other fields).
 
     Examples:
         >>> cfg = ProxyConfig("btt", width=64, steps=100)
@@ -127,13 +148,16 @@ class ProxyConfig(RunSettings):
     structure: str
     width: int
     seed: int = field(default=0, kw_only=True)
-    task_repr: str | None = field(default=None, kw_only=True)
+    task_digest: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         spec = self.structure
         structure = spec if isinstance(spec, Structure) else _parse_structure(spec)
         object.__setattr__(self, "structure", str(structure))
-        for name in ("width", "steps", "batch_size", "depth", "eval_every", "base_width"):
+        for name in (
+            "width", "steps", "batch_size", "depth", "eval_every", "base_width", "n_layer",
+            "d_head",
+        ):  # fmt: skip
             _positive_int(getattr(self, name), name, allow_zero=name == "depth")
         _positive_int(self.seed, "seed", allow_zero=True)
         for name in ("lr", "weight_decay", "pad_tol"):
@@ -143,12 +167,21 @@ class ProxyConfig(RunSettings):
             if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
                 raise EinspaceError(f"{name} = {value!r} must be finite and positive")
             object.__setattr__(self, name, float(value))
-        if self.mode not in ("round", "exact"):
+        if self.mode not in ("auto", "round", "exact"):
             raise EinspaceError(
-                f"mode = {self.mode!r}; {suggest(str(self.mode), ['round', 'exact'])}"
+                f"mode = {self.mode!r}; {suggest(str(self.mode), ['auto', 'round', 'exact'])}"
             )
-        if not isinstance(self.task, str) or self.task not in TASKS:
-            raise EinspaceError(f"unknown task {self.task!r}; {suggest(str(self.task), TASKS)}")
+        if not isinstance(self.tied, bool):
+            raise EinspaceError(f"tied = {self.tied!r} must be True or False")
+        if not isinstance(self.model, str):
+            raise EinspaceError(f"model = {self.model!r} must be a 'module:attr' string")
+        if not isinstance(self.task, str) or not (
+            self.task in TASKS or is_spec(self.task) or self.task_repr is not None
+        ):
+            raise EinspaceError(
+                f"unknown task {self.task!r}; {suggest(str(self.task), TASKS)} (or "
+                f"'module:attr' for your own task)"
+            )
         if not isinstance(self.task_kwargs, Mapping):
             raise EinspaceError(f"task_kwargs must be a mapping; got {self.task_kwargs!r}")
         object.__setattr__(self, "task_kwargs", dict(self.task_kwargs))
@@ -165,9 +198,27 @@ class ProxyConfig(RunSettings):
             'dense'
         """
         out = {"kind": CONFIG_KIND, "version": CONFIG_VERSION, **asdict(self)}
-        if out["task_repr"] is None:
-            del out["task_repr"]
+        for key in ("task_repr", "task_digest"):
+            if out[key] is None:
+                del out[key]
+        if not out["model"]:
+            del out["model"]
+        record = self.padding()
+        if record is not None:
+            out["padding"] = record
         return out
+
+    def padding(self) -> dict[str, dict[str, object]] | None:
+        """Mode, class sizes and padding of every structured layer of the built-in proxy
+        (``None`` with a user model: its run result has them).
+
+        Examples:
+            >>> ProxyConfig("monarch", 128, depth=1).padding()["hidden.0"]["input"]
+            0
+        """
+        if self.model:
+            return None
+        return _padding_of(self)
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> ProxyConfig:
@@ -187,7 +238,7 @@ class ProxyConfig(RunSettings):
                 f"{CONFIG_VERSION}"
             )
         names = {f.name for f in fields(cls)}
-        body = {k: v for k, v in config.items() if k not in ("kind", "version")}
+        body = {k: v for k, v in config.items() if k not in ("kind", "version", "padding")}
         unknown = [k for k in body if k not in names]
         if unknown:
             raise EinspaceError(
@@ -216,78 +267,31 @@ def _positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
 # --------------------------------------------------------------------------- model
 
 
-def _spectral_std(fan_in: int, fan_out: int) -> float:
-    return float(fan_in**-0.5 * min(1.0, math.sqrt(fan_out / fan_in)))
-
-
-class ProxyMLP(nn.Module):
-    """``d_in → width → (structured width × width) × depth → d_out`` with ReLU.
-
-    Args:
-        d_in: input features.
-        d_out: outputs.
-        width: hidden width.
-        depth: number of structured hidden layers.
-        structure: their structure (a :class:`Structure` or spec).
-        mode: realization mode of the structured layers.
-        pad_tol: padding tolerance of round mode.
-
-    Examples:
-        >>> model = ProxyMLP(8, 1, 16, 1, "dense")
-        >>> model(torch.zeros(3, 8)).shape, model.macs(3)
-        (torch.Size([3, 1]), 400)
-    """
-
-    def __init__(
-        self,
-        d_in: int,
-        d_out: int,
-        width: int,
-        depth: int,
-        structure: Structure | str,
-        *,
-        mode: Mode = "round",
-        pad_tol: float = 0.15,
-    ) -> None:
-        from einspace.nn import EinsumLinear
-
-        super().__init__()
-        self.d_in, self.d_out, self.width, self.depth = d_in, d_out, width, depth
-        self.embed = nn.Linear(d_in, width)
-        self.hidden = nn.ModuleList(
-            EinsumLinear(width, width, structure, mode=mode, pad_tol=pad_tol) for _ in range(depth)
-        )
-        self.readout = nn.Linear(width, d_out)
-        with torch.no_grad():
-            for layer in (self.embed, self.readout):
-                fan_out, fan_in = layer.weight.shape
-                layer.weight.normal_(0.0, _spectral_std(fan_in, fan_out))
-                layer.bias.zero_()
-
-    def macs(self, batch: int = 1) -> int:
-        """MACs per example: dense layers ``d_in·d_out``, structured layers their own count."""
-        hidden = sum(int(cast(Any, layer).macs(batch=batch)) for layer in self.hidden)
-        return macs_per_token(self.d_in, self.d_out, self.width, 1, hidden)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = torch.relu(self.embed(x))  # (B, width)
-        for layer in self.hidden:
-            h = torch.relu(layer(h))  # (B, width)
-        return self.readout(h)  # (B, d_out)
-
-
-def _optimizer(model: ProxyMLP, config: ProxyConfig) -> torch.optim.AdamW:
-    """AdamW with μP groups: param_groups for the structured layers, explicit dense ones."""
+def _optimizer(model: nn.Module, config: ProxyConfig) -> torch.optim.AdamW:
+    """AdamW with μP groups for the whole model (:func:`einspace.nn.param_groups`): per-factor
+    rates for structured layers, input/hidden/readout rates for plain layers by ``mup_role``."""
     from einspace.nn import param_groups
 
-    scale = config.base_width / config.width
-    groups: list[dict[str, Any]] = [{"params": list(model.embed.parameters()), "lr": config.lr}]
-    if config.depth:
-        groups.extend(
-            param_groups(model.hidden, config.lr, optimizer="adam", base_width=config.base_width)
-        )
-    groups.append({"params": list(model.readout.parameters()), "lr": config.lr * scale})
+    groups = param_groups(model, config.lr, optimizer="adam", base_width=config.base_width)
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _padding_of(config: ProxyConfig) -> dict[str, dict[str, object]]:
+    """The padding record of the built-in proxy of ``config``, from its realizations alone."""
+    w, real = config.width, config.mode
+    layers: dict[str, Realization] = {}
+    if model_kind(config.make_task()) == "lm":
+        sizes = {"attn.q": (w, w), "attn.k": (w, w), "attn.v": (w, w), "attn.o": (w, w)}
+        sizes |= {"mlp.fc": (w, 4 * w), "mlp.proj": (4 * w, w)}
+        for i in range(config.n_layer):
+            for name, (d_in, d_out) in sizes.items():
+                layers[f"h.{i}.{name}"] = realize_layer(
+                    config.structure, d_in, d_out, real, config.pad_tol
+                )
+    else:
+        for i in range(config.depth):
+            layers[f"hidden.{i}"] = realize_layer(config.structure, w, w, real, config.pad_tol)
+    return padding_record(layers)
 
 
 def _seed_from(*words: int) -> int:
@@ -295,19 +299,11 @@ def _seed_from(*words: int) -> int:
     return int(state[0] & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-def _build_model(config: ProxyConfig, task: Task) -> ProxyMLP:
+def _build_model(config: ProxyConfig, task: Task) -> nn.Module:
     """The model of ``config``, built on CPU from its seed without touching global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_seed_from(config.seed, _STREAM_INIT))
-        return ProxyMLP(
-            task.d_in,
-            task.d_out,
-            config.width,
-            config.depth,
-            config.structure,
-            mode=config.mode,
-            pad_tol=config.pad_tol,
-        )
+        return build_model(config, task)
 
 
 # --------------------------------------------------------------------------- results
@@ -336,7 +332,10 @@ class RunResult:
         points: the logged curve, by step (for a diverged run: its good points).
         run_id: the run's id in the store (also computed without a store).
         params: parameters of the whole model.
-        macs_per_token: MACs per example of the whole model.
+        macs_per_token: forward MACs per token of the whole model (one example is
+            ``tokens_per_example`` tokens: 1 for the MLP tasks, ``n_ctx`` for ``lm``).
+        tokens_per_example: tokens per example of the task.
+        padding: mode, class sizes and padding of every structured layer.
         resumed_from: the checkpoint step this call resumed from, if any.
         trained_steps: optimizer steps this call took (0 when the store had the run).
         cached: whether the run came from the store instead of being trained here.
@@ -350,6 +349,8 @@ class RunResult:
     run_id: str
     params: int
     macs_per_token: int
+    tokens_per_example: int = 1
+    padding: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     resumed_from: int | None = None
     trained_steps: int = 0
     cached: bool = False
@@ -389,15 +390,17 @@ def proxy_run(
     device: torch.device | str | None = None,
     checkpoint_every: int | None = None,
     on_point: Callable[[CurvePoint], bool | None] | None = None,
+    model: Callable[[Any, int, Any], nn.Module] | str | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Train one proxy model and return its curve (see the module docs).
 
     Args:
         structure: the hidden layers' structure (object or spec string).
-        task: a registered task name, or a :class:`~search.tasks.Task` object (then
-            ``task_kwargs`` must be empty and the task's ``repr`` identifies it); default:
-            the settings' task.
+        task: a registered task name, ``"module:attr"`` (a task object, class or function,
+            imported by path), or any object with the :class:`~search.tasks.Task` attributes
+            (then ``task_kwargs`` must be empty, and its ``name`` and ``repr`` identify its
+            runs, plus its ``digest`` when it has one); default: the settings' task.
         width: hidden width; the structure must realize at ``width × width``.
         steps: optimizer steps (default: the settings' steps).
         seed: seed of the init and the batch order.
@@ -412,6 +415,9 @@ def proxy_run(
             per run, on multiples of ``eval_every``.
         on_point: called with each logged point; returning True stops the run
             (status ``pruned``).
+        model: your own model factory ``model(structure, width, task) -> nn.Module`` (or
+            ``"module:attr"``); default: the task's proxy (:func:`search.models.build_model`).
+            Its compute is its ``macs()`` or measured with ``FlopCounterMode``.
         **overrides: any field of :class:`~search.settings.RunSettings` by name (``lr``,
             ``batch_size``, ``depth``, ``eval_every``, ``weight_decay``, ``base_width``,
             ``mode``, ``pad_tol``, ``task_kwargs``, …), replacing the settings' value.
@@ -428,31 +434,59 @@ def proxy_run(
     base = with_settings(settings, **overrides)
     if steps is not None:
         base = replace(base, steps=steps)
-    task_obj: Task | None = None
-    text: str | None = None
-    if task is None or isinstance(task, str):
-        base = replace(base, task=base.task if task is None else task)
-    elif isinstance(task, Task):
-        if base.task_kwargs:
-            raise EinspaceError("task_kwargs apply to a task name; got a Task object as well")
-        task_obj, text = task, repr(task)
-        base = replace(base, task=task.name)
-    else:
-        raise EinspaceError(
-            f"task {task!r} must be a registered name ({', '.join(map(repr, TASKS))}) or a Task"
-        )
+    base = with_task_and_model(base, task, model)
     spec = structure if isinstance(structure, str) else str(structure)
-    values = {f.name: getattr(base, f.name) for f in fields(RunSettings)}
-    config = ProxyConfig(spec, width, seed=seed, task_repr=text, **values)
     return run_config(
-        config,
+        base.config(spec, width, seed),
         store=store,
         sweep=sweep,
         device=device,
         checkpoint_every=checkpoint_every,
         on_point=on_point,
-        task=task_obj,
     )
+
+
+def with_task_and_model(
+    settings: RunSettings,
+    task: Task | str | None = None,
+    model: Callable[[Any, int, Any], nn.Module] | str | None = None,
+) -> RunSettings:
+    """``settings`` with a task (name, ``"module:attr"`` or :class:`~search.tasks.Task` object)
+    and a model factory (``"module:attr"`` or a callable) put in; objects are kept in this
+    process (:func:`search.models.local_task`) and identified by name and repr, or by
+    ``module:qualname``.
+
+    Raises:
+        EinspaceError: a task that is neither a string nor a Task, or ``task_kwargs`` given
+            with a task object.
+
+    Examples:
+        >>> from search.tasks import Digits
+        >>> s = with_task_and_model(RunSettings(), Digits(seed=3))
+        >>> s.task, s.task_repr
+        ('digits', 'Digits(eval_fraction=0.2, seed=3)')
+    """
+    if isinstance(task, str):
+        settings = replace(settings, task=task, task_repr=None)
+    elif isinstance(task, Task):
+        if settings.task_kwargs:
+            raise EinspaceError(
+                f"task_kwargs {dict(settings.task_kwargs)!r} apply to a task name; got a Task "
+                f"object ({task!r}) as well"
+            )
+        name, text = local_task(task)
+        settings = replace(settings, task=name, task_repr=text)
+    elif task is not None:
+        raise EinspaceError(
+            f"task {task!r} must be a registered name ({', '.join(map(repr, TASKS))}), "
+            f"'module:attr', or an object with the Task attributes (name, d_in, d_out, loss, "
+            f"train_batch, eval_set)"
+        )
+    if isinstance(model, str):
+        settings = replace(settings, model=model)
+    elif model is not None:
+        settings = replace(settings, model=local_model(model))
+    return settings
 
 
 def run_config(
@@ -467,7 +501,7 @@ def run_config(
 ) -> RunResult:
     """Run a :class:`ProxyConfig` (or its dict); the arguments are those of :func:`proxy_run`.
 
-    ``task`` overrides building the task from the config (for task objects).
+    ``task`` overrides building the task from the config.
 
     Examples:
         >>> cfg = ProxyConfig("monarch", width=16, steps=2, eval_every=2,
@@ -481,13 +515,24 @@ def run_config(
     started = time.perf_counter()
     dev = _device(device)
     the_task = task if task is not None else cfg.make_task()
-    cfg.structure_object().realize(cfg.width, cfg.width, mode=cfg.mode, pad_tol=cfg.pad_tol)
+    digest = getattr(the_task, "digest", None)
+    if cfg.task_digest is not None and digest != cfg.task_digest:
+        raise EinspaceError(
+            f"the data of task {cfg.task!r} changed: its digest is {digest!r}, the run was "
+            f"configured for {cfg.task_digest!r} (a text or data file edited since?)"
+        )
     every = _checkpoint_every(cfg, checkpoint_every)
     rid = store_run_id(cfg.to_dict())
     model = _build_model(cfg, the_task)
     params = sum(p.numel() for p in model.parameters())
-    macs = model.macs(cfg.batch_size)
-    base = RunResult(cfg, "finished", (), rid, params, macs)
+    macs = macs_per_token(model, the_task, cfg.batch_size)
+    tokens = tokens_per_example(the_task)
+    record = cfg.padding()
+    if record is None:
+        from search.models import padding as model_padding
+
+        record = model_padding(model)
+    base = RunResult(cfg, "finished", (), rid, params, macs, tokens, record)
     if store is None:
         return _train(cfg, the_task, model, dev, base, None, every, on_point, started)
     with _opened(store) as run_store:
@@ -589,7 +634,7 @@ def _batch(
     return task.train_batch(step, config.batch_size, generator=gen, device=device)
 
 
-def _evaluate(model: ProxyMLP, task: Task, data: tuple[Tensor, Tensor]) -> float:
+def _evaluate(model: nn.Module, task: Task, data: tuple[Tensor, Tensor]) -> float:
     model.eval()
     with torch.no_grad():
         loss = float(task.loss(model(data[0]), data[1]))
@@ -598,7 +643,7 @@ def _evaluate(model: ProxyMLP, task: Task, data: tuple[Tensor, Tensor]) -> float
 
 
 def _checkpoint_blob(
-    step: int, model: ProxyMLP, optimizer: torch.optim.Optimizer, window: list[float]
+    step: int, model: nn.Module, optimizer: torch.optim.Optimizer, window: list[float]
 ) -> bytes:
     state = {
         "step": step,
@@ -614,7 +659,7 @@ def _checkpoint_blob(
 
 
 def _restore(
-    blob: bytes, model: ProxyMLP, optimizer: torch.optim.Optimizer, device: torch.device
+    blob: bytes, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
 ) -> tuple[int, list[float]]:
     state = torch.load(io.BytesIO(blob), map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
@@ -628,7 +673,7 @@ def _restore(
 def _train(
     config: ProxyConfig,
     task: Task,
-    model: ProxyMLP,
+    model: nn.Module,
     device: torch.device,
     base: RunResult,
     store: RunStore | None,
@@ -648,7 +693,7 @@ def _train(
             start, window = _restore(saved[1], model, optimizer, device)
             resumed = start
             points = {p.step: p for p in _stored_points(store, rid) if p.step < start}
-    per_step = step_flops(base.macs_per_token, config.batch_size)
+    per_step = step_flops(base.macs_per_token * base.tokens_per_example, config.batch_size)
     eval_data = task.eval_set(device)
     last_beat = time.monotonic()
     beat_every = store.lease_s / 4 if store is not None else math.inf
@@ -734,7 +779,7 @@ def _mark_failed(
 def _log_point(
     config: ProxyConfig,
     task: Task,
-    model: ProxyMLP,
+    model: nn.Module,
     eval_data: tuple[Tensor, Tensor],
     device: torch.device,
     step: int,

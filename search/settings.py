@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError, suggest
 from einspace.structure import Structure
-from search.compute import macs_per_token, step_flops
+from search.compute import step_flops
 from search.space import Mode
 
 if TYPE_CHECKING:
@@ -122,22 +122,43 @@ class RunSettings:
     """
 
     task: str = field(
-        default="mlp_regression", metadata=_help("Proxy task: mlp_regression or digits.")
+        default="mlp_regression",
+        metadata=_help(
+            "Proxy task: mlp_regression, digits, cifar10, lm, or your own as 'module:attr' "
+            "(a task object, class or function)."
+        ),
     )
     task_kwargs: Mapping[str, Any] = field(
         default_factory=dict, metadata=_help("Keyword arguments of the task (JSON).")
+    )
+    model: str = field(
+        default="",
+        metadata=_help(
+            "Your own model factory 'module:attr', called (structure, width, task) -> "
+            "nn.Module (default: the task's proxy MLP or transformer)."
+        ),
     )
     steps: int = field(default=300, metadata=_help("Optimizer steps per run."))
     lr: float = field(
         default=3e-3, metadata=_help("μP base learning rate (dense at --base-width).")
     )
     batch_size: int = field(default=64, metadata=_help("Examples per step."))
-    depth: int = field(default=2, metadata=_help("Structured hidden layers."))
+    depth: int = field(default=2, metadata=_help("Structured hidden layers (MLP proxy)."))
+    n_layer: int = field(default=2, metadata=_help("Transformer blocks (LM proxy)."))
+    d_head: int = field(default=16, metadata=_help("Head size (LM proxy; width / d_head heads)."))
+    tied: bool = field(default=False, metadata=_help("Tie readout and embedding (LM proxy)."))
     eval_every: int = field(default=25, metadata=_help("Steps between logged points."))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW's decoupled weight decay."))
     base_width: int = field(default=64, metadata=_help("Width at which --lr applies unscaled."))
-    mode: Mode = field(default="round", metadata=_help("Realization: 'round' (pad) or 'exact'."))
+    mode: Mode = field(
+        default="auto",
+        metadata=_help(
+            "Layer sizes: 'auto' (exact, most balanced, where the width factors; else round), "
+            "'round' (pad) or 'exact'."
+        ),
+    )
     pad_tol: float = field(default=0.15, metadata=_help("Padding tolerance of round mode."))
+    task_repr: str | None = field(default=None, metadata={"cli": False})
 
     def settings(self) -> RunSettings:
         """Just the shared settings (of a :class:`~search.proxy.ProxyConfig`, say).
@@ -166,45 +187,45 @@ class RunSettings:
         if eval_every is not None:
             values["eval_every"] = eval_every
         spec = structure if isinstance(structure, str) else str(structure)
-        return ProxyConfig(spec, width, seed=seed, **values)
+        digest = getattr(self.make_task(), "digest", None)
+        return ProxyConfig(spec, width, seed=seed, task_digest=digest, **values)
 
     def check(self) -> None:
         """Raise :class:`EinspaceError` for an unknown task or a bad value (imports torch)."""
-        from search.tasks import TASKS
-
-        if self.task not in TASKS:
-            raise EinspaceError(f"unknown task {self.task!r}; {suggest(str(self.task), TASKS)}")
-        self.config("dense", 8)  # validates every number
+        self.make_task()
+        self.config("dense", 16)  # validates every number
 
     def make_task(self) -> Task:
         """The task of these settings (imports torch; built once per process and reused:
-        tasks are read-only, and building one can take a fraction of a second)."""
-        return _task(self.task, json.dumps(dict(self.task_kwargs), sort_keys=True))
+        tasks are read-only, and building one can take a fraction of a second): a registered
+        name, a ``"module:attr"`` spec, or an in-process task object (``task_repr`` set)."""
+        kwargs = json.dumps(dict(self.task_kwargs), sort_keys=True, default=str)
+        return _task(self.task, kwargs, self.task_repr, _data_stamp(self.task_kwargs))
 
     def compute_per_step(self, structure: Structure | str, width: int) -> float:
         """Training FLOPs of one optimizer step of a run at ``width`` (imports torch):
-        :func:`~search.compute.step_flops` of :func:`~search.compute.macs_per_token`.
+        ``6 × MACs per token × tokens per example × batch``
+        (:func:`search.models.macs_per_token`; the model is built once to count it).
 
         Examples:
             >>> s = RunSettings(depth=1, batch_size=2)
             >>> s.compute_per_step("dense", 16) == 6 * (8 * 16 + 16 * 16 + 16 * 1) * 2
             True
         """
-        spec = structure if isinstance(structure, Structure) else Structure.parse(structure)
-        task = self.make_task()
-        r = spec.realize(width, width, mode=self.mode, pad_tol=self.pad_tol)
-        macs = macs_per_token(task.d_in, task.d_out, width, self.depth, r.macs())
-        return step_flops(macs, self.batch_size)
+        spec = str(structure if isinstance(structure, Structure) else Structure.parse(structure))
+        values = {f.name: getattr(self, f.name) for f in fields(RunSettings)}
+        return _step_compute(json.dumps(values, sort_keys=True, default=str), spec, width)
 
 
 def settings_fields() -> tuple[Field[Any], ...]:
-    """The fields of :class:`RunSettings`, in order (with their ``help`` metadata).
+    """The fields of :class:`RunSettings` that are options of ``einspace search``, in order
+    (with their ``help`` metadata); ``task_repr``, set by task objects, is not one.
 
     Examples:
         >>> [f.name for f in settings_fields()][:3]
-        ['task', 'task_kwargs', 'steps']
+        ['task', 'task_kwargs', 'model']
     """
-    return fields(RunSettings)
+    return tuple(f for f in fields(RunSettings) if f.metadata.get("cli", True))
 
 
 def with_settings(base: RunSettings | None = None, **overrides: Any) -> RunSettings:
@@ -228,11 +249,40 @@ def with_settings(base: RunSettings | None = None, **overrides: Any) -> RunSetti
     return replace(base.settings() if base is not None else RunSettings(), **overrides)
 
 
-@functools.lru_cache(maxsize=8)
-def _task(name: str, kwargs_json: str) -> Task:
-    from search.tasks import get_task
+def _data_stamp(kwargs: Mapping[str, Any]) -> tuple[tuple[str, int, int], ...]:
+    """Size and modification time of the files a task's ``path``/``root`` names, so that a
+    task is built again when its data changes."""
+    import os
 
-    return get_task(name, **json.loads(kwargs_json))
+    out = []
+    for key in ("path", "root"):
+        value = kwargs.get(key)
+        if isinstance(value, str | os.PathLike):
+            try:
+                info = os.stat(value)
+            except OSError:
+                continue
+            out.append((key, info.st_mtime_ns, info.st_size))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _task(name: str, kwargs_json: str, task_repr: str | None, stamp: object) -> Task:
+    from search.models import resolve_task
+
+    return resolve_task(name, json.loads(kwargs_json), task_repr)
+
+
+@functools.lru_cache(maxsize=256)
+def _step_compute(settings_json: str, structure: str, width: int) -> float:
+    from search.models import build_model, macs_per_token, tokens_per_example
+
+    settings = RunSettings(**json.loads(settings_json))
+    config = settings.config(structure, width)
+    task = settings.make_task()
+    model = build_model(config, task)
+    macs = macs_per_token(model, task, settings.batch_size)
+    return step_flops(macs * tokens_per_example(task), settings.batch_size)
 
 
 def _check_int(value: object, name: str, low: int) -> None:

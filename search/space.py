@@ -42,11 +42,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal, cast
 
 import numpy as np
 
 from einspace.errors import EinspaceError
+from einspace.proxy_realization import proxy_realization
 from einspace.sizing import SizingMode
 from einspace.structure import Structure
 
@@ -72,7 +73,16 @@ SNAP: Final = 0.1
 RESOLUTION: Final = 0.05
 """Default grid the exponents are rounded to."""
 
-Mode = SizingMode
+Mode = Literal["auto", "round", "exact"]
+"""How proxy layers are sized: ``"auto"`` (exact and most balanced where the width factors,
+:func:`einspace.proxy_realization.proxy_realization`; round otherwise), or a
+:data:`~einspace.sizing.SizingMode`."""
+
+
+def _realize(structure: Structure, width: int, mode: Mode, pad_tol: float) -> object:
+    if mode == "auto":
+        return proxy_realization(structure, width, width, pad_tol=pad_tol)
+    return structure.realize(width, width, mode=cast(SizingMode, mode), pad_tol=pad_tol)
 
 
 # --------------------------------------------------------------------------- snapping
@@ -320,7 +330,7 @@ def sample_points(
 
 def _realizes(structure: Structure, width: int, mode: Mode, pad_tol: float) -> bool:
     try:
-        structure.realize(width, width, mode=mode, pad_tol=pad_tol)
+        _realize(structure, width, mode, pad_tol)
     except EinspaceError:
         return False
     return True
@@ -380,7 +390,7 @@ def check_widths(
     for name, structure in items:
         for width in width_list:
             try:
-                structure.realize(width, width, mode=mode, pad_tol=pad_tol)
+                _realize(structure, width, mode, pad_tol)
             except EinspaceError as err:
                 near = nearest_width(structure, width, mode=mode, pad_tol=pad_tol)
                 hint = (

@@ -523,9 +523,22 @@ class TextLM:
         return self._eval[0].to(dev, copy=True), self._eval[1].to(dev, copy=True)
 
 
-@functools.lru_cache(maxsize=4)
 def _corpus_bytes(path: str | None) -> bytes:
-    """The corpus as bytes: the documentation topics, or the file at ``path``."""
+    """The corpus as bytes: the documentation topics, or the file at ``path`` (read again
+    when the file's size or modification time changes)."""
+    return _read_corpus(path, _file_stamp(path))
+
+
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    try:
+        info = Path(path).stat() if path is not None else None
+    except OSError:
+        return None
+    return None if info is None else (info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_corpus(path: str | None, stamp: tuple[int, int] | None) -> bytes:
     if path is None:
         from pydoc_data.topics import topics
 

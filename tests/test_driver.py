@@ -135,7 +135,13 @@ def test_interpolation_is_log_log() -> None:
             "unknown task 'digts'; did you mean 'digits'",
         ),
         (
-            lambda p: run_search(["(0.3|0.3|0.4|0.2|0.3|0.5|0.2)"], [16], store=p, **QUIET),
+            lambda p: run_search(
+                ["(0.3|0.3|0.4|0.2|0.3|0.5|0.2)"],
+                [16],
+                settings=RunSettings(mode="round"),
+                store=p,
+                **QUIET,
+            ),
             "width 16.*nearest width that works is 14",
         ),
         (lambda p: run_search(["dense"], [0], store=p), "width 0"),

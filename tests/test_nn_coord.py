@@ -67,7 +67,10 @@ def test_mup_does_not_grow_with_width_and_sp_does(kind: str, structure: str) -> 
     assert mup["ratio"].max() <= 2.0, mup.sort_values("ratio").tail(3)
     assert sp["ratio"].max() > 2.0, sp.sort_values("ratio").tail(3)  # so the check can fail
     if structure != "low_rank":  # flat both ways: within 2× from width 32 to 128
-        assert mup["ratio"].min() >= 0.5, mup.sort_values("ratio").head(3)
+        # except the MLP's d → 1 readout at init: its spectral init σ = 1/d makes the output
+        # RMS ∝ 1/√d before any update (by design; its updates are what μP keeps O(1))
+        trained = mup[~((mup["layer"] == "readout") & (mup["step"] == 0))]
+        assert trained["ratio"].min() >= 0.5, trained.sort_values("ratio").head(3)
 
 
 def test_low_rank_shrinks_as_its_spectral_init_predicts() -> None:

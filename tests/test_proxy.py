@@ -210,7 +210,9 @@ def test_bad_config_raises(kwargs: dict[str, object], match: str) -> None:
 def test_unrealizable_width_raises_before_training(tmp_path: Path) -> None:
     store = _store(tmp_path)
     with pytest.raises(EinspaceError, match="pad_tol"):
-        proxy_run("(0.3|0.3|0.4|0.2|0.3|0.5|0.2)", width=16, steps=2, store=store, **TINY)
+        proxy_run(
+            "(0.3|0.3|0.4|0.2|0.3|0.5|0.2)", width=16, steps=2, store=store, mode="round", **TINY
+        )
     assert store.runs().empty
 
 

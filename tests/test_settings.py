@@ -21,14 +21,15 @@ def test_proxy_config_is_the_settings_plus_the_run() -> None:
     for f in settings_fields():
         assert getattr(config, f.name) == getattr(defaults, f.name), f.name
     own = {f.name for f in dataclasses.fields(ProxyConfig)} - {f.name for f in settings_fields()}
-    assert own == {"structure", "width", "seed", "task_repr"}
+    assert own == {"structure", "width", "seed", "task_digest", "task_repr"}
     assert config.settings() == defaults
 
 
 def test_settings_config_round_trips_every_field() -> None:
     changed = RunSettings(
-        task="digits", task_kwargs={"n_eval": 10}, steps=7, lr=0.01, batch_size=3, depth=1,
-        eval_every=2, weight_decay=0.1, base_width=32, mode="exact", pad_tol=0.2,
+        task="digits", task_kwargs={"eval_fraction": 0.5}, steps=7, lr=0.01, batch_size=3,
+        depth=1, eval_every=2, weight_decay=0.1, base_width=32, mode="exact", pad_tol=0.2,
+        n_layer=3, d_head=8, tied=True, model="search.lm:build_gpt",
     )  # fmt: skip
     assert {f.name for f in settings_fields()} <= set(dataclasses.asdict(changed))
     assert changed.config("dense", 16, seed=2).settings() == changed

@@ -568,6 +568,18 @@ def _results_section(data: results.RunData) -> list[Block]:
             max_rows=None,
         ),
     ]
+    if data.lrs is not None:
+        blocks += [
+            Heading("Learning rate per structure", level=3),
+            Table(
+                "lr_tuning",
+                data.lrs,
+                "Final eval loss of each structure at the smallest width for each base learning "
+                "rate of the tuning grid (mean over seeds); best lr is the rate the structure "
+                "then trained with at every width, transferred by μP.",
+                max_rows=None,
+            ),
+        ]
     blocks += _exponent_blocks(laws)
     problems = results.problem_runs(runs)
     blocks.append(Heading("Diverged and failed runs", level=3))

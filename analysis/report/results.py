@@ -95,6 +95,8 @@ class RunData:
         loss: the loss column used (``eval_loss`` if any run logged one, else ``train_loss``).
         location: the store's URL (password hidden).
         study: the study (sweep) name, or None for every run.
+        lrs: the learning-rate tuning of the study (sweep ``<study>/lr``): final eval loss per
+            structure (rows) and base learning rate (columns), or None without one.
     """
 
     runs: pd.DataFrame
@@ -102,6 +104,7 @@ class RunData:
     loss: str
     location: str
     study: str | None
+    lrs: pd.DataFrame | None = None
 
     @property
     def fit_points(self) -> pd.DataFrame:
@@ -141,7 +144,40 @@ def load_runs(store: RunStore, study: str | None) -> RunData:
     else:
         runs, points = every, store.points()
     has_eval = points["eval_loss"].notna().any()
-    return RunData(runs, points, "eval_loss" if has_eval else "train_loss", store.url, study)
+    loss = "eval_loss" if has_eval else "train_loss"
+    return RunData(runs, points, loss, store.url, study, lr_table(every, study))
+
+
+def lr_table(runs: pd.DataFrame, study: str | None) -> pd.DataFrame | None:
+    """Final eval loss of the learning-rate tuning runs (sweeps ``<study>/lr``, or every
+    ``…/lr`` sweep when ``study`` is None): one row per structure, one column per ``lr``;
+    ``best lr`` is the column of the lowest loss (the rate the structure trained with).
+
+    Examples:
+        >>> import pandas as pd
+        >>> runs = pd.DataFrame({"sweep": ["s/lr", "s/lr", "s"], "structure": ["dense"] * 3,
+        ...                      "status": ["finished"] * 3, "final_eval_loss": [2.0, 1.5, 1.0],
+        ...                      "config": [{"lr": 0.01}, {"lr": 0.1}, {"lr": 0.1}]})
+        >>> lr_table(runs, "s").to_dict("records")
+        [{'structure': 'dense', '0.01': 2.0, '0.1': 1.5, 'best lr': 0.1}]
+    """
+    sweeps = runs["sweep"].fillna("")
+    chosen = sweeps == f"{study}/lr" if study is not None else sweeps.str.endswith("/lr")
+    part = runs[chosen & (runs["status"] == "finished")]
+    if part.empty:
+        return None
+    frame = pd.DataFrame(
+        {
+            "structure": part["structure"].astype(str),
+            "lr": [float(c.get("lr", float("nan"))) for c in part["config"]],
+            "loss": part["final_eval_loss"].astype(float),
+        }
+    )
+    table = frame.pivot_table(index="structure", columns="lr", values="loss", aggfunc="mean")
+    best = table.idxmin(axis=1)
+    table.columns = [f"{c:.3g}" for c in table.columns]
+    table["best lr"] = best
+    return table.reset_index()
 
 
 def structure_exponents(label: str) -> dict[str, object]:

@@ -4,7 +4,7 @@ Examples:
     >>> import inspect
     >>> def command(settings: RunSettings = RunSettings()) -> None: ...
     >>> list(inspect.signature(settings_options(command)).parameters)[:3]
-    ['task', 'task_kwargs', 'steps']
+    ['task', 'task_kwargs', 'model']
 """
 
 from __future__ import annotations

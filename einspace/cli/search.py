@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
@@ -36,6 +36,23 @@ DEMO_WIDTHS: Final = (16, 64, 256)
 
 DEMO_STEPS: Final = 1000
 DEMO_TRIALS: Final = 3
+DEMO_LR_GRID: Final = 3
+"""Learning rates tuned per structure at the smallest width: lr/10, lr, 10·lr (extended by a
+step when the best is at an edge)."""
+
+DEMO_TASKS: Final[dict[str, dict[str, Any]]] = {
+    "mlp_regression": {
+        "widths": DEMO_WIDTHS,
+        "steps": DEMO_STEPS,
+        "settings": {"mode": "exact"},
+    },
+    "lm": {
+        "widths": (32, 64, 128),
+        "steps": 200,
+        "settings": {"mode": "auto", "batch_size": 16, "lr": 1e-2},
+    },
+}
+"""Per demo task: widths, steps and the other run settings."""
 
 
 def _fail(console: Console, err: EinspaceError) -> typer.Exit:
@@ -47,6 +64,7 @@ def _fail(console: Console, err: EinspaceError) -> typer.Exit:
 @friendly
 @settings_options
 def search_command(
+    ctx: typer.Context,
     structures: Annotated[
         list[str] | None,
         typer.Argument(
@@ -100,9 +118,28 @@ def search_command(
         ),
     ] = 120.0,
     progress: Annotated[bool, typer.Option(help="Show progress bars and live table.")] = True,
+    text: Annotated[
+        Path | None,
+        typer.Option(help="Your own text file for the LM task (implies --task lm)."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="CIFAR-10 python batches folder (implies --task cifar10)."),
+    ] = None,
+    lr_grid: Annotated[
+        str,
+        typer.Option(
+            help="Tune each structure's --lr at the smallest width first: a count of "
+            "log-spaced values over two decades around --lr, or values '0.003,0.01'; "
+            "'0' or an explicit --lr skips tuning."
+        ),
+    ] = "5",
 ) -> None:
     """Train proxy runs over structures × widths × seeds (and θ-space trials), then fit
     scaling laws and print each structure's compute multiplier against dense.
+
+    By default each structure's base learning rate is tuned first at the smallest width
+    (runs of sweep '<sweep>/lr') and transferred to larger widths by μP.
 
     Re-running the same command skips finished runs and resumes interrupted ones. Several
     processes may share --store (and --storage/--study for θ trials).
@@ -110,9 +147,13 @@ def search_command(
     from rich.console import Console
 
     console = Console()
+    source = ctx.get_parameter_source("lr")
+    fixed_lr = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+    grid = None if fixed_lr or lr_grid.strip() in ("0", "") else lr_grid
     try:
         from search.driver import parse_seeds, parse_widths, run_search
 
+        settings = with_data(settings, text, data)
         result = run_search(
             structures or [],
             parse_widths(widths),
@@ -135,12 +176,66 @@ def search_command(
             lease_s=lease,
             progress=progress,
             console=console,
+            lr_grid=grid,
         )
     except EinspaceError as err:
         raise _fail(console, err) from None
+    print_lrs(console, result)
     print_fits(console, fit_search(result), result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def with_data(settings: RunSettings, text: Path | None, data: Path | None) -> RunSettings:
+    """``--text FILE`` and ``--data DIR`` as task settings: the file becomes the LM task's
+    ``path`` and the folder the CIFAR-10 task's ``root`` (the task switches to ``lm`` or
+    ``cifar10`` unless another task is given).
+
+    Examples:
+        >>> with_data(RunSettings(), Path("a.txt"), None).task_kwargs
+        {'path': 'a.txt'}
+    """
+    from dataclasses import replace
+
+    default = RunSettings().task
+    if text is not None and data is not None:
+        raise EinspaceError(
+            "--text (a text file for lm) and --data (a CIFAR-10 folder) exclude each other"
+        )
+    for value, key, task in ((text, "path", "lm"), (data, "root", "cifar10")):
+        if value is not None:
+            name = task if settings.task == default else settings.task
+            kwargs = {**settings.task_kwargs, key: str(value)}
+            settings = replace(settings, task=name, task_kwargs=kwargs)
+    return settings
+
+
+def print_lrs(console: Console, result: SearchResult) -> None:
+    """Print the learning-rate tuning of a search: final eval loss per structure and lr."""
+    from rich.table import Table
+
+    frame = result.lrs
+    if frame is None or frame.empty:
+        return
+    lrs = sorted(frame["lr"].unique())
+    table = Table(title="learning rate per structure (final eval loss at the smallest width)")
+    table.add_column("structure", overflow="fold")
+    for lr in lrs:
+        table.add_column(f"{lr:.3g}", justify="right", no_wrap=True)
+    for label, part in frame.groupby("structure", sort=False):
+        by_lr = {r["lr"]: r for r in part.to_dict("records")}
+        cells = []
+        for lr in lrs:
+            row = by_lr.get(lr)
+            if row is None:
+                cells.append("")
+                continue
+            loss = row["final_eval_loss"]
+            text = str(row["status"]) if math.isnan(loss) else f"{loss:.4g}"
+            cells.append(f"[bold]{text}*[/bold]" if row["best"] else text)
+        table.add_row(str(label), *cells)
+    console.print(table)
+    console.print("* the learning rate each structure trains with at every width (μP transfer)")
 
 
 @app.command("demo")
@@ -151,27 +246,42 @@ def demo_command(
     ),
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     progress: Annotated[bool, typer.Option(help="Show progress bars and live table.")] = True,
+    task: Annotated[
+        str, typer.Option(help="mlp_regression (fast) or lm (the transformer proxy on text).")
+    ] = "mlp_regression",
+    seeds: Annotated[str, typer.Option(help="Seeds per run, comma-separated.")] = "0",
 ) -> None:
     """Run the default search end to end (about 5 minutes on 2 CPU cores) and write the
     report: dense, BTT, Monarch, low rank, Kronecker and θ-space trials at widths 16, 64
-    and 256 on the MLP-regression task. Re-running resumes or skips finished runs."""
+    and 256 on the MLP-regression task, each structure's learning rate tuned first at the
+    smallest width. --task lm runs the transformer proxy on English text instead (widths
+    32, 64, 128). Several seeds are pooled in the fits and resampled in the intervals.
+    Re-running resumes or skips finished runs."""
     from rich.console import Console
+
+    from search.settings import parse_seeds
 
     console = Console()
     started = time.perf_counter()
     try:
-        _demo_space(console)
-        result = run_demo(out, workers=workers, progress=progress, console=console)
+        if task not in DEMO_TASKS:
+            raise EinspaceError(f"demo task {task!r}; expected one of {list(DEMO_TASKS)}")
+        _demo_space(console, max(DEMO_TASKS[task]["widths"]))
+        result = run_demo(
+            out, workers=workers, progress=progress, console=console, task=task,
+            seeds=parse_seeds(seeds),
+        )  # fmt: skip
     except EinspaceError as err:
         raise _fail(console, err) from None
+    print_lrs(console, result)
     print_fits(console, fit_search(result), result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
-    _demo_report(out, console)
+    _demo_report(out, console, max(DEMO_TASKS[task]["widths"]))
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
 
 
-def _demo_space(console: Console) -> None:
+def _demo_space(console: Console, width: int) -> None:
     """The demo's first two stages: enumerate the space, then score it at the top width."""
     from rich.table import Table
 
@@ -180,7 +290,6 @@ def _demo_space(console: Console) -> None:
 
     counts = ", ".join(f"k = {k}: {count_families(k)}" for k in (1, 2, 3))
     console.print(f"valid families (paper space, modulo factor renaming): {counts}")
-    width = max(DEMO_WIDTHS)
     ranked = score("all", width, width)
     table = Table(title=f"top of {len(ranked)} exact realizations at {width} → {width} (prior)")
     for col in ("position", "candidate", "params", "macs", "why"):
@@ -192,7 +301,7 @@ def _demo_space(console: Console) -> None:
     console.print(table)
 
 
-def _demo_report(out: Path, console: Console) -> None:
+def _demo_report(out: Path, console: Console, width: int) -> None:
     """Write the report of the demo's store into ``out/report`` (skipped without one)."""
     from analysis import report
 
@@ -200,8 +309,8 @@ def _demo_report(out: Path, console: Console) -> None:
         index = report(
             out / "report",
             factors=2,
-            d_in=max(DEMO_WIDTHS),
-            d_out=max(DEMO_WIDTHS),
+            d_in=width,
+            d_out=width,
             runs=out / "runs.sqlite",
             study="demo",
             command=f"einspace demo --out {out}",
@@ -217,13 +326,17 @@ def run_demo(
     workers: int = 2,
     progress: bool = True,
     console: Console | None = None,
-    steps: int = DEMO_STEPS,
+    steps: int | None = None,
     trials: int = DEMO_TRIALS,
+    task: str = "mlp_regression",
+    seeds: list[int] | None = None,
+    lr_grid: int = DEMO_LR_GRID,
 ) -> SearchResult:
     """The demo's search (without the report); its store is ``out/runs.sqlite``.
 
-    Exact realization mode: at the demo widths the named structures realize the same in
-    both modes, and θ points realize far more often than with rounding.
+    MLP task: exact realization mode (at the demo widths the named structures realize the
+    same in both modes, and θ points realize far more often than with rounding). LM task:
+    ``auto`` sizes, fewer steps and smaller widths (:data:`DEMO_TASKS`).
     """
     from search.driver import RunSettings, run_search
 
@@ -231,20 +344,26 @@ def run_demo(
     if out.exists() and not out.is_dir():
         raise EinspaceError(f"--out {str(out)!r} is a file; expected a folder (new or a demo's)")
     out.mkdir(parents=True, exist_ok=True)
-    settings = RunSettings(steps=steps, eval_every=max(1, steps // 20), mode="exact")
+    plan = DEMO_TASKS[task]
+    n_steps = int(plan["steps"]) if steps is None else steps
+    settings = RunSettings(
+        task=task, steps=n_steps, eval_every=max(1, n_steps // 20), **plan["settings"]
+    )
+    widths = list(plan["widths"])
     return run_search(
         list(DEMO_STRUCTURES),
-        list(DEMO_WIDTHS),
-        [0],
+        widths,
+        seeds or [0],
         settings=settings,
         store=out / "runs.sqlite",
         sweep="demo",
         workers=workers,
         trials=trials,
         promote=trials,
-        theta_width=64,
+        theta_width=widths[1],
         progress=progress,
         console=console,
+        lr_grid=lr_grid,
     )
 
 
@@ -254,23 +373,32 @@ def print_fits(console: Console, fits: pd.DataFrame, sweep: str) -> None:
 
     if fits.empty:
         return
+    from analysis.scaling import format_multiplier
+
     table = Table(title=f"scaling laws (sweep {sweep!r}, log L = a − m log C)")
     table.add_column("structure", overflow="fold")
-    for col in ("m ± se", "a", "points", "C range (FLOPs)", "× vs dense"):
+    for col in ("m ± se", "a", "points", "C range (FLOPs)"):
         table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("× vs dense [90 % interval]", justify="right")
     ordered = fits.sort_values("multiplier", ascending=False, na_position="last")
-    for row in ordered.to_dict("records"):
-        if row["note"] and math.isnan(row["m"]):
-            table.add_row(str(row["structure"]), "—", "—", "0", "—", str(row["note"])[:60])
+    notes: list[str] = []
+    for record in ordered.to_dict("records"):
+        row = {str(k): v for k, v in record.items()}
+        note = str(row.get("note") or "")
+        if note:
+            notes.append(f"{row['structure']}: {note}")
+        if math.isnan(row["m"]):
+            table.add_row(str(row["structure"]), "—", "—", "0", "—", format_multiplier(row))
             continue
         se = "" if math.isnan(row["m_se"]) else f" ± {row['m_se']:.3f}"
-        mult = "—" if math.isnan(row["multiplier"]) else f"{row['multiplier']:.3g}×"
         table.add_row(
             str(row["structure"]),
             f"{row['m']:.3f}{se}",
             f"{row['a']:.3f}",
             str(row["n_points"]),
             f"{row['compute_min']:.2g}–{row['compute_max']:.2g}",
-            mult,
+            format_multiplier(row),
         )
     console.print(table)
+    for note in notes:
+        console.print(f"  note — {note}", highlight=False)

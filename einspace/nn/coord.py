@@ -287,9 +287,9 @@ def plot_coord_check(
             color = (j / max(1, len(steps) - 1), 0.3, 1 - j / max(1, len(steps) - 1))
             ax.plot(curve["width"], rms, marker="o", color=color, label=f"step {step}")
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
         positive = part["rms"][part["rms"] > 0]
-        if len(positive):  # at least a decade, so that flat curves look flat
+        if len(positive):  # log scale, at least a decade, so that flat curves look flat
+            ax.set_yscale("log")
             lo, hi = float(positive.min()), float(positive.max())
             mid = math.sqrt(lo * hi)
             ax.set_ylim(min(lo, mid / math.sqrt(10)) / 1.2, max(hi, mid * math.sqrt(10)) * 1.2)
