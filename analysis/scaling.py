@@ -160,19 +160,34 @@ def power_law_points(
     return keep
 
 
-def _read_loss(fit: ScalingFit, dense_fit: ScalingFit) -> tuple[float, str]:
+def _read_loss(
+    fit: ScalingFit,
+    dense_fit: ScalingFit,
+    measured: tuple[tuple[float, float], tuple[float, float]] | None = None,
+) -> tuple[float, str]:
     """The loss a multiplier is read at: the lowest loss both fits reach inside their
-    measured compute ranges; NaN and the reason when the two loss ranges do not overlap."""
+    measured compute ranges; NaN and the reason when the two loss ranges do not overlap.
+
+    With ``measured`` (the two measured frontiers' loss ranges), the lowest loss inside all
+    four ranges is preferred, so that the interpolated cross-check can be read at the same
+    loss; where the measured frontiers leave no common loss inside the fits' ranges, the
+    fits' own overlap is used.
+    """
     s_lo, s_hi = fit.loss_range
     d_lo, d_hi = dense_fit.loss_range
     lo, hi = max(s_lo, d_lo), min(s_hi, d_hi)
-    if lo <= hi * (1 + 1e-12):
-        return lo, ""
-    return math.nan, (
-        f"no overlap: on their measured compute the structure's fit spans losses "
-        f"{s_lo:.4g}–{s_hi:.4g} and dense's {d_lo:.4g}–{d_hi:.4g}; a multiplier there would "
-        f"be extrapolated"
-    )
+    if not lo <= hi * (1 + 1e-12):
+        return math.nan, (
+            f"no overlap: on their measured compute the structure's fit spans losses "
+            f"{s_lo:.4g}–{s_hi:.4g} and dense's {d_lo:.4g}–{d_hi:.4g}; a multiplier there "
+            f"would be extrapolated"
+        )
+    if measured is not None:
+        (ms_lo, ms_hi), (md_lo, md_hi) = measured
+        both_lo, both_hi = max(lo, ms_lo, md_lo), min(hi, ms_hi, md_hi)
+        if both_lo <= both_hi * (1 + 1e-12):
+            return both_lo, ""
+    return lo, ""
 
 
 def _interp_compute(c: FloatArray, ell: FloatArray, target: float) -> float:
@@ -295,10 +310,11 @@ def fit_table(
 
     **Multiplier.** ``multiplier`` is :func:`compute_multiplier` against the group named
     ``dense``, read at ``multiplier_loss``: the lowest loss that *both* fits reach inside
-    their measured compute ranges. When those loss ranges do not overlap, the multiplier
-    would be an extrapolation: it is NaN and ``note`` says so. ``multiplier_lo`` and
-    ``multiplier_hi`` are a seeded 90 % percentile bootstrap interval at that loss
-    (``bootstrap`` refits of both groups; runs are resampled when some width has several
+    their measured compute ranges (and, where there is one, that both measured
+    frontiers reach too, so the interpolated cross-check reads the same loss). When the
+    fits' loss ranges do not overlap, the multiplier would be an extrapolation: it is NaN
+    and ``note`` says so. ``multiplier_lo`` and ``multiplier_hi`` are a seeded 90 %
+    percentile bootstrap interval at that loss (``bootstrap`` refits of both groups; runs are resampled when some width has several
     runs, else frontier points; ``bootstrap_unit`` says which). ``multiplier_interp`` is
     the multiplier read at the same loss directly off the two measured frontiers (log-log
     interpolation, no fit; NaN, with a note, where a measured frontier does not reach that
@@ -443,7 +459,10 @@ def _multiplier(
     notes: list[str],
 ) -> None:
     """Fill the multiplier columns of ``row`` (fit_table's reading rule) and its notes."""
-    target, why = _read_loss(fit, dense_fit)
+    sc, sl = frontier(g.compute, g.loss)
+    dc, dl = frontier(d.compute, d.loss)
+    measured = ((float(sl.min()), float(sl.max())), (float(dl.min()), float(dl.max())))
+    target, why = _read_loss(fit, dense_fit, measured)
     if not math.isfinite(target):
         row["multiplier_status"] = "no overlap"
         notes.append(why)
@@ -455,8 +474,6 @@ def _multiplier(
         notes.append(f"no multiplier: {err}")
         return
     row["multiplier_loss"] = target
-    sc, sl = frontier(g.compute, g.loss)
-    dc, dl = frontier(d.compute, d.loss)
     row["multiplier_interp"] = _interp_compute(dc, dl, target) / _interp_compute(sc, sl, target)
     if not math.isfinite(row["multiplier_interp"]):
         notes.append(

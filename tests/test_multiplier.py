@@ -170,17 +170,30 @@ def test_fit_and_interpolation_disagreement_is_flagged() -> None:
     assert format_multiplier(row).startswith(f"{fitted:.3g}×")
 
 
-def test_interpolation_undefined_outside_measured_losses_is_noted() -> None:
+def test_read_loss_is_inside_both_measured_frontiers_so_the_cross_check_exists() -> None:
     c = np.logspace(4, 10, 13)
+    s_loss = 0.5 + 5.0 * c**-0.3
     pts = pd.concat(
         [
             law_frame("dense", 10.0, 0.2, c),
-            pd.DataFrame({"structure": "s", "compute": c, "loss": 0.5 + 5.0 * c**-0.3}),
+            pd.DataFrame({"structure": "s", "compute": c, "loss": s_loss}),
         ]
     )
     row = fit_table(pts).set_index("structure").loc["s"]
-    assert math.isnan(row["multiplier_interp"]) and math.isfinite(row["multiplier"])
-    assert "no interpolated cross-check" in row["note"]
+    dense_loss = 10.0 * c**-0.2
+    at = row["multiplier_loss"]
+    assert max(s_loss.min(), dense_loss.min()) <= at * (1 + 1e-9)
+    assert at <= min(s_loss.max(), dense_loss.max()) * (1 + 1e-9)
+    assert math.isfinite(row["multiplier_interp"]) and math.isfinite(row["multiplier"])
+    assert "no interpolated cross-check" not in row["note"]
+
+
+def test_interpolation_undefined_outside_measured_losses() -> None:
+    c = [1e6, 1e7, 1e8]
+    dense = (c, [10 * x**-0.2 for x in c])
+    s = (c, [8 * x**-0.2 for x in c])
+    assert math.isnan(interpolated_multiplier(s, dense, at_loss=0.01))
+    assert math.isfinite(interpolated_multiplier(s, dense, at_loss=0.5))
 
 
 def test_format_multiplier_without_interval() -> None:
