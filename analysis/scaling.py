@@ -314,8 +314,9 @@ def fit_table(
     frontiers reach too, so the interpolated cross-check reads the same loss). When the
     fits' loss ranges do not overlap, the multiplier would be an extrapolation: it is NaN
     and ``note`` says so. ``multiplier_lo`` and ``multiplier_hi`` are a seeded 90 %
-    percentile bootstrap interval at that loss (``bootstrap`` refits of both groups; runs are resampled when some width has several
-    runs, else frontier points; ``bootstrap_unit`` says which). ``multiplier_interp`` is
+    percentile bootstrap interval at that loss (``bootstrap`` refits of both groups; runs
+    are resampled when some width has several runs, else frontier points;
+    ``bootstrap_unit`` says which). ``multiplier_interp`` is
     the multiplier read at the same loss directly off the two measured frontiers (log-log
     interpolation, no fit; NaN, with a note, where a measured frontier does not reach that
     loss);
