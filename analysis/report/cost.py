@@ -195,12 +195,10 @@ def top_candidates(d_in: int, d_out: int, max_k: int = 2) -> pd.DataFrame | str:
     """The default-score ranking of every exact ``min(max_k, 2)``-factor realization.
 
     Returns the DataFrame of ``search.score("all", …)``, or a sentence saying why
-    there is none (the scorer is not installed, or nothing can be realized exactly).
+    there is none (nothing can be realized exactly).
     """
-    try:
-        from search import score
-    except ImportError as err:
-        return f"The candidate scorer `search.score` is not available here ({err})."
+    from search import score
+
     try:
         return score("all", d_in, d_out, k=min(max_k, 2))
     except EinspaceError as err:

@@ -12,6 +12,9 @@ Examples:
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,6 +23,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from einspace.errors import EinspaceError
+from search.store.claims import _NotADatabase
 
 __all__ = ["READ_ONLY", "foreign_file_error", "make_engine", "resolve_url", "transient_error"]
 
@@ -188,3 +192,80 @@ def transient_error(err: BaseException) -> bool:
     return code in ("40001", "40P01", "23505", "42P07") or any(
         w in words for w in ("locked", "busy", "serializ", "deadlock", "already exists")
     )
+
+
+def describe_error(url: str, err: BaseException, op: str, *, remote: bool) -> EinspaceError:
+    """What went wrong with the store at ``url`` during ``op``, and what to do.
+
+    A file SQLite refuses as a database gives the private ``_NotADatabase`` (described in
+    full once the engine is closed)."""
+    orig = getattr(err, "orig", None) or err
+    words = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    low = words.lower()
+    where = f"run store {url}: cannot {op}"
+    if "file is not a database" in low:
+        return _NotADatabase(words)
+    if "malformed" in low:
+        return EinspaceError(
+            f"{where}: the database file is damaged ({words}); restore it from a copy, "
+            f"or start a new store with another path"
+        )
+    if "full" in low or "no space" in low or "could not extend" in low:
+        return EinspaceError(
+            f"{where}: the disk is full ({words}); free space on it (or pass another "
+            f"store) and run the same command again: finished runs are kept and "
+            f"interrupted ones resume"
+        )
+    if "readonly" in low or "read-only" in low or "permission denied" in low:
+        return EinspaceError(
+            f"{where}: it is read-only ({words}); make the file and its folder writable "
+            f"(SQLite writes '-wal' and '-shm' files next to it) or pass a writable store"
+        )
+    if "unable to open database file" in low:
+        return EinspaceError(
+            f"{where}: SQLite cannot open or create the file ({words}); check that its "
+            f"folder exists and is writable, or pass another store path"
+        )
+    if "locked" in low:
+        return EinspaceError(
+            f"{where}: it stayed locked by another process past the busy timeout "
+            f"({words}); retry, or raise busy_timeout_s"
+        )
+    if "disk i/o error" in low:
+        return EinspaceError(
+            f"{where}: disk I/O error ({words}); check the disk (full? removed?); SQLite "
+            f"needs a local disk: on a network filesystem use a PostgreSQL store instead"
+        )
+    if isinstance(err, exc.OperationalError | exc.InterfaceError) and remote:
+        return EinspaceError(
+            f"{where}: the database server is unreachable or refused the connection "
+            f"({words}); check that it is running and that the URL's host, port, user "
+            f"and database are right, then run the same command again"
+        )
+    return EinspaceError(f"{where}: database error: {words}")
+
+
+def enable_wal(engine: Engine, tries: int) -> None:
+    """Switch an SQLite file to WAL once (persistent; needs no open transaction).
+
+    Only a file not yet in WAL mode is switched, so the processes that open the store later
+    leave the journal mode alone. The switch runs on a raw DB-API cursor, whose errors
+    SQLAlchemy does not wrap: a busy or locked file (another process is switching or
+    writing) is retried with backoff; the last error, or any other, is raised.
+    """
+    for attempt in range(tries):
+        try:
+            raw = engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.close()
+            finally:
+                raw.close()
+            return
+        except (exc.DBAPIError, sqlite3.Error, OSError) as err:
+            if attempt + 1 == tries or not transient_error(err):
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * 2**attempt)

@@ -14,7 +14,6 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,20 +21,21 @@ from sqlalchemy import delete, exc, func, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from einspace.errors import EinspaceError, suggest
+from search.store.claims import Claim, RunTakenOver, _NotADatabase, _pid_alive
 from search.store.engine import (
     READ_ONLY,
+    describe_error,
+    enable_wal,
     foreign_file_error,
     make_engine,
     resolve_url,
     transient_error,
 )
 from search.store.identity import _hash, _labels, canonical_config
+from search.store.queries import chunks, points_frame, runs_frame, summary_frame
 from search.store.schema import (
     _APPLICATION,
     _DONE,
-    _POINT_COLUMNS,
-    _RUN_COLUMNS,
-    RUN_STATUSES,
     SCHEMA_VERSION,
     TABLES,
     _checkpoints,
@@ -52,87 +52,8 @@ if TYPE_CHECKING:  # pandas is imported where DataFrames are made: workers do no
 
 __all__ = ["Claim", "RunStore", "RunTakenOver"]
 
-_CHUNK: Final = 500  # bound parameters per IN (...) list
 _SCHEMA_LOCK: Final = 0x65696E73  # PostgreSQL advisory lock key of schema creation ("eins")
 _INIT_TRIES: Final = 8
-
-
-class RunTakenOver(EinspaceError):
-    """A write of a run by a worker that lost it: its lease lapsed and another worker
-    claimed the run (a newer attempt). The write is refused; the worker should stop that
-    run and go on (:func:`search.proxy.run_config` does).
-
-    Attributes:
-        run_id: the run.
-        attempt: the attempt (fencing token) this worker held.
-        current: the attempt that holds the run now.
-    """
-
-    def __init__(self, message: str, run_id: str, attempt: int, current: int) -> None:
-        super().__init__(message)
-        self.run_id = run_id
-        self.attempt = attempt
-        self.current = current
-
-
-class _NotADatabase(EinspaceError):
-    """SQLite refused the file as a database (described once the engine is disposed)."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A run taken by this process with :meth:`RunStore.claim`.
-
-    Attributes:
-        run_id: the run's id (:func:`run_id` of its config).
-        config: the config as stored (canonical JSON parsed back).
-        sweep: the sweep the run was registered under.
-        attempt: 1 for the first claim of a run, 2 for the next, and so on; the claim's
-            fencing token (writes of an attempt that is no longer the run's are refused).
-        previous_status: ``None`` when the run was new, ``"pending"``, or ``"running"``
-            when a stale run of a dead worker was taken over.
-        last_step: the last step logged before this claim, or ``None``; a run taken over
-            keeps its points up to its newest checkpoint, and
-            :meth:`RunStore.load_checkpoint` gives where to resume.
-
-    Examples:
-        >>> c = Claim("74cb99c0e5b9dbf7", {"width": 64}, None, 2, "running", 300)
-        >>> c.resumed
-        True
-    """
-
-    run_id: str
-    config: dict[str, Any]
-    sweep: str | None
-    attempt: int
-    previous_status: str | None
-    last_step: int | None
-
-    @property
-    def resumed(self) -> bool:
-        """Whether this claim took over a run another worker had started."""
-        return self.previous_status == "running"
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this host (always True on Windows)."""
-    if pid <= 0:
-        return False
-    if os.name == "nt":  # os.kill(pid, 0) would terminate it; rely on the lease there
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    try:  # a zombie has exited (nobody reaped it yet)
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[-1].split()[:1] != [b"Z"]
-    except OSError:
-        return True
 
 
 # --------------------------------------------------------------------------- the store
@@ -246,50 +167,7 @@ class RunStore:
 
     def _database_error(self, err: BaseException, op: str) -> EinspaceError:
         """What went wrong with the store, during which operation, and what to do."""
-        orig = getattr(err, "orig", None) or err
-        words = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-        low = words.lower()
-        where = f"run store {self.url}: cannot {op}"
-        if "file is not a database" in low:
-            return _NotADatabase(words)
-        if "malformed" in low:
-            return EinspaceError(
-                f"{where}: the database file is damaged ({words}); restore it from a copy, "
-                f"or start a new store with another path"
-            )
-        if "full" in low or "no space" in low or "could not extend" in low:
-            return EinspaceError(
-                f"{where}: the disk is full ({words}); free space on it (or pass another "
-                f"store) and run the same command again: finished runs are kept and "
-                f"interrupted ones resume"
-            )
-        if "readonly" in low or "read-only" in low or "permission denied" in low:
-            return EinspaceError(
-                f"{where}: it is read-only ({words}); make the file and its folder writable "
-                f"(SQLite writes '-wal' and '-shm' files next to it) or pass a writable store"
-            )
-        if "unable to open database file" in low:
-            return EinspaceError(
-                f"{where}: SQLite cannot open or create the file ({words}); check that its "
-                f"folder exists and is writable, or pass another store path"
-            )
-        if "locked" in low:
-            return EinspaceError(
-                f"{where}: it stayed locked by another process past the busy timeout "
-                f"({words}); retry, or raise busy_timeout_s"
-            )
-        if "disk i/o error" in low:
-            return EinspaceError(
-                f"{where}: disk I/O error ({words}); check the disk (full? removed?); SQLite "
-                f"needs a local disk: on a network filesystem use a PostgreSQL store instead"
-            )
-        if isinstance(err, exc.OperationalError | exc.InterfaceError) and self._remote():
-            return EinspaceError(
-                f"{where}: the database server is unreachable or refused the connection "
-                f"({words}); check that it is running and that the URL's host, port, user "
-                f"and database are right, then run the same command again"
-            )
-        return EinspaceError(f"{where}: database error: {words}")
+        return describe_error(self.url, err, op, remote=self._remote())
 
     def _remote(self) -> bool:
         return self._engine.dialect.name != "sqlite"
@@ -359,29 +237,13 @@ class RunStore:
         return names, meta
 
     def _enable_wal(self) -> None:
-        """Switch an SQLite file to WAL once (persistent; needs no open transaction).
-
-        Only a file not yet in WAL mode is switched, so the processes that open the store
-        later leave the journal mode alone; a busy switch is retried.
-        """
+        """Switch an SQLite file to WAL once (see :func:`~search.store.engine.enable_wal`)."""
         if self._engine.dialect.name != "sqlite" or self._url.database in (None, "", ":memory:"):
             return
-        for attempt in range(_INIT_TRIES):
-            try:
-                raw = self._engine.raw_connection()
-                try:
-                    cursor = raw.cursor()
-                    mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-                    if str(mode).lower() != "wal":
-                        cursor.execute("PRAGMA journal_mode = WAL")
-                    cursor.close()
-                finally:
-                    raw.close()
-                return
-            except (exc.DBAPIError, sqlite3.Error, OSError) as err:  # a raw cursor: unwrapped
-                if attempt + 1 == _INIT_TRIES or not transient_error(err):
-                    raise self._database_error(err, "switch it to WAL mode") from None
-                time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
+        try:
+            enable_wal(self._engine, _INIT_TRIES)
+        except (exc.DBAPIError, sqlite3.Error, OSError) as err:
+            raise self._database_error(err, "switch it to WAL mode") from None
 
     def _run_row(self, conn: Connection, rid: str, *, lock: bool = False) -> RowMapping:
         query = select(_runs).where(_runs.c.run_id == rid)
@@ -653,7 +515,7 @@ class RunStore:
         token = self._token(run_id, attempt)
         with self._write("log points") as conn:
             current = self._running_row(conn, run_id, "log points to", token)
-            for chunk in _chunks(steps):
+            for chunk in chunks(steps):
                 conn.execute(
                     delete(_points).where(_points.c.run_id == run_id, _points.c.step.in_(chunk))
                 )
@@ -707,7 +569,7 @@ class RunStore:
                 .order_by(_checkpoints.c.step.desc())
             ).scalars()
             old = list(steps)[keep:]
-            for chunk in _chunks(old):
+            for chunk in chunks(old):
                 conn.execute(
                     delete(_checkpoints).where(
                         _checkpoints.c.run_id == run_id, _checkpoints.c.step.in_(chunk)
@@ -885,24 +747,8 @@ class RunStore:
             >>> store.runs(sweep="a")[["structure", "config"]].to_dict("records")
             [{'structure': 'btt', 'config': {'structure': 'btt', 'width': 8}}]
         """
-        import pandas as pd
-
-        query = select(_runs).order_by(_runs.c.created_at, _runs.c.run_id)
-        if sweep is not None:
-            query = query.where(_runs.c.sweep == sweep)
-        if status is not None:
-            if status not in RUN_STATUSES:
-                raise EinspaceError(f"unknown status {status!r}; {suggest(status, RUN_STATUSES)}")
-            query = query.where(_runs.c.status == status)
         with self._read("read runs") as conn:
-            rows = [dict(r) for r in conn.execute(query).mappings()]
-        frame = pd.DataFrame(rows, columns=list(_RUN_COLUMNS))
-        frame["config"] = [json.loads(text) for text in frame["config"]]
-        for column in ("width", "seed", "attempt", "worker_pid", "last_step"):
-            frame[column] = frame[column].astype("Int64")
-        for column in ("heartbeat_at", "created_at", "updated_at"):
-            frame[column] = pd.to_datetime(frame[column].astype(float), unit="s", utc=True)
-        return frame
+            return runs_frame(conn, sweep, status)
 
     def points(
         self, run_ids: Sequence[str] | None = None, sweep: str | None = None
@@ -921,34 +767,8 @@ class RunStore:
             >>> store.points()[["structure", "width", "step", "eval_loss"]].to_dict("records")
             [{'structure': 'btt', 'width': 8, 'step': 5, 'eval_loss': 0.7}]
         """
-        import pandas as pd
-
-        from_runs = ("sweep", "structure", "task", "width", "seed", "status")
-        columns = [_runs.c[c] if c in from_runs else _points.c[c] for c in _POINT_COLUMNS]
-        base = (
-            select(*columns)
-            .join_from(_points, _runs, _points.c.run_id == _runs.c.run_id)
-            .order_by(_points.c.run_id, _points.c.step)
-        )
-        if sweep is not None:
-            base = base.where(_runs.c.sweep == sweep)
-        rows: list[dict[str, Any]] = []
         with self._read("read runs") as conn:
-            if run_ids is None:
-                rows = [dict(r) for r in conn.execute(base).mappings()]
-            else:
-                ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
-                for chunk in _chunks(ids):
-                    query = base.where(_points.c.run_id.in_(chunk))
-                    rows.extend(dict(r) for r in conn.execute(query).mappings())
-        frame = pd.DataFrame(rows, columns=list(_POINT_COLUMNS))
-        if run_ids is not None:
-            frame = frame.sort_values(["run_id", "step"], ignore_index=True)
-        for column in ("width", "seed", "step"):
-            frame[column] = frame[column].astype("Int64")
-        for column in ("compute", "train_loss", "eval_loss"):
-            frame[column] = frame[column].astype(float)
-        return frame
+            return points_frame(conn, run_ids, sweep)
 
     def summary(self) -> pd.DataFrame:
         """Return, per sweep, the number of runs in each status, the total and the points.
@@ -962,32 +782,8 @@ class RunStore:
             >>> store.summary().loc["s", ["pending", "finished", "total", "points"]].tolist()
             [1, 1, 2, 0]
         """
-        import pandas as pd
-
-        sweep = func.coalesce(_runs.c.sweep, "")
         with self._read("read runs") as conn:
-            counts = conn.execute(
-                select(sweep, _runs.c.status, func.count()).group_by(sweep, _runs.c.status)
-            ).all()
-            n_points = conn.execute(
-                select(sweep, func.count())
-                .select_from(_points.join(_runs, _points.c.run_id == _runs.c.run_id))
-                .group_by(sweep)
-            ).all()
-        sweeps = sorted({str(s) for s, _, _ in counts})
-        table = pd.DataFrame(0, index=pd.Index(sweeps, name="sweep"), columns=list(RUN_STATUSES))
-        for s, status, n in counts:
-            table.loc[str(s), str(status)] = int(n)
-        table["total"] = table[list(RUN_STATUSES)].sum(axis=1)
-        table["points"] = 0
-        for s, n in n_points:
-            table.loc[str(s), "points"] = int(n)
-        return table
-
-
-def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield list(values[start : start + _CHUNK])
+            return summary_frame(conn)
 
 
 def _nearest_ids(conn: Connection, rid: str) -> str:

@@ -1,0 +1,103 @@
+"""Reading a run store into DataFrames: runs, points joined with their run's labels, and a
+per-sweep summary (the bodies of :meth:`RunStore.runs`, ``points`` and ``summary``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from einspace.errors import EinspaceError, suggest
+from search.store.schema import _POINT_COLUMNS, _RUN_COLUMNS, RUN_STATUSES, _points, _runs
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_CHUNK: Final = 500  # bound parameters per IN (...) list
+
+
+def runs_frame(conn: Connection, sweep: str | None, status: str | None) -> pd.DataFrame:
+    """The runs, oldest first, optionally of one sweep and/or status."""
+    import pandas as pd
+
+    query = select(_runs).order_by(_runs.c.created_at, _runs.c.run_id)
+    if sweep is not None:
+        query = query.where(_runs.c.sweep == sweep)
+    if status is not None:
+        if status not in RUN_STATUSES:
+            raise EinspaceError(f"unknown status {status!r}; {suggest(status, RUN_STATUSES)}")
+        query = query.where(_runs.c.status == status)
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    frame = pd.DataFrame(rows, columns=list(_RUN_COLUMNS))
+    frame["config"] = [json.loads(text) for text in frame["config"]]
+    for column in ("width", "seed", "attempt", "worker_pid", "last_step"):
+        frame[column] = frame[column].astype("Int64")
+    for column in ("heartbeat_at", "created_at", "updated_at"):
+        frame[column] = pd.to_datetime(frame[column].astype(float), unit="s", utc=True)
+    return frame
+
+
+def points_frame(
+    conn: Connection, run_ids: Sequence[str] | None, sweep: str | None
+) -> pd.DataFrame:
+    """Logged points joined with their run's labels and status, by run and step."""
+    import pandas as pd
+
+    from_runs = ("sweep", "structure", "task", "width", "seed", "status")
+    columns = [_runs.c[c] if c in from_runs else _points.c[c] for c in _POINT_COLUMNS]
+    base = (
+        select(*columns)
+        .join_from(_points, _runs, _points.c.run_id == _runs.c.run_id)
+        .order_by(_points.c.run_id, _points.c.step)
+    )
+    if sweep is not None:
+        base = base.where(_runs.c.sweep == sweep)
+    rows: list[dict[str, Any]] = []
+    if run_ids is None:
+        rows = [dict(r) for r in conn.execute(base).mappings()]
+    else:
+        ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
+        for chunk in chunks(ids):
+            query = base.where(_points.c.run_id.in_(chunk))
+            rows.extend(dict(r) for r in conn.execute(query).mappings())
+    frame = pd.DataFrame(rows, columns=list(_POINT_COLUMNS))
+    if run_ids is not None:
+        frame = frame.sort_values(["run_id", "step"], ignore_index=True)
+    for column in ("width", "seed", "step"):
+        frame[column] = frame[column].astype("Int64")
+    for column in ("compute", "train_loss", "eval_loss"):
+        frame[column] = frame[column].astype(float)
+    return frame
+
+
+def summary_frame(conn: Connection) -> pd.DataFrame:
+    """Per sweep: runs in each status, their total and the number of points."""
+    import pandas as pd
+
+    sweep = func.coalesce(_runs.c.sweep, "")
+    counts = conn.execute(
+        select(sweep, _runs.c.status, func.count()).group_by(sweep, _runs.c.status)
+    ).all()
+    n_points = conn.execute(
+        select(sweep, func.count())
+        .select_from(_points.join(_runs, _points.c.run_id == _runs.c.run_id))
+        .group_by(sweep)
+    ).all()
+    sweeps = sorted({str(s) for s, _, _ in counts})
+    table = pd.DataFrame(0, index=pd.Index(sweeps, name="sweep"), columns=list(RUN_STATUSES))
+    for s, status, n in counts:
+        table.loc[str(s), str(status)] = int(n)
+    table["total"] = table[list(RUN_STATUSES)].sum(axis=1)
+    table["points"] = 0
+    for s, n in n_points:
+        table.loc[str(s), "points"] = int(n)
+    return table
+
+
+def chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield list(values[start : start + _CHUNK])
