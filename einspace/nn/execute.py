@@ -289,11 +289,11 @@ def _worth_chunking(plan: ExecutionPlan) -> bool:
 
 
 #: The plan runs on chunks of tokens whose largest live tensor has about this many elements
-#: (1 MB in float32, a core's L2 cache): intermediates then stay in cache instead of
+#: (2 MB in float32, about a core's L2 cache): intermediates then stay in cache instead of
 #: streaming through memory. Measured on a 2-core CPU (fwd + bwd, median of 12): Monarch at
 #: d = 1024, batch 4096 takes 19 ms in such chunks, 35 ms in 8 MB chunks and ~2× that
 #: unchunked; at d = 4096, batch 256, 7.7 ms against 9.5 ms.
-LIVE_BUDGET = 1 << 18
+LIVE_BUDGET = 1 << 19
 
 
 def token_chunks(program: Program, tokens: int) -> list[tuple[int, int]]:
@@ -310,8 +310,11 @@ def token_chunks(program: Program, tokens: int) -> list[tuple[int, int]]:
 
 #: Block size from which a plan's small products run about as efficiently per MAC as one
 #: large GEMM; below it, per MAC cost grows as (BLOCK_FULL / block)². Measured on a 2-core
-#: CPU with Monarch and BTT at d = 64 … 1024 and 2048 rows (blocks 8 … 32).
-BLOCK_FULL = 40
+#: CPU with Monarch and BTT (n_ρ = 2, 4) at d = 64 … 512 and 2048 rows (blocks 8 … 23),
+#: fwd + bwd, plan against dense path: the rule picks the faster one at 11 of 12 points
+#: (e.g. BTT n_ρ = 2 at d = 256: plan 3.6 ms, dense path 4.2 ms; n_ρ = 4: 6.5 against 4.5);
+#: at the twelfth (BTT n_ρ = 4, d = 512) it picks the plan, 12 % slower.
+BLOCK_FULL = 30
 
 
 def prefers_dense(program: Program, tokens: int) -> bool:
