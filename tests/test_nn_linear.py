@@ -112,6 +112,17 @@ def test_random_structures_against_dense(seed: int, dtype: torch.dtype) -> None:
             check_against_dense(layer, 1e-10 if dtype == torch.float64 else 2e-4)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6))
+def test_one_token_against_dense(seed: int) -> None:
+    """One token: products flip to vector × matrix and factor gradients are broadcast
+    outer products; values and gradients still equal the dense layer's."""
+    r = wide_realization(seed)
+    layer = randomized(EinsumLinear(r.d_in, r.d_out, r, dtype=torch.float64), seed)
+    x = torch.randn(1, r.d_in, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    check_against_dense_batch(layer, x)
+
+
 @contextlib.contextmanager
 def forced_path(path: str) -> Iterator[None]:
     """Make EinsumLinear run its plan, or its dense path wherever it has one."""

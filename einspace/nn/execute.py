@@ -56,6 +56,11 @@ def _perm(src: Layout, dst: Layout) -> tuple[int, ...]:
     return tuple(src.index(a) for a in dst)
 
 
+def _perm_or_none(src: Layout, dst: Layout) -> tuple[int, ...] | None:
+    perm = _perm(src, dst)
+    return None if perm == tuple(range(len(perm))) else perm
+
+
 @dataclass(frozen=True)
 class Copy:
     """A layout change done on merged runs of axes (fewer dimensions: faster copies).
@@ -125,7 +130,8 @@ class Kernel:
         factor: the factor applied.
         copy: the copy of the live tensor into the step's input layout, or None.
         in_shape: shape of the step's input layout.
-        view_perm: permutation of the input layout into (batch, rows, contracted) order.
+        view_perm: permutation of the input layout into (batch, rows, contracted) order,
+            None when it is the identity (one torch op fewer per call).
         view_shape: the ``(nb, m, c)`` view of the input.
         matrix: the stored factor as ``(nb, c, n)`` (``(nb, n, c)`` when transposed).
         transposed: the product is ``W @ Tᵀ``.
@@ -138,13 +144,13 @@ class Kernel:
             outputs read through strides (the step before reads them in place when it can).
         group_shape: the input layout's shape with its axes in (batch, rows, contracted)
             order (``(nb, m, c)`` split back into axes).
-        inverse_perm: permutes ``group_shape`` back into the input layout.
+        inverse_perm: permutes ``group_shape`` back into the input layout (None: identity).
     """
 
     factor: int
     copy: Copy | None
     in_shape: tuple[int, ...]
-    view_perm: tuple[int, ...]
+    view_perm: tuple[int, ...] | None
     view_shape: tuple[int, int, int]
     matrix: tuple[int, int, int]
     transposed: bool
@@ -153,7 +159,7 @@ class Kernel:
     out_shape: tuple[int, ...]
     grad_mode: str
     group_shape: tuple[int, ...] = ()
-    inverse_perm: tuple[int, ...] = ()
+    inverse_perm: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +224,7 @@ def compile_program(plan: ExecutionPlan, start: int = 0, stop: int | None = None
                 factor=s.factor,
                 copy=Copy.of(plan, layout, s.layout_in) if s.copy else None,
                 in_shape=plan.shape(s.layout_in),
-                view_perm=_perm(s.layout_in, s.batch + s.rows + s.contracted),
+                view_perm=_perm_or_none(s.layout_in, s.batch + s.rows + s.contracted),
                 view_shape=(group(s.batch), group(s.rows), group(s.contracted)),
                 matrix=s.weight_matrix,
                 transposed=s.transposed,
@@ -227,7 +233,7 @@ def compile_program(plan: ExecutionPlan, start: int = 0, stop: int | None = None
                 out_shape=plan.shape(s.layout_out),
                 grad_mode=_grad_mode(s.layout_in, (s.batch, s.rows, s.contracted)),
                 group_shape=plan.shape(s.batch + s.rows + s.contracted),
-                inverse_perm=_perm(s.batch + s.rows + s.contracted, s.layout_in),
+                inverse_perm=_perm_or_none(s.batch + s.rows + s.contracted, s.layout_in),
             )
         )
         layout = s.layout_out
@@ -421,9 +427,15 @@ def _bmm(
 
 
 def _product(kn: Kernel, t3: torch.Tensor, w: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """The step's product in its output layout (``kn.out_shape``)."""
+    """The step's product in its output layout (``kn.out_shape``).
+
+    With one row per matrix (one token), ``W @ Tᵀ`` and ``T @ Wᵀ`` have the same memory;
+    the second runs as a vector-matrix product, measured ~1.5-2× faster than the
+    matrix-vector one on CPU."""
     if kn.z_batch:
         w = w.expand(t3.shape[0], -1, -1)
+    if kn.transposed and t3.shape[1] == 1 and not kn.out_mid:
+        return _bmm(t3, w.transpose(1, 2), False, inplace).view(kn.out_shape)
     a, b = (w, t3.transpose(1, 2)) if kn.transposed else (t3, w)
     return _bmm(a, b, kn.out_mid, inplace).view(kn.out_shape)
 
@@ -442,7 +454,9 @@ def _run(
     for kn in program.kernels:
         if kn.copy is not None:
             t = kn.copy.forward(t)
-        t3 = t.permute(kn.view_perm).reshape(kn.view_shape)  # (nb, m, c), a view
+        if kn.view_perm is not None:
+            t = t.permute(kn.view_perm)
+        t3 = t.reshape(kn.view_shape)  # (nb, m, c), a view
         if saved is not None:
             saved.append(t3)
         t = _product(kn, t3, weights[kn.factor].reshape(kn.matrix), inplace)
@@ -564,10 +578,12 @@ def _backward_chunk(
                 else:
                     gw = torch.tensordot(t3, g3, dims=([0, 1], [0, 1]))
                 gw = gw.unsqueeze(0) if acc3 is None else acc3.add_(gw)
-            elif kn.transposed:
-                gw = _bmm(g3, t3, False, True, acc3)  # (nb, n, m) @ (nb, m, c)
-            else:
-                gw = _bmm(t3.transpose(1, 2), g3, False, True, acc3)  # (nb, c, m) @ (nb, m, n)
+            else:  # (nb, n, m) @ (nb, m, c), or (nb, c, m) @ (nb, m, n)
+                a, b = (g3, t3) if kn.transposed else (t3.transpose(1, 2), g3)
+                if m == 1 and acc3 is None:  # outer products: a broadcast multiply
+                    gw = torch.mul(a, b, out=a.new_empty(kn.matrix))  # the factor's layout
+                else:
+                    gw = _bmm(a, b, False, True, acc3)
             grads[kn.factor] = gw.reshape(weights[kn.factor].shape)
         if s == 0 and not need_x:
             return None
@@ -579,12 +595,14 @@ def _backward_chunk(
         # and a reshape copies it otherwise)
         lhs = g3.transpose(1, 2) if kn.transposed else g3  # (nb, m, n)
         rhs = w if kn.transposed else w.transpose(1, 2)  # (nb, n, c)
-        if kn.grad_mode in ("bmc", "mbc"):
+        if kn.grad_mode in ("bmc", "mbc") or m == 1:  # one row: both orders share memory
             gt = _bmm(lhs, rhs, False, inplace=True)
         else:  # the contracted group before the rows: compute the transpose
             gt = _bmm(rhs.transpose(1, 2), lhs.transpose(1, 2), False, inplace=True)
             gt = gt.transpose(1, 2)
-        g = gt.reshape(kn.group_shape).permute(kn.inverse_perm)
+        g = gt.reshape(kn.group_shape)
+        if kn.inverse_perm is not None:
+            g = g.permute(kn.inverse_perm)
         if kn.copy is not None:
             g = kn.copy.backward(g)
     return g
