@@ -103,16 +103,20 @@ class Copy:
         """Source layout → ``out`` (a contiguous tensor with the destination's elements)."""
         out.view(self.dst_runs_shape).copy_(t.reshape(self.src_shape).permute(self.perm))
 
-    def backward(self, g: torch.Tensor) -> torch.Tensor:
-        """Destination layout → source layout (the mirror copy, for gradients).
+    def backward(self, g: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Destination layout → source layout (the mirror copy, for gradients), into ``out``
+        (a contiguous tensor with the source's elements) when given.
 
         A strided ``g`` (an input gradient whose batch sat in the middle) is first made
         contiguous, a row move: the permutation after it is then the cheap mirror the plan
         costed, not a general transpose of the strided memory."""
         if not g.is_contiguous():
             g = g.contiguous()
-        out = g.reshape(self.dst_runs_shape).permute(_inverse(self.perm)).contiguous()
-        return out.view(self.src_layout_shape)
+        moved = g.reshape(self.dst_runs_shape).permute(_inverse(self.perm))
+        if out is not None:
+            out.view(self.src_shape).copy_(moved)
+            return out
+        return moved.contiguous().view(self.src_layout_shape)
 
 
 def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
@@ -532,15 +536,16 @@ class PlanFunction(torch.autograd.Function):
         gx = None if single or not need_x else gy.new_empty(ctx.x_shape)
         for c, (z0, z1) in enumerate(chunks):
             g_chunk = gy if single else gy[z0:z1]
+            out = None if gx is None else gx[z0:z1]
             g = _backward_chunk(
-                program, ctx, g_chunk, inputs[c * n : (c + 1) * n], weights, grads, need_x
+                program, ctx, g_chunk, inputs[c * n : (c + 1) * n], weights, grads, need_x, out
             )
             if need_x and g is not None:
                 if single:
                     gx = g.reshape(ctx.x_shape)
-                else:
-                    assert gx is not None
-                    gx[z0:z1].copy_(g.reshape(z1 - z0, -1))
+                elif g is not out:
+                    assert out is not None
+                    out.copy_(g.reshape(z1 - z0, -1))
         return (None, gx, *grads)
 
 
@@ -552,9 +557,11 @@ def _backward_chunk(
     weights: Sequence[torch.Tensor],
     grads: list[torch.Tensor | None],
     need_x: bool,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """Backward over one chunk: accumulates into ``grads``; returns the input gradient in
-    the input layout (None when not needed)."""
+    the input layout (None when not needed), written into ``out`` (the chunk's rows of the
+    whole input gradient) when the first step's mirror copy can write it there."""
     n = len(program.kernels)
     last = program.kernels[-1]
     if program.final is not None:
@@ -604,5 +611,5 @@ def _backward_chunk(
         if kn.inverse_perm is not None:
             g = g.permute(kn.inverse_perm)
         if kn.copy is not None:
-            g = kn.copy.backward(g)
+            g = kn.copy.backward(g, out if s == 0 else None)
     return g
