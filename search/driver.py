@@ -9,8 +9,10 @@
    of the budget to a :class:`~optuna.pruners.SuccessiveHalvingPruner` (rungs at 1/4 and
    1/2 of the budget, each keeping the better half). The objective is
    the eval loss at the budget, interpolated log-log on the logged curve. Points that are
-   disconnected, redundant or not realizable at every width are pruned at once with the
-   reason in the trial's ``rejection`` attribute (TPE treats pruned trials as bad), and
+   disconnected, redundant, not realizable at every width, or costlier per step than the
+   dense model at some width (:func:`search.theta.costlier_than_dense`) are pruned at
+   once with the reason in the trial's ``rejection`` attribute (TPE treats pruned trials
+   as bad), and
    so are diverged runs. Every trained trial is a run in the run store (sweep
    ``<sweep>/theta``); a pruned run is stored as finished with its shorter curve. The
    study lives in optuna RDB storage (by default the run store's own database), so

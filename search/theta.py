@@ -40,7 +40,14 @@ if TYPE_CHECKING:
     from search.proxy import CurvePoint, RunResult
     from search.store import RunStore
 
-__all__ = ["EVALS_PER_TRIAL", "PRUNE_MIN_RESOURCE", "PRUNE_REDUCTION", "interpolate_loss"]
+__all__ = [
+    "EVALS_PER_TRIAL",
+    "MAX_COMPUTE_RATIO",
+    "PRUNE_MIN_RESOURCE",
+    "PRUNE_REDUCTION",
+    "costlier_than_dense",
+    "interpolate_loss",
+]
 
 
 EVALS_PER_TRIAL: Final = 16
@@ -53,6 +60,41 @@ PRUNE_MIN_RESOURCE: Final = 4
 
 PRUNE_REDUCTION: Final = 2
 """Successive-halving reduction factor: rungs at 1/4 and 1/2 of the budget, half kept."""
+
+
+MAX_COMPUTE_RATIO: Final = 1.0
+"""A θ point whose model needs more than this times the dense model's compute per step, at
+the θ width or any grid width, is rejected (``costlier than dense``): the search looks for
+replacements of dense layers, and such a point, once promoted to the grid's fixed step
+counts, would cost its multiple of a dense run (e.g. ρ = d: 128× dense at width 256)."""
+
+
+def costlier_than_dense(
+    settings: RunSettings, structure: Structure, widths: Sequence[int]
+) -> str | None:
+    """Why ``structure``'s model costs more than :data:`MAX_COMPUTE_RATIO` × dense's per step
+    at one of ``widths``, or None.
+
+    Examples:
+        >>> rho_d = Structure.from_theta((0.15, 0.2, 0.65, 0.3, 0.35, 0.35, 1.0))
+        >>> print(costlier_than_dense(RunSettings(), rho_d, [64]))
+        costlier than dense: 44.9× the dense model's compute per step at width 64
+        >>> costlier_than_dense(RunSettings(), Structure.named("btt"), [64]) is None
+        True
+    """
+    for width in widths:
+        ratio = settings.compute_per_step(structure, width) / settings.compute_per_step(
+            _DENSE, width
+        )
+        if ratio > MAX_COMPUTE_RATIO:
+            return (
+                f"costlier than dense: {ratio:.1f}× the dense model's compute per step at "
+                f"width {width}"
+            )
+    return None
+
+
+_DENSE: Final = Structure.named("dense")
 
 
 def _optuna_url(storage: str | None, store_target: str) -> str:
@@ -226,6 +268,13 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
             trial.set_user_attr("rejection", point.rejection)
             emit(("rejected", wid, point.spec, point.rejection))
             raise optuna.TrialPruned(point.rejection)
+        costly = costlier_than_dense(
+            job.settings, point.structure, sorted({*job.widths, job.theta_width})
+        )
+        if costly is not None:
+            trial.set_user_attr("rejection", costly)
+            emit(("rejected", wid, point.spec, costly))
+            raise optuna.TrialPruned(costly)
         per_step = job.settings.compute_per_step(point.structure, job.theta_width)
         steps = min(math.ceil(job.budget / per_step), 16 * job.settings.steps)
         every = max(1, math.ceil(steps / EVALS_PER_TRIAL))

@@ -37,6 +37,7 @@ from search.space import (
     theta_point,
 )
 from search.store import RunStore
+from search.theta import costlier_than_dense
 
 TINY = RunSettings(steps=12, eval_every=4, batch_size=8, task_kwargs={"n_eval": 64})
 QUIET = {"progress": False}
@@ -95,6 +96,20 @@ def test_sampler_rejections_are_explained() -> None:
     points = sample_points(5, seed=1, widths=[16, 64], mode="exact")
     assert len({p.theta for p in points}) == 5 and all(p.ok for p in points)
     assert points == sample_points(5, seed=1, widths=[16, 64], mode="exact")
+
+
+def test_theta_points_costlier_than_dense_are_rejected() -> None:
+    """ρ = d multiplies the hidden layers' MACs (~45× the dense model at width 64); the
+    named structures cost less than dense at every demo width."""
+    exact = RunSettings(mode="exact")
+    rho_d = Structure.from_theta((0.15, 0.2, 0.65, 0.3, 0.35, 0.35, 1.0))
+    reason = costlier_than_dense(exact, rho_d, [64, 256])
+    assert reason is not None and reason.startswith("costlier than dense: ")
+    assert reason.endswith("at width 64")
+    ratio = exact.compute_per_step(rho_d, 64) / exact.compute_per_step("dense", 64)
+    assert f"{ratio:.1f}×" in reason and ratio > 10
+    for name in ("btt", "monarch", "low_rank", "kronecker"):
+        assert costlier_than_dense(exact, Structure.named(name), [16, 64, 256]) is None
 
 
 def test_bad_raw_theta_raises() -> None:
@@ -372,6 +387,9 @@ def test_two_workers_share_the_store_and_the_study(tmp_path: Path) -> None:
     assert trials is not None and result.study is not None
     trained = trials[trials["rejection"].isna()]
     assert len(trained) >= 4
+    exact = RunSettings(steps=20, eval_every=5, batch_size=8, mode="exact")
+    for spec in trained["theta"]:  # no trained point costs more per step than dense
+        assert costlier_than_dense(exact, Structure.parse(spec), [16, 36]) is None, spec
     with RunStore(path) as store:
         runs = store.runs()
     assert (runs["attempt"] == 1).all()  # no run was taken twice
