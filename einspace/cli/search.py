@@ -251,7 +251,7 @@ def demo_command(
     ] = "mlp_regression",
     seeds: Annotated[str, typer.Option(help="Seeds per run, comma-separated.")] = "0",
 ) -> None:
-    """Run the default search end to end (about 5 minutes on 2 CPU cores) and write the
+    """Run the default search end to end (about a minute on 2 CPU cores) and write the
     report: dense, BTT, Monarch, low rank, Kronecker and θ-space trials at widths 16, 64
     and 256 on the MLP-regression task, each structure's learning rate tuned first at the
     smallest width. --task lm runs the transformer proxy on English text instead (widths
