@@ -48,6 +48,19 @@ def _as_user(cmd: list[str], user: str | None) -> list[str]:
     return cmd if user is None else ["runuser", "-u", user, "--", *cmd]
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test: tiny models run fastest, and bit-for-bit alike, on
+    one thread instead of several fighting over shared cores. Modules that train tiny
+    models use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Callable[[], str]]:
     """Start a private PostgreSQL; yield a function that creates a fresh database URL."""

@@ -22,13 +22,7 @@ SETTINGS: dict[str, Any] = {"steps": 5, "lr": 2e-2, "batch_size": 64, "seeds": 2
 WIDTHS = [32, 128]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Any:
-    """Tiny matmuls: one thread is faster than several fighting over shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mlp(structure: str, width: int, task: Any) -> ProxyMLP:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
 from typer.testing import CliRunner
 
@@ -102,12 +101,7 @@ def toy_user(tmp_path: Path) -> Iterator[str]:
         sys.modules.pop("toy_user", None)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _quiet() -> object:
