@@ -15,10 +15,11 @@ Run: ``python benchmarks/proxy_speed.py`` (a few minutes on 2 cores) or ``--quic
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
+
+from layers import spread  # the layer benchmark's (min, median, IQR), from this folder
 
 # This folder holds a file named like the package it measures: keep it off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
@@ -28,12 +29,6 @@ import torch  # noqa: E402
 from search.proxy import proxy_run  # noqa: E402
 
 STRUCTURES = ("dense", "monarch", "btt")
-
-
-def spread(values: list[float]) -> tuple[float, float, float]:
-    """(min, median, IQR)."""
-    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return min(values), statistics.median(values), q3 - q1
 
 
 def main() -> None:
