@@ -69,6 +69,9 @@ replacements of dense layers, and such a point, once promoted to the grid's fixe
 counts, would cost its multiple of a dense run (e.g. ρ = d: 128× dense at width 256)."""
 
 
+_DENSE: Final = Structure.named("dense")
+
+
 def costlier_than_dense(
     settings: RunSettings, structure: Structure, widths: Sequence[int]
 ) -> str | None:
@@ -92,9 +95,6 @@ def costlier_than_dense(
                 f"width {width}"
             )
     return None
-
-
-_DENSE: Final = Structure.named("dense")
 
 
 def _optuna_url(storage: str | None, store_target: str) -> str:
@@ -254,27 +254,25 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
 
     from search.proxy import run_config
 
+    widths = sorted({*job.widths, job.theta_width})  # a point must realize, and pay, at each
+
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         raw = [trial.suggest_float(name, 0.0, 1.0) for name in PARAM_NAMES]
         point = theta_point(
             raw,
-            widths=sorted({*job.widths, job.theta_width}),
+            widths=widths,
             mode=cast(Mode, job.settings.mode),
             pad_tol=job.settings.pad_tol,
         )
         trial.set_user_attr("theta", point.spec)
-        if point.structure is None:
-            trial.set_user_attr("rejection", point.rejection)
-            emit(("rejected", wid, point.spec, point.rejection))
-            raise optuna.TrialPruned(point.rejection)
-        costly = costlier_than_dense(
-            job.settings, point.structure, sorted({*job.widths, job.theta_width})
-        )
-        if costly is not None:
-            trial.set_user_attr("rejection", costly)
-            emit(("rejected", wid, point.spec, costly))
-            raise optuna.TrialPruned(costly)
+        rejection = point.rejection
+        if point.structure is not None:
+            rejection = costlier_than_dense(job.settings, point.structure, widths)
+        if point.structure is None or rejection is not None:
+            trial.set_user_attr("rejection", rejection)
+            emit(("rejected", wid, point.spec, rejection))
+            raise optuna.TrialPruned(rejection)
         per_step = job.settings.compute_per_step(point.structure, job.theta_width)
         steps = min(math.ceil(job.budget / per_step), 16 * job.settings.steps)
         every = max(1, math.ceil(steps / EVALS_PER_TRIAL))
@@ -568,7 +566,7 @@ def _theta_job(
         checkpoint_every=checkpoint_every,
     )
     if budget is None:
-        budget = settings.compute_per_step(Structure.named("dense"), width) * settings.steps
+        budget = settings.compute_per_step(_DENSE, width) * settings.steps
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
         raise EinspaceError(f"budget = {budget!r} must be a positive number of FLOPs, e.g. 1e9")
     identity = {

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,30 @@ def test_theta_points_costlier_than_dense_are_rejected() -> None:
     assert f"{ratio:.1f}×" in reason and ratio > 10
     for name in ("btt", "monarch", "low_rank", "kronecker"):
         assert costlier_than_dense(exact, Structure.named(name), [16, 64, 256]) is None
+
+
+def test_search_rejects_an_enqueued_point_costlier_than_dense(tmp_path: Path) -> None:
+    """The θ study prunes ρ = d before training it, with the reason in its trials table."""
+    rho_d = "(0.15|0.2|0.65|0.3|0.35|0.35|1)"
+    result = run_search(
+        ["dense"],
+        [16],
+        settings=replace(TINY, mode="exact"),
+        store=tmp_path / "runs.sqlite",
+        sweep="costly",
+        workers=1,
+        trials=1,
+        promote=0,
+        enqueue=[rho_d],
+        console=_quiet(),
+        **QUIET,
+    )
+    trials = result.trials
+    assert trials is not None
+    first = trials.sort_values("number").iloc[0]
+    want = costlier_than_dense(replace(TINY, mode="exact"), Structure.parse(rho_d), [16])
+    assert want is not None and first["theta"] == rho_d and first["rejection"] == want
+    assert rho_d not in set(trials.loc[trials["rejection"].isna(), "theta"])
 
 
 def test_bad_raw_theta_raises() -> None:
