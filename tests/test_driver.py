@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
@@ -102,6 +103,18 @@ def test_theta_points_costlier_than_dense_are_rejected() -> None:
     assert reason.endswith("at width 64")
     ratio = exact.compute_per_step(rho_d, 64) / exact.compute_per_step("dense", 64)
     assert f"{ratio:.1f}×" in reason and ratio > 10
+    # the same ratio counted by torch on the two models' forward passes (4 rows: the plan)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from search.models import ProxyMLP
+
+    flops = []
+    for spec in (rho_d, "dense"):
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            ProxyMLP(8, 1, 64, exact.depth, spec, mode="exact")(torch.randn(4, 8))
+        flops.append(counter.get_total_flops())
+    assert ratio == pytest.approx(flops[0] / flops[1], rel=1e-12)
     for name in ("btt", "monarch", "low_rank", "kronecker"):
         assert costlier_than_dense(exact, Structure.named(name), [16, 64, 256]) is None
 
