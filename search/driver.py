@@ -79,6 +79,7 @@ from search.theta import (
     _raw_theta,
     _requeue_interrupted,
     _run_theta,
+    _shortfall,
     _theta_job,
     _ThetaJob,
     _trials_frame,
@@ -324,6 +325,9 @@ def run_search(
                     )
                     _run_theta(job, workers, threads, display)
                     trials_frame, _ = _trials_frame(job)
+                    shortfall = _shortfall(trials_frame, job.trials)
+                    if shortfall is not None:
+                        out.print(f"[yellow]{shortfall}[/yellow]", highlight=False)
                     promoted = _promoted(trials_frame, promote)
                     for spec in promoted:
                         candidates.setdefault(spec, Structure.parse(spec))

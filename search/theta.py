@@ -43,8 +43,11 @@ if TYPE_CHECKING:
 __all__ = [
     "EVALS_PER_TRIAL",
     "MAX_COMPUTE_RATIO",
+    "PROPOSALS_PER_TRIAL",
     "PRUNE_MIN_RESOURCE",
     "PRUNE_REDUCTION",
+    "UNREALIZABLE_VIOLATION",
+    "compute_ratio",
     "costlier_than_dense",
     "interpolate_loss",
 ]
@@ -52,6 +55,11 @@ __all__ = [
 
 EVALS_PER_TRIAL: Final = 16
 """A θ trial reports its eval loss at this many evenly spaced fractions of the budget."""
+
+
+PROPOSALS_PER_TRIAL: Final = 50
+"""A θ worker stops after this many proposals per trial asked for, trained or not: a space
+whose points are nearly all rejected ends with a shortfall message instead of looping."""
 
 
 PRUNE_MIN_RESOURCE: Final = 4
@@ -69,7 +77,36 @@ replacements of dense layers, and such a point, once promoted to the grid's fixe
 counts, would cost its multiple of a dense run (e.g. ρ = d: 128× dense at width 256)."""
 
 
+UNREALIZABLE_VIOLATION: Final = 10.0
+"""The constraint violation TPE is told for a θ point that does not realize at some width
+(or is redundant). A point costlier than dense is told ``log(ratio / MAX_COMPUTE_RATIO)``
+(ρ = d at width 256: log 128 ≈ 4.9), so the sampler ranks rejected points by how far they
+miss and moves its proposals toward trainable ones. Without these constraints a rejected
+trial is a pruned trial without a value, which TPE may count among its good trials: at
+widths 8 and 16, where four of five θ points cost more than dense, it then proposed 48
+rejected points in a row."""
+
+
 _DENSE: Final = Structure.named("dense")
+
+
+def compute_ratio(
+    settings: RunSettings, structure: Structure, widths: Sequence[int]
+) -> tuple[float, int]:
+    """The largest ratio of ``structure``'s model compute per step to dense's over
+    ``widths``, and the width where it is reached.
+
+    Examples:
+        >>> rho_d = Structure.from_theta((0.15, 0.2, 0.65, 0.3, 0.35, 0.35, 1.0))
+        >>> ratio, width = compute_ratio(RunSettings(), rho_d, [64, 128])
+        >>> round(ratio, 1), width
+        (92.8, 128)
+    """
+    ratios = [
+        (settings.compute_per_step(structure, w) / settings.compute_per_step(_DENSE, w), w)
+        for w in widths
+    ]
+    return max(ratios)
 
 
 def costlier_than_dense(
@@ -85,16 +122,10 @@ def costlier_than_dense(
         >>> costlier_than_dense(RunSettings(), Structure.named("btt"), [64]) is None
         True
     """
-    for width in widths:
-        ratio = settings.compute_per_step(structure, width) / settings.compute_per_step(
-            _DENSE, width
-        )
-        if ratio > MAX_COMPUTE_RATIO:
-            return (
-                f"costlier than dense: {ratio:.1f}× the dense model's compute per step at "
-                f"width {width}"
-            )
-    return None
+    ratio, width = compute_ratio(settings, structure, widths)
+    if ratio <= MAX_COMPUTE_RATIO:
+        return None
+    return f"costlier than dense: {ratio:.1f}× the dense model's compute per step at width {width}"
 
 
 def _optuna_url(storage: str | None, store_target: str) -> str:
@@ -267,8 +298,13 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
         )
         trial.set_user_attr("theta", point.spec)
         rejection = point.rejection
-        if point.structure is not None:
+        if point.structure is None:
+            trial.set_constraint("realizable", UNREALIZABLE_VIOLATION)
+        else:
             rejection = costlier_than_dense(job.settings, point.structure, widths)
+            if rejection is not None:
+                ratio, _ = compute_ratio(job.settings, point.structure, widths)
+                trial.set_constraint("compute", math.log(ratio / MAX_COMPUTE_RATIO))
         if point.structure is None or rejection is not None:
             trial.set_user_attr("rejection", rejection)
             emit(("rejected", wid, point.spec, rejection))
@@ -412,7 +448,7 @@ def _theta_loop(job: _ThetaJob, wid: int, emit: Emit) -> None:
     with RunStore(job.store_target, lease_s=job.lease_s) as store:
         study.optimize(
             _objective(job, store, wid, emit),
-            n_trials=50 * job.trials,
+            n_trials=PROPOSALS_PER_TRIAL * job.trials,
             callbacks=[stop_when_enough],
             catch=(),
         )
@@ -463,6 +499,23 @@ def _trials_frame(job: _ThetaJob) -> tuple[pd.DataFrame, optuna.Study]:
         )
     columns = ["number", "state", "value", "theta", "rejection", "run_status", "run_id"]
     return pd.DataFrame(rows, columns=columns), study
+
+
+def _shortfall(trials: pd.DataFrame, wanted: int) -> str | None:
+    """A sentence for a study that ran out of proposals before ``wanted`` trained trials, or
+    None."""
+    trained = trials[trials["rejection"].isna() & trials["state"].isin(["complete", "pruned"])]
+    if len(trained) >= wanted:
+        return None
+    reasons = trials["rejection"].dropna()
+    reasons = reasons[~reasons.str.startswith(("the study has", "busy:"))]
+    kinds = reasons.str.split(":").str[0].value_counts()
+    why = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    return (
+        f"θ search: only {len(trained)} of {wanted} trials trained; {len(reasons)} of "
+        f"{len(trials)} proposals were rejected ({why or 'none'}). Few θ points at these "
+        "widths are trainable: add wider widths, or enqueue points (--enqueue)."
+    )
 
 
 def _promoted(trials: pd.DataFrame, promote: int) -> list[str]:
