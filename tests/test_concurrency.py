@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,10 @@ def _stress(
         )
         for i in range(processes)
     ]
-    per_process = [_outcomes(p, 120 + 60 * len(stores)) for p in procs]
+    # read every pipe at once: a process whose output fills its pipe while the test waits
+    # on another blocks, and the rest then wait for it at the next barrier
+    with ThreadPoolExecutor(len(procs)) as pool:
+        per_process = list(pool.map(lambda p: _outcomes(p, 120 + 60 * len(stores)), procs))
     return [[per_process[i][rep] for i in range(processes)] for rep in range(len(stores))]
 
 
