@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy.engine import make_url
 
 from einspace.errors import EinspaceError
 from search.store import RunStore, run_id
@@ -571,3 +572,23 @@ def test_many_processes_create_a_fresh_store_at_once(
             p.join(60)
         assert [kind for kind, _ in outcomes] == ["ok"] * 6, outcomes
         assert sum(won for _, won in outcomes) == 1  # exactly one claimed the run
+
+
+def test_sqlite_uri_urls_keep_their_file_prefix_and_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sqlite:///file:…?uri=true`` opens the file the URI names (relative to the working
+    folder, like a plain path), and ``mode=ro`` reads it but refuses writes by name."""
+    monkeypatch.chdir(tmp_path)
+    with RunStore("sqlite:///file:runs.sqlite?uri=true") as store:
+        rid = store.register({"width": 8})
+        url = make_url(store.url)  # rendered with ':' escaped as %3A; parsed back whole
+        assert url.database == f"file:{tmp_path / 'runs.sqlite'}" and url.query == {"uri": "true"}
+    assert (tmp_path / "runs.sqlite").is_file() and not (tmp_path / "file:runs.sqlite").exists()
+    with RunStore("sqlite:///file:runs.sqlite?mode=ro&uri=true") as store:
+        assert list(store.runs()["run_id"]) == [rid]
+        with pytest.raises(EinspaceError, match="read-only") as info:
+            store.register({"width": 16})
+        assert "runs.sqlite" in str(info.value)
+    with pytest.raises(EinspaceError, match="is not an SQLite URI; expected 'sqlite:///file:r"):
+        RunStore("sqlite:///r.sqlite?uri=true")

@@ -57,10 +57,35 @@ def resolve_url(target: str | os.PathLike[str]) -> URL:
             f"SQLAlchemy URL such as {_URL_EXAMPLES}"
         ) from None
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if str(url.query.get("uri", "")).lower() in ("true", "1"):
+            return _resolve_sqlite_uri(url, str(target))
         path = Path(url.database).expanduser().resolve()
         _check_sqlite_file(path)
         url = url.set(database=str(path))
     return url
+
+
+def _resolve_sqlite_uri(url: URL, target: str) -> URL:
+    """An SQLite URI database (``sqlite:///file:runs.sqlite?mode=ro&uri=true``): its path
+    made absolute like a plain path's, the ``file:`` prefix and the query kept.
+
+    Examples:
+        >>> url = _resolve_sqlite_uri(make_url("sqlite:///file:/tmp/r.sqlite?uri=true"), "")
+        >>> url.database, dict(url.query)
+        ('file:/tmp/r.sqlite', {'uri': 'true'})
+    """
+    database = str(url.database)
+    if not database.startswith("file:"):
+        raise EinspaceError(
+            f"run store URL {target!r} has uri=true but its database {database!r} is not an "
+            f"SQLite URI; expected 'sqlite:///file:{database}?uri=true' or drop uri=true"
+        )
+    rest = database[len("file:") :]
+    if rest.startswith("//") or rest.startswith(":memory:") or url.query.get("mode") == "memory":
+        return url  # file://host/path and in-memory URIs are SQLite's to read
+    path = Path(rest).expanduser().resolve()
+    _check_sqlite_file(path)
+    return url.set(database=f"file:{path}")
 
 
 def _check_sqlite_file(path: Path) -> None:
