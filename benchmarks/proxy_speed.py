@@ -26,6 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
+from einspace.errors import EinspaceError  # noqa: E402
 from search.proxy import proxy_run  # noqa: E402
 
 STRUCTURES = ("dense", "monarch", "btt")
@@ -74,4 +75,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except EinspaceError as err:  # a width the LM or a structure cannot take: say so, once
+        raise SystemExit(f"proxy_speed.py: error: {err}") from None

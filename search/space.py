@@ -402,5 +402,17 @@ def check_widths(
                 raise EinspaceError(
                     f"structure {name!r} cannot be realized at width {width} "
                     f"(mode={mode!r}, pad_tol={pad_tol:g}): {reason}. For this structure "
-                    f"{hint}; or pass mode='exact'"
+                    f"{hint}{_other_mode_hint(structure, width, mode)}"
                 ) from None
+
+
+def _other_mode_hint(structure: Structure, width: int, mode: Mode) -> str:
+    """``"; or pass mode='exact'"`` where exact mode realizes a width round mode refused
+    (an exact-mode refusal already names round mode), else empty."""
+    if mode == "exact":
+        return ""
+    try:
+        _realize(structure, width, "exact", 0.0)
+    except EinspaceError:
+        return ""
+    return "; or pass mode='exact', which realizes it without padding"
