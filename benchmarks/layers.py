@@ -16,7 +16,14 @@ compares :class:`einspace.nn.EinsumLinear` (``ours``) with:
 
 Every implementation computes the same map from the same factors (checked at start-up).
 Timing interleaves the implementations inside each repetition (so load from other
-processes hits all alike) after two warm-up calls each. Per implementation a row gives the
+processes hits all alike) after two warm-up calls each. Before each timed call the CPU
+caches are put in one state for all (``--caches``): ``cold`` (the default) writes a buffer
+twice the last-level cache first, as a layer inside a network finds them; ``warm`` runs the
+same implementation once more untimed, as when it is timed alone. (Timed back to back
+without this, an implementation finds what the one before it left: one that follows
+``nn.Linear`` at d = 4096 finds the caches full of its 64 MB weight and gradient and its
+own data evicted, while one that follows a small reference may find its own weights still
+cached.) Per implementation a row gives the
 min, median and IQR (interquartile range) of the milliseconds, ``!`` when the IQR exceeds
 20 % of the median, and ``ours×``: how many times faster ``ours`` is, as the median (and
 IQR) of the per-repetition ratio ``t_impl / t_ours`` (both measured in the same
@@ -36,10 +43,12 @@ Run: ``python benchmarks/layers.py`` (the full grid: tens of minutes on 2 shared
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import opt_einsum
@@ -228,9 +237,43 @@ def _runner(module: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], 
     return both
 
 
-def measure(fns: list[Callable[[], object]], repeats: int, budget: float) -> list[list[float]]:
-    """Seconds of each of ``fns`` per repetition, interleaved, after two warm-ups each;
-    stops after ``budget`` seconds (at least 5 repetitions)."""
+def last_level_cache_bytes() -> int:
+    """The largest CPU cache this machine reports (Linux sysfs), or 32 MiB."""
+    sizes = []
+    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = f.read_text().strip().upper()
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        with contextlib.suppress(ValueError):
+            sizes.append(int(text.rstrip("KMG")) * scale)
+    return max(sizes, default=32 * 2**20)
+
+
+class CacheState:
+    """What each timed call finds in the caches: ``cold`` (a buffer twice the last-level
+    cache was written just before: nothing of the implementation is cached, as for a layer
+    inside a network, whose neighbours' weights and activations pass through in between) or
+    ``warm`` (the same implementation ran just before, untimed: its weights are cached, as
+    when it is timed alone). Either way every implementation finds the same state; timing
+    them back to back instead lets each find what the one before it left."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        size = 2 * last_level_cache_bytes() // 4 if state == "cold" else 1
+        self._buffer = torch.zeros(size)
+
+    def prepare(self, fn: Callable[[], object]) -> None:
+        if self.state == "cold":
+            self._buffer.add_(1.0)
+        else:
+            fn()
+
+
+def measure(
+    fns: list[Callable[[], object]], repeats: int, budget: float, caches: CacheState
+) -> list[list[float]]:
+    """Seconds of each of ``fns`` per repetition, interleaved, after two warm-ups each, each
+    timed call prepared by ``caches``; stops after ``budget`` seconds (at least 5
+    repetitions)."""
     for fn in fns:
         fn()
         fn()
@@ -238,6 +281,7 @@ def measure(fns: list[Callable[[], object]], repeats: int, budget: float) -> lis
     start = time.perf_counter()
     for rep in range(repeats):
         for fn, ts in zip(fns, times, strict=True):
+            caches.prepare(fn)
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
@@ -283,16 +327,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per row, about")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--caches",
+        choices=["cold", "warm"],
+        default="cold",
+        help="what each timed call finds in the CPU caches (see CacheState)",
+    )
     parser.add_argument("--quick", action="store_true", help="d=4096 batch 256, proxy d=128")
     args = parser.parse_args()
     if args.quick:
         args.dims, args.batches, args.proxy_dims, args.repeats = [4096], [256], [128], 9
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    caches = CacheState(args.caches)
     shapes = [(d, b) for d in args.dims for b in args.batches]
     shapes += [(d, args.proxy_rows) for d in args.proxy_dims]
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32; times in ms; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
+        f"{args.caches} caches; times in ms; "
         "ours× = t_impl / t_ours: per-repetition median [IQR], and min/min; "
         "! = IQR > 20 % of median"
     )
@@ -324,7 +376,10 @@ def main() -> None:
                 pas = "fwd+bwd" if bw else "fwd"
                 xs = x.detach().clone().requires_grad_(bw)
                 runs = measure(
-                    [_runner(m, xs, bw) for m in mods.values()], args.repeats, args.budget
+                    [_runner(m, xs, bw) for m in mods.values()],
+                    args.repeats,
+                    args.budget,
+                    caches,
                 )
                 ours = runs[1]
                 mem = {k: saved_bytes(m, xs) / 2**20 for k, m in mods.items()} if bw else {}
