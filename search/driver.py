@@ -73,6 +73,7 @@ from search.progress import _Display, _print_result
 from search.settings import RunSettings, _check_int, parse_seeds, parse_structures, parse_widths
 from search.space import check_widths
 from search.theta import (
+    MAX_COMPUTE_RATIO,
     _enqueue,
     _open_optuna_storage,
     _promoted,
@@ -202,6 +203,7 @@ def run_search(
     task: Task | str | None = None,
     model: Callable[[Any, int, Any], Any] | str | None = None,
     lr_grid: LRGrid | None = None,
+    max_compute_ratio: float = MAX_COMPUTE_RATIO,
 ) -> SearchResult:
     """Search structures with proxy runs and fit their scaling laws (see the module docs).
 
@@ -246,6 +248,10 @@ def run_search(
         lr_grid: tune each structure's base learning rate first (:mod:`search.tuning`): a
             count of log-spaced values around ``settings.lr`` (two decades) or the values;
             None: every structure trains with ``settings.lr``.
+        max_compute_ratio: θ points whose model needs more than this times the dense
+            model's compute per step, at the θ width or a grid width, are rejected before
+            training (:func:`search.theta.costlier_than_dense`). It bounds which points a
+            study trains, not any run's identity.
 
     With ``workers > 1`` the workers are separate processes that import the main module,
     so a script must call this under ``if __name__ == "__main__":``.
@@ -308,6 +314,7 @@ def run_search(
             job = _theta_job(
                 settings, width_list, target, sweep, trials, theta_width, budget,
                 storage, study, sampler_seed, prune, device, checkpoint_every,
+                max_compute_ratio,
             )  # fmt: skip
             job = replace(job, lease_s=run_store.lease_s)
             study_name = job.study

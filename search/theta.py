@@ -71,10 +71,11 @@ PRUNE_REDUCTION: Final = 2
 
 
 MAX_COMPUTE_RATIO: Final = 1.0
-"""A θ point whose model needs more than this times the dense model's compute per step, at
-the θ width or any grid width, is rejected (``costlier than dense``): the search looks for
-replacements of dense layers, and such a point, once promoted to the grid's fixed step
-counts, would cost its multiple of a dense run (e.g. ρ = d: 128× dense at width 256)."""
+"""By default a θ point whose model needs more than this times the dense model's compute per
+step, at the θ width or any grid width, is rejected (``costlier than dense``): the search
+looks for replacements of dense layers, and such a point, once promoted to the grid's fixed
+step counts, would cost its multiple of a dense run (e.g. ρ = d: 128× dense at width 256).
+``run_search(max_compute_ratio=…)`` (``--max-compute-ratio``) sets another bound."""
 
 
 UNREALIZABLE_VIOLATION: Final = 10.0
@@ -110,10 +111,13 @@ def compute_ratio(
 
 
 def costlier_than_dense(
-    settings: RunSettings, structure: Structure, widths: Sequence[int]
+    settings: RunSettings,
+    structure: Structure,
+    widths: Sequence[int],
+    limit: float = MAX_COMPUTE_RATIO,
 ) -> str | None:
-    """Why ``structure``'s model costs more than :data:`MAX_COMPUTE_RATIO` × dense's per step
-    at one of ``widths``, or None.
+    """Why ``structure``'s model costs more than ``limit`` × dense's per step at one of
+    ``widths``, or None.
 
     Examples:
         >>> rho_d = Structure.from_theta((0.15, 0.2, 0.65, 0.3, 0.35, 0.35, 1.0))
@@ -121,11 +125,19 @@ def costlier_than_dense(
         costlier than dense: 44.9× the dense model's compute per step at width 64
         >>> costlier_than_dense(RunSettings(), Structure.named("btt"), [64]) is None
         True
+        >>> print(costlier_than_dense(RunSettings(), rho_d, [64], limit=10))
+        costlier than dense: 44.9× the dense model's compute per step at width 64 (limit 10×)
+        >>> costlier_than_dense(RunSettings(), rho_d, [64], limit=50) is None
+        True
     """
     ratio, width = compute_ratio(settings, structure, widths)
-    if ratio <= MAX_COMPUTE_RATIO:
+    if ratio <= limit:
         return None
-    return f"costlier than dense: {ratio:.1f}× the dense model's compute per step at width {width}"
+    bound = "" if limit == MAX_COMPUTE_RATIO else f" (limit {limit:g}×)"
+    return (
+        f"costlier than dense: {ratio:.1f}× the dense model's compute per step at width "
+        f"{width}{bound}"
+    )
 
 
 def _optuna_url(storage: str | None, store_target: str) -> str:
@@ -271,6 +283,7 @@ class _ThetaJob:
     device: str | None
     checkpoint_every: int | None
     lease_s: float = 120.0
+    max_compute_ratio: float = MAX_COMPUTE_RATIO
 
 
 def _trained_count(study: optuna.Study) -> int:
@@ -301,10 +314,11 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
         if point.structure is None:
             trial.set_constraint("realizable", UNREALIZABLE_VIOLATION)
         else:
-            rejection = costlier_than_dense(job.settings, point.structure, widths)
+            limit = job.max_compute_ratio
+            rejection = costlier_than_dense(job.settings, point.structure, widths, limit)
             if rejection is not None:
                 ratio, _ = compute_ratio(job.settings, point.structure, widths)
-                trial.set_constraint("compute", math.log(ratio / MAX_COMPUTE_RATIO))
+                trial.set_constraint("compute", math.log(ratio / limit))
         if point.structure is None or rejection is not None:
             trial.set_user_attr("rejection", rejection)
             emit(("rejected", wid, point.spec, rejection))
@@ -514,7 +528,8 @@ def _shortfall(trials: pd.DataFrame, wanted: int) -> str | None:
     return (
         f"θ search: only {len(trained)} of {wanted} trials trained; {len(reasons)} of "
         f"{len(trials)} proposals were rejected ({why or 'none'}). Few θ points at these "
-        "widths are trainable: add wider widths, or enqueue points (--enqueue)."
+        "widths are trainable: add wider widths, enqueue points (--enqueue), or admit "
+        "costlier ones (--max-compute-ratio)."
     )
 
 
@@ -600,9 +615,21 @@ def _theta_job(
     prune: bool,
     device: str | None,
     checkpoint_every: int | None,
+    max_compute_ratio: float = MAX_COMPUTE_RATIO,
 ) -> _ThetaJob:
     width = theta_width if theta_width is not None else sorted(widths)[len(widths) // 2]
     _check_int(width, "theta_width", 1)
+    if (
+        isinstance(max_compute_ratio, bool)
+        or not isinstance(max_compute_ratio, int | float)
+        or not math.isfinite(max_compute_ratio)
+        or not max_compute_ratio > 0
+    ):
+        raise EinspaceError(
+            f"max_compute_ratio = {max_compute_ratio!r} must be a positive finite number "
+            f"(times the dense model's compute per step); the default is "
+            f"{MAX_COMPUTE_RATIO:g}, e.g. 2 admits θ points up to twice dense's cost"
+        )
     job = _ThetaJob(
         storage=_optuna_url(storage, target),
         study="",
@@ -617,6 +644,7 @@ def _theta_job(
         prune=prune,
         device=device,
         checkpoint_every=checkpoint_every,
+        max_compute_ratio=float(max_compute_ratio),
     )
     if budget is None:
         budget = settings.compute_per_step(_DENSE, width) * settings.steps

@@ -112,6 +112,10 @@ def test_bad_input_exits_2_with_message() -> None:
         (["show", "xA=0.5,xQ=0.5,Ay=1"], "names factor 'Q', but the classes name 2 factor(s)"),
         (["show", "xA=0.5,xQ=0.5,Ay=1"], "lettered A, B in order"),
         (["show", "xA=1,Ay=0.5,ACy=0.5"], "names factor 'C'"),
+        (
+            ["search", "dense", "--trials", "1", "--max-compute-ratio", "0"],
+            "0.0 must be a positive",
+        ),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)

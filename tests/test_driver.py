@@ -8,6 +8,7 @@ SQLite run store and one optuna study.
 from __future__ import annotations
 
 import io
+import math
 import os
 import signal
 import subprocess
@@ -38,7 +39,7 @@ from search.space import (
     theta_point,
 )
 from search.store import RunStore
-from search.theta import costlier_than_dense
+from search.theta import compute_ratio, costlier_than_dense
 
 TINY = RunSettings(steps=12, eval_every=4, batch_size=8, task_kwargs={"n_eval": 64})
 QUIET = {"progress": False}
@@ -143,6 +144,24 @@ def test_search_rejects_an_enqueued_point_costlier_than_dense(tmp_path: Path) ->
     want = costlier_than_dense(replace(TINY, mode="exact"), Structure.parse(rho_d), [16])
     assert want is not None and first["theta"] == rho_d and first["rejection"] == want
     assert rho_d not in set(trials.loc[trials["rejection"].isna(), "theta"])
+    # a looser bound admits it: the same point trains in a new study
+    ratio, _ = compute_ratio(replace(TINY, mode="exact"), Structure.parse(rho_d), [16])
+    loose = run_search(
+        ["dense"], [16], settings=replace(TINY, mode="exact"), store=tmp_path / "runs.sqlite",
+        sweep="loose", workers=1, trials=1, promote=0, enqueue=[rho_d], console=_quiet(),
+        max_compute_ratio=ratio * 1.01, **QUIET,
+    )  # fmt: skip
+    assert loose.trials is not None
+    first = loose.trials.sort_values("number").iloc[0]
+    assert first["theta"] == rho_d and first["rejection"] is None and first["state"] != "fail"
+    tight = costlier_than_dense(replace(TINY, mode="exact"), Structure.parse(rho_d), [16], 10)
+    assert tight == f"{want} (limit 10×)"
+    for bad in (0, -1.0, math.inf, math.nan, True, "2"):
+        with pytest.raises(EinspaceError, match=r"max_compute_ratio = .* must be a positive"):
+            run_search(
+                ["dense"], [16], settings=TINY, store=":memory:", trials=1,
+                max_compute_ratio=bad, console=_quiet(), **QUIET,  # type: ignore[arg-type]
+            )  # fmt: skip
 
 
 def test_rejected_theta_points_steer_the_sampler_and_a_shortfall_is_said(
@@ -152,8 +171,6 @@ def test_rejected_theta_points_steer_the_sampler_and_a_shortfall_is_said(
     8 and 16, where four of five θ points cost more than dense, the study finds its trials
     in few proposals: with seed 0 it took 52 proposals for 3 trials before the constraints,
     18 with them. Out of proposals, the search says how many trials it trained."""
-    import math
-
     import optuna
 
     from search import theta
@@ -308,9 +325,16 @@ def test_commands_module_does_not_import_torch() -> None:
 # --------------------------------------------------------------------------- processes
 
 SWEEP = """
-import signal, sys
+import signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from search.driver import RunSettings, run_search
+from search.store import RunStore
+save = RunStore.save_checkpoint
+def held(self, *args, **kwargs):  # hold each mid-run state long enough to be seen and
+    out = save(self, *args, **kwargs)  # stopped in, however loaded the machine
+    time.sleep(0.15)
+    return out
+RunStore.save_checkpoint = held
 settings = RunSettings(steps=120, eval_every=10, batch_size=8, task_kwargs={{"n_eval": 64}})
 result = run_search({structures!r}, {widths!r}, settings=settings, store={store!r},
                     sweep="kill", checkpoint_every=20, progress=False)

@@ -19,6 +19,7 @@ from einspace.cli.app import app, cli_words, friendly
 from einspace.cli.options import settings_options
 from einspace.errors import EinspaceError
 from search.settings import RunSettings
+from search.theta import MAX_COMPUTE_RATIO
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,6 +111,13 @@ def search_command(
         list[str] | None,
         typer.Option(help="θ point a new study tries first, '(α|β|γ|δ|ε|φ|ρ)'; repeatable."),
     ] = None,
+    max_compute_ratio: Annotated[
+        float,
+        typer.Option(
+            help="Reject θ points whose model costs more than this times dense's compute "
+            "per step at the θ width or a grid width."
+        ),
+    ] = MAX_COMPUTE_RATIO,
     lease: Annotated[
         float,
         typer.Option(
@@ -177,6 +185,7 @@ def search_command(
             progress=progress,
             console=console,
             lr_grid=grid,
+            max_compute_ratio=max_compute_ratio,
         )
     except EinspaceError as err:
         raise _fail(console, err) from None
