@@ -84,6 +84,7 @@ from search.theta import (
     _theta_job,
     _ThetaJob,
     _trials_frame,
+    check_compute_ratio,
     interpolate_loss,
 )
 from search.tuning import tune_lrs
@@ -291,6 +292,7 @@ def run_search(
     _check_int(workers, "workers", 1)
     _check_int(trials, "trials", 0)
     _check_int(promote, "promote", 0)
+    check_compute_ratio(max_compute_ratio)  # also without θ trials: a bad value is a mistake
     if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not 0 < lease_s < 1e9:
         raise EinspaceError(
             f"lease_s (--lease) = {lease_s!r} must be a positive number of seconds, e.g. 120 "

@@ -47,6 +47,7 @@ __all__ = [
     "PRUNE_MIN_RESOURCE",
     "PRUNE_REDUCTION",
     "UNREALIZABLE_VIOLATION",
+    "check_compute_ratio",
     "compute_ratio",
     "costlier_than_dense",
     "interpolate_loss",
@@ -108,6 +109,29 @@ def compute_ratio(
         for w in widths
     ]
     return max(ratios)
+
+
+def check_compute_ratio(value: object) -> None:
+    """Refuse a ``max_compute_ratio`` that is not a positive finite number.
+
+    Examples:
+        >>> check_compute_ratio(2.0)
+        >>> check_compute_ratio(0)
+        Traceback (most recent call last):
+        ...
+        einspace.errors.EinspaceError: max_compute_ratio = 0 must be a positive finite ...
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not value > 0
+    ):
+        raise EinspaceError(
+            f"max_compute_ratio = {value!r} must be a positive finite number (times the "
+            f"dense model's compute per step); the default is {MAX_COMPUTE_RATIO:g}, e.g. 2 "
+            f"admits θ points up to twice dense's cost"
+        )
 
 
 def costlier_than_dense(
@@ -619,17 +643,7 @@ def _theta_job(
 ) -> _ThetaJob:
     width = theta_width if theta_width is not None else sorted(widths)[len(widths) // 2]
     _check_int(width, "theta_width", 1)
-    if (
-        isinstance(max_compute_ratio, bool)
-        or not isinstance(max_compute_ratio, int | float)
-        or not math.isfinite(max_compute_ratio)
-        or not max_compute_ratio > 0
-    ):
-        raise EinspaceError(
-            f"max_compute_ratio = {max_compute_ratio!r} must be a positive finite number "
-            f"(times the dense model's compute per step); the default is "
-            f"{MAX_COMPUTE_RATIO:g}, e.g. 2 admits θ points up to twice dense's cost"
-        )
+    check_compute_ratio(max_compute_ratio)
     job = _ThetaJob(
         storage=_optuna_url(storage, target),
         study="",

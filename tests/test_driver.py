@@ -8,6 +8,7 @@ SQLite run store and one optuna study.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import signal
@@ -156,10 +157,10 @@ def test_search_rejects_an_enqueued_point_costlier_than_dense(tmp_path: Path) ->
     assert first["theta"] == rho_d and first["rejection"] is None and first["state"] != "fail"
     tight = costlier_than_dense(replace(TINY, mode="exact"), Structure.parse(rho_d), [16], 10)
     assert tight == f"{want} (limit 10×)"
-    for bad in (0, -1.0, math.inf, math.nan, True, "2"):
+    for bad, trials in itertools.product((0, -1.0, math.inf, math.nan, True, "2"), (0, 1)):
         with pytest.raises(EinspaceError, match=r"max_compute_ratio = .* must be a positive"):
             run_search(
-                ["dense"], [16], settings=TINY, store=":memory:", trials=1,
+                ["dense"], [16], settings=TINY, store=":memory:", trials=trials,
                 max_compute_ratio=bad, console=_quiet(), **QUIET,  # type: ignore[arg-type]
             )  # fmt: skip
 
