@@ -258,11 +258,11 @@ class CacheState:
 
     def __init__(self, state: str) -> None:
         self.state = state
-        size = 2 * last_level_cache_bytes() // 4 if state == "cold" else 1
-        self._buffer = torch.zeros(size)
+        # float32 elements filling twice the last-level cache
+        self._buffer = torch.zeros(last_level_cache_bytes() // 2) if state == "cold" else None
 
     def prepare(self, fn: Callable[[], object]) -> None:
-        if self.state == "cold":
+        if self._buffer is not None:
             self._buffer.add_(1.0)
         else:
             fn()

@@ -81,12 +81,12 @@ step counts, would cost its multiple of a dense run (e.g. ρ = d: 128× dense at
 
 UNREALIZABLE_VIOLATION: Final = 10.0
 """The constraint violation TPE is told for a θ point that does not realize at some width
-(or is redundant). A point costlier than dense is told ``log(ratio / MAX_COMPUTE_RATIO)``
-(ρ = d at width 256: log 128 ≈ 4.9), so the sampler ranks rejected points by how far they
-miss and moves its proposals toward trainable ones. Without these constraints a rejected
-trial is a pruned trial without a value, which TPE may count among its good trials: at
-widths 8 and 16, where four of five θ points cost more than dense, it then proposed 48
-rejected points in a row."""
+(or is redundant). A point costlier than dense is told ``log(ratio / bound)`` (ρ = d at
+width 256 under the default bound: log 128 ≈ 4.9), so the sampler ranks rejected points
+by how far they miss and moves its proposals toward trainable ones. Without these
+constraints a rejected trial is a pruned trial without a value, which TPE may count among
+its good trials: at widths 8 and 16, where four of five θ points cost more than dense, it
+then proposed 48 rejected points in a row."""
 
 
 _DENSE: Final = Structure.named("dense")
@@ -154,7 +154,11 @@ def costlier_than_dense(
         >>> costlier_than_dense(RunSettings(), rho_d, [64], limit=50) is None
         True
     """
-    ratio, width = compute_ratio(settings, structure, widths)
+    return _costlier_reason(*compute_ratio(settings, structure, widths), limit)
+
+
+def _costlier_reason(ratio: float, width: int, limit: float) -> str | None:
+    """The rejection for a model ``ratio`` × dense's per step at ``width``, or None."""
     if ratio <= limit:
         return None
     bound = "" if limit == MAX_COMPUTE_RATIO else f" (limit {limit:g}×)"
@@ -338,11 +342,10 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
         if point.structure is None:
             trial.set_constraint("realizable", UNREALIZABLE_VIOLATION)
         else:
-            limit = job.max_compute_ratio
-            rejection = costlier_than_dense(job.settings, point.structure, widths, limit)
+            ratio, at = compute_ratio(job.settings, point.structure, widths)
+            rejection = _costlier_reason(ratio, at, job.max_compute_ratio)
             if rejection is not None:
-                ratio, _ = compute_ratio(job.settings, point.structure, widths)
-                trial.set_constraint("compute", math.log(ratio / limit))
+                trial.set_constraint("compute", math.log(ratio / job.max_compute_ratio))
         if point.structure is None or rejection is not None:
             trial.set_user_attr("rejection", rejection)
             emit(("rejected", wid, point.spec, rejection))
@@ -643,7 +646,6 @@ def _theta_job(
 ) -> _ThetaJob:
     width = theta_width if theta_width is not None else sorted(widths)[len(widths) // 2]
     _check_int(width, "theta_width", 1)
-    check_compute_ratio(max_compute_ratio)
     job = _ThetaJob(
         storage=_optuna_url(storage, target),
         study="",
