@@ -37,8 +37,11 @@ Times are stored as UNIX seconds (float) and shown as UTC timestamps in DataFram
 
 The package's modules: :mod:`~search.store.schema` (the tables), :mod:`~search.store.identity`
 (canonical configs and run ids), :mod:`~search.store.engine` (opening the database),
-:mod:`~search.store.validation` (checks of logged points) and :mod:`~search.store.runs`
-(:class:`RunStore` and :class:`Claim`).
+:mod:`~search.store.migration` (creating, upgrading and checking a store's tables),
+:mod:`~search.store.claims` (claims and leases: :class:`Claim`, :class:`RunTakenOver`),
+:mod:`~search.store.fencing` (writes checked against the claim's attempt),
+:mod:`~search.store.validation` (checks of logged points), :mod:`~search.store.queries`
+(DataFrames) and :mod:`~search.store.runs` (:class:`RunStore`, the façade over them).
 """
 
 from search.store.identity import canonical_config, run_id

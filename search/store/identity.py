@@ -15,7 +15,7 @@ from typing import Any
 
 from einspace.errors import EinspaceError
 
-__all__ = ["canonical_config", "run_id"]
+__all__ = ["canonical_config", "config_hash", "label_columns", "run_id"]
 
 
 def canonical_config(config: Mapping[str, Any]) -> str:
@@ -75,15 +75,26 @@ def run_id(config: Mapping[str, Any]) -> str:
         >>> run_id({"structure": "btt", "width": 64})
         '74cb99c0e5b9dbf7'
     """
-    return _hash(canonical_config(config))
+    return config_hash(canonical_config(config))
 
 
-def _hash(canonical: str) -> str:
+def config_hash(canonical: str) -> str:
+    """The run id of a canonical config text (16 hex digits of its SHA-256).
+
+    Examples:
+        >>> config_hash(canonical_config({"width": 64, "structure": "btt"}))
+        '74cb99c0e5b9dbf7'
+    """
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-def _labels(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``runs`` label columns taken from ``config`` (see :data:`LABEL_KEYS`)."""
+def label_columns(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``runs`` label columns taken from ``config`` (see :data:`LABEL_KEYS`).
+
+    Examples:
+        >>> label_columns({"structure": "btt", "width": 64, "lr": 0.1})
+        {'structure': 'btt', 'task': None, 'width': 64, 'seed': None}
+    """
     out: dict[str, Any] = {}
     for key in ("structure", "task"):
         value = config.get(key)

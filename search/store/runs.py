@@ -1,4 +1,7 @@
-"""The run store: claims and leases of runs, their logged curves, checkpoints and endings.
+"""The run store's façade: :class:`RunStore` opens a database as a run store
+(:mod:`~search.store.migration`), claims runs under leases (:mod:`~search.store.claims`),
+writes their state fenced by the claim's attempt (:mod:`~search.store.fencing`), logs their
+curves and checkpoints, ends them, and reads them back (:mod:`~search.store.queries`).
 
 See :mod:`search.store` for the tables and how claims stay atomic across processes.
 """
@@ -8,52 +11,36 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import socket
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, exc, func, insert, inspect, select, text, update
+from sqlalchemy import delete, exc, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
-from einspace.errors import EinspaceError, suggest
-from search.store.claims import Claim, RunTakenOver, _NotADatabase, _pid_alive
+from einspace.errors import EinspaceError
+from search.store.claims import Claim, NotADatabase, RunTakenOver, new_run_row, take_run
 from search.store.engine import (
     READ_ONLY,
     describe_error,
-    enable_wal,
     foreign_file_error,
     make_engine,
     resolve_url,
-    transient_error,
 )
-from search.store.identity import _hash, _labels, canonical_config
+from search.store.fencing import check_attempt, fenced, held_run, run_row
+from search.store.identity import canonical_config, config_hash
+from search.store.migration import open_schema
 from search.store.queries import chunks, points_frame, runs_frame, summary_frame
-from search.store.schema import (
-    _APPLICATION,
-    _DONE,
-    SCHEMA_VERSION,
-    TABLES,
-    _checkpoints,
-    _meta,
-    _metadata,
-    _points,
-    _read_meta,
-    _runs,
-)
+from search.store.schema import _checkpoints, _points, _runs
 from search.store.validation import check_loss, check_point, check_step
 
 if TYPE_CHECKING:  # pandas is imported where DataFrames are made: workers do not need it
     import pandas as pd
 
 __all__ = ["Claim", "RunStore", "RunTakenOver"]
-
-_SCHEMA_LOCK: Final = 0x65696E73  # PostgreSQL advisory lock key of schema creation ("eins")
-_INIT_TRIES: Final = 8
 
 
 # --------------------------------------------------------------------------- the store
@@ -111,8 +98,8 @@ class RunStore:
         self._url = resolve_url(url_or_path)
         self._engine = make_engine(self._url, busy_timeout_s, idle_timeout_s=self.lease_s / 2)
         try:
-            self._init_schema()
-        except _NotADatabase as err:
+            open_schema(self._engine, self._url)
+        except NotADatabase as err:
             self._engine.dispose()  # no SQLite lock of ours is left on the file to lose
             raise foreign_file_error(str(self._url.database), str(err)) from None
         except BaseException:
@@ -172,139 +159,27 @@ class RunStore:
     def _remote(self) -> bool:
         return self._engine.dialect.name != "sqlite"
 
-    def _init_schema(self) -> None:
-        """Create the tables in an empty database, or check an existing run store.
-
-        Safe when many processes open a new database at once: the check and the create
-        run in one transaction under a lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL
-        transaction-scoped advisory lock), and a lost race (a busy or serialization error,
-        a unique violation of a concurrent ``CREATE``) is retried with backoff.
-        """
-        for attempt in range(_INIT_TRIES):
-            try:
-                with self._engine.begin() as conn:
-                    names, meta = self._create_or_read_schema(conn)
-                break
-            except (exc.SQLAlchemyError, OSError) as err:
-                if attempt + 1 == _INIT_TRIES or not transient_error(err):
-                    raise self._database_error(err, "open or create its tables") from None
-                time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
-        if meta.get("application") != _APPLICATION:
-            raise EinspaceError(
-                f"{self.url} is a database but not an einspace run store: it has tables "
-                f"{sorted(names)} and no einspace 'meta' row. Expected tables "
-                f"{sorted(TABLES)}; use a new path or an empty database"
-            )
-        version = meta.get("schema_version")
-        if version != str(SCHEMA_VERSION):
-            raise EinspaceError(
-                f"{self.url} is an einspace run store of schema version {version!r}; this "
-                f"einspace reads version {SCHEMA_VERSION!r}. Use a new path for new runs"
-            )
-        missing = TABLES - names
-        if missing:
-            raise EinspaceError(
-                f"{self.url} is an einspace run store missing tables {sorted(missing)}; it is "
-                f"damaged. Expected tables {sorted(TABLES)}"
-            )
-        self._enable_wal()
-
-    def _create_or_read_schema(self, conn: Connection) -> tuple[set[str], dict[str, str]]:
-        """In one locked transaction: create an empty database's tables, upgrade a
-        version-1 store, or just read the meta rows."""
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        names = set(inspect(conn).get_table_names())
-        if not names:
-            _metadata.create_all(conn)
-            conn.execute(
-                insert(_meta),
-                [
-                    {"key": "application", "value": _APPLICATION},
-                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                ],
-            )
-            return set(TABLES), {"application": _APPLICATION, "schema_version": str(SCHEMA_VERSION)}
-        meta = _read_meta(conn) if "meta" in names else {}
-        if meta.get("application") == _APPLICATION and meta.get("schema_version") == "1":
-            conn.execute(text("ALTER TABLE runs ADD COLUMN claimed_at FLOAT"))
-            conn.execute(
-                update(_meta)
-                .where(_meta.c.key == "schema_version")
-                .values(value=str(SCHEMA_VERSION))
-            )
-            meta["schema_version"] = str(SCHEMA_VERSION)
-        return names, meta
-
-    def _enable_wal(self) -> None:
-        """Switch an SQLite file to WAL once (see :func:`~search.store.engine.enable_wal`)."""
-        if self._engine.dialect.name != "sqlite" or self._url.database in (None, "", ":memory:"):
-            return
-        try:
-            enable_wal(self._engine, _INIT_TRIES)
-        except (exc.DBAPIError, sqlite3.Error, OSError) as err:
-            raise self._database_error(err, "switch it to WAL mode") from None
-
     def _run_row(self, conn: Connection, rid: str, *, lock: bool = False) -> RowMapping:
-        query = select(_runs).where(_runs.c.run_id == rid)
-        if lock:
-            query = query.with_for_update()
-        row = conn.execute(query).mappings().first()
-        if row is None:
-            raise EinspaceError(
-                f"no run with id {rid!r} in {self.url}; ids are run_id(config), e.g. "
-                f"{_nearest_ids(conn, rid)}"
-            )
-        return row
+        return run_row(conn, rid, self.url, lock=lock)
 
     def _token(self, rid: str, attempt: int | None) -> int | None:
         """The fencing token of a write: ``attempt`` if given, else the attempt this store
         claimed ``rid`` with (None for a run it never claimed: then unfenced)."""
         if attempt is None:
             return self._tokens.get(rid)
-        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-            raise EinspaceError(
-                f"attempt must be the positive integer a claim returned (Claim.attempt); "
-                f"got {attempt!r}"
-            )
-        return attempt
+        return check_attempt(attempt)
 
     def _running_row(
         self, conn: Connection, rid: str, action: str, attempt: int | None = None
     ) -> RowMapping:
         """The run's row, locked, checked to be running and still held by ``attempt``."""
-        row = self._run_row(conn, rid, lock=True)
         token = self._token(rid, attempt)
-        if token is not None and row["attempt"] != token:
-            raise self._taken_over(row, token, action)
-        if row["status"] != "running":
-            raise EinspaceError(
-                f"cannot {action} run {rid!r}: its status is {row['status']!r}, expected "
-                f"'running' (claim it first; finished, diverged and failed runs are final)"
-            )
-        return row
-
-    def _taken_over(self, row: RowMapping, token: int, action: str) -> RunTakenOver:
-        when = row["claimed_at"] if row["claimed_at"] is not None else row["updated_at"]
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(when)))
-        return RunTakenOver(
-            f"run {row['run_id']!r} was taken over by another worker at {stamp} (attempt "
-            f"{row['attempt']}, {row['worker_host']}:{row['worker_pid']}, now "
-            f"{row['status']!r}) after this worker's attempt {token} missed its "
-            f"{self.lease_s:g} s lease; this worker stops (cannot {action} it) and leaves "
-            f"the run to its new owner",
-            str(row["run_id"]),
-            token,
-            int(row["attempt"]),
-        )
+        return held_run(conn, rid, token, action, url=self.url, lease_s=self.lease_s)
 
     @staticmethod
     def _fenced(rid: str, token: int | None) -> list[Any]:
         """WHERE clauses of a run-state UPDATE held by ``token``."""
-        where = [_runs.c.run_id == rid]
-        if token is not None:
-            where.append(_runs.c.attempt == token)
-        return where
+        return fenced(rid, token)
 
     # ---------------------------------------------------------------- registering
 
@@ -318,8 +193,8 @@ class RunStore:
             ['pending']
         """
         canonical = canonical_config(config)
-        rid = _hash(canonical)
-        row = self._new_row(rid, canonical, config, sweep, "pending")
+        rid = config_hash(canonical)
+        row = new_run_row(rid, canonical, config, sweep, "pending", self._host)
         with self._write("register a run") as conn:
             exists = conn.execute(select(_runs.c.run_id).where(_runs.c.run_id == rid)).first()
             if exists is None:
@@ -329,37 +204,6 @@ class RunStore:
                 except exc.IntegrityError:
                     pass  # registered concurrently
         return rid
-
-    def _new_row(
-        self,
-        rid: str,
-        canonical: str,
-        config: Mapping[str, Any],
-        sweep: str | None,
-        status: str,
-    ) -> dict[str, Any]:
-        if sweep is not None and not isinstance(sweep, str):
-            raise EinspaceError(f"sweep must be a string or None; got {sweep!r}")
-        now = time.time()
-        row: dict[str, Any] = {
-            "run_id": rid,
-            "config": canonical,
-            "sweep": sweep,
-            **_labels(config),
-            "status": status,
-            "attempt": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        if status == "running":
-            row.update(
-                attempt=1,
-                worker_host=self._host,
-                worker_pid=os.getpid(),
-                heartbeat_at=now,
-                claimed_at=now,
-            )
-        return row
 
     def claim(self, config: Mapping[str, Any], sweep: str | None = None) -> Claim | None:
         """Atomically take the run of ``config`` for this process, if it is free.
@@ -387,79 +231,14 @@ class RunStore:
             (True, None)
         """
         canonical = canonical_config(config)
-        rid = _hash(canonical)
-        new_row = self._new_row(rid, canonical, config, sweep, "running")
+        rid = config_hash(canonical)
+        new_row = new_run_row(rid, canonical, config, sweep, "running", self._host)
         stored = json.loads(canonical)
         with self._write("claim a run") as conn:
-            claim = self._claim_in(conn, rid, stored, sweep, new_row)
+            claim = take_run(conn, stored, sweep, new_row, host=self._host, lease_s=self.lease_s)
         if claim is not None:
             self._tokens[rid] = claim.attempt
         return claim
-
-    def _claim_in(
-        self,
-        conn: Connection,
-        rid: str,
-        stored: dict[str, Any],
-        sweep: str | None,
-        new_row: dict[str, Any],
-    ) -> Claim | None:
-        query = select(_runs).where(_runs.c.run_id == rid).with_for_update()
-        row = conn.execute(query).mappings().first()
-        if row is None:
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(_runs).values(**new_row))
-                return Claim(rid, stored, sweep, 1, None, None)
-            except exc.IntegrityError:  # inserted concurrently (non-SQLite backends)
-                row = conn.execute(query).mappings().one()
-        if row["status"] in _DONE:
-            return None
-        if row["status"] == "running" and not self._is_stale(row):
-            return None
-        last_step = row["last_step"]
-        if row["status"] == "running":  # a take-over: keep what the checkpoint covers
-            kept = conn.execute(
-                select(func.max(_checkpoints.c.step)).where(_checkpoints.c.run_id == rid)
-            ).scalar()
-            stale = _points.c.run_id == rid
-            if kept is not None:
-                stale = stale & (_points.c.step > kept)
-            conn.execute(delete(_points).where(stale))
-            last_step = conn.execute(
-                select(func.max(_points.c.step)).where(_points.c.run_id == rid)
-            ).scalar()
-        now = time.time()
-        chosen = row["sweep"] if row["sweep"] is not None else sweep
-        result = conn.execute(
-            update(_runs)
-            .where(
-                _runs.c.run_id == rid,
-                _runs.c.attempt == row["attempt"],
-                _runs.c.status == row["status"],
-            )
-            .values(
-                status="running",
-                attempt=row["attempt"] + 1,
-                worker_host=self._host,
-                worker_pid=os.getpid(),
-                heartbeat_at=now,
-                claimed_at=now,
-                updated_at=now,
-                last_step=last_step,
-                sweep=chosen,
-            )
-        )
-        if result.rowcount != 1:
-            return None
-        return Claim(rid, stored, chosen, row["attempt"] + 1, row["status"], last_step)
-
-    def _is_stale(self, row: RowMapping) -> bool:
-        heartbeat = row["heartbeat_at"]
-        if heartbeat is None or time.time() - heartbeat > self.lease_s:
-            return True
-        pid = row["worker_pid"]
-        return row["worker_host"] == self._host and pid is not None and not _pid_alive(pid)
 
     # ---------------------------------------------------------------- while running
 
@@ -627,10 +406,8 @@ class RunStore:
         for name, value in (("train_loss", train_loss), ("eval_loss", eval_loss)):
             if value is not None:
                 check_loss(value, name, "finish")
-        now = time.time()
-        token = self._token(run_id, attempt)
-        with self._write("finish a run") as conn:
-            self._running_row(conn, run_id, "finish", token)
+
+        def settle(conn: Connection, now: float) -> dict[str, Any]:
             finals = {"train_loss": train_loss, "eval_loss": eval_loss}
             for name in finals:
                 if finals[name] is None:
@@ -643,18 +420,14 @@ class RunStore:
                     ).scalar()
             if drop_checkpoints:
                 conn.execute(delete(_checkpoints).where(_checkpoints.c.run_id == run_id))
-            conn.execute(
-                update(_runs)
-                .where(*self._fenced(run_id, token))
-                .values(
-                    status="finished",
-                    final_train_loss=finals["train_loss"],
-                    final_eval_loss=finals["eval_loss"],
-                    heartbeat_at=now,
-                    updated_at=now,
-                    error=None,
-                )
-            )
+            return {
+                "final_train_loss": finals["train_loss"],
+                "final_eval_loss": finals["eval_loss"],
+                "heartbeat_at": now,
+                "error": None,
+            }
+
+        self._end(run_id, attempt, "finished", settle, op="finish a run", action="finish")
 
     def mark_diverged(
         self,
@@ -681,23 +454,18 @@ class RunStore:
             ([0, 1, 2], ['diverged'])
         """
         step = check_step(step, "step")
-        now = time.time()
-        token = self._token(run_id, attempt)
-        with self._write("mark a run diverged") as conn:
-            self._running_row(conn, run_id, "mark diverged", token)
+
+        def settle(conn: Connection, now: float) -> dict[str, Any]:
             conn.execute(delete(_points).where(_points.c.run_id == run_id, _points.c.step >= step))
             conn.execute(delete(_checkpoints).where(_checkpoints.c.run_id == run_id))
-            conn.execute(
-                update(_runs)
-                .where(*self._fenced(run_id, token))
-                .values(
-                    status="diverged",
-                    last_step=step,
-                    error=f"diverged at step {step}: {reason}",
-                    heartbeat_at=now,
-                    updated_at=now,
-                )
-            )
+            return {
+                "last_step": step,
+                "error": f"diverged at step {step}: {reason}",
+                "heartbeat_at": now,
+            }
+
+        op, action = "mark a run diverged", "mark diverged"
+        self._end(run_id, attempt, "diverged", settle, op=op, action=action)
 
     def mark_failed(
         self, run_id: str, error: str | BaseException, *, attempt: int | None = None
@@ -715,21 +483,54 @@ class RunStore:
             ['RuntimeError: CUDA out of memory']
         """
         message = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+
+        def settle(conn: Connection, now: float) -> dict[str, Any]:
+            return {"error": str(message)}
+
+        op, action = "mark a run failed", "mark failed"
+        self._end(run_id, attempt, "failed", settle, op=op, action=action, from_pending=True)
+
+    def _end(
+        self,
+        run_id: str,
+        attempt: int | None,
+        status: str,
+        settle: Callable[[Connection, float], dict[str, Any]],
+        *,
+        op: str,
+        action: str,
+        from_pending: bool = False,
+    ) -> None:
+        """The one way a run ends (:meth:`finish`, :meth:`mark_diverged`, :meth:`mark_failed`).
+
+        In one write transaction (``op`` words its errors): lock the run's row, check that
+        ``attempt`` (default: the one this store claimed it with) still holds it and that
+        it is running (or, ``from_pending``, pending or running; ``action`` words the
+        refusal); ``settle(conn, now)`` drops what the ending drops and returns the columns
+        it sets; then ``status`` and those columns are written, fenced by the same attempt.
+        """
         now = time.time()
         token = self._token(run_id, attempt)
-        with self._write("mark a run failed") as conn:
-            row = self._run_row(conn, run_id, lock=True)
-            if token is not None and row["attempt"] != token:
-                raise self._taken_over(row, token, "mark failed")
-            if row["status"] in _DONE:
+        with self._write(op) as conn:
+            row = held_run(
+                conn,
+                run_id,
+                token,
+                action,
+                url=self.url,
+                lease_s=self.lease_s,
+                running=not from_pending,
+            )
+            if row["status"] not in ("pending", "running"):
                 raise EinspaceError(
-                    f"cannot mark run {run_id!r} failed: its status is {row['status']!r}, "
+                    f"cannot mark run {run_id!r} {status}: its status is {row['status']!r}, "
                     f"which is final; expected 'pending' or 'running'"
                 )
+            values = settle(conn, now)
             conn.execute(
                 update(_runs)
-                .where(*self._fenced(run_id, token))
-                .values(status="failed", error=str(message), updated_at=now)
+                .where(*fenced(run_id, token))
+                .values(status=status, updated_at=now, **values)
             )
 
     # ---------------------------------------------------------------- reading
@@ -784,10 +585,3 @@ class RunStore:
         """
         with self._read("read runs") as conn:
             return summary_frame(conn)
-
-
-def _nearest_ids(conn: Connection, rid: str) -> str:
-    ids = [str(r) for r in conn.execute(select(_runs.c.run_id).limit(1000)).scalars()]
-    if not ids:
-        return "none are stored yet"
-    return suggest(str(rid), ids[:20]) if len(ids) > 20 else suggest(str(rid), ids)
