@@ -29,7 +29,7 @@
    :func:`search.tuning.tune_lrs` trains each grid structure at the smallest width on a log
    grid of base learning rates (sweep ``<sweep>/lr``) and the grid then uses each
    structure's best rate, transferred to larger widths by μP.
-3. **Grid**: structures × widths × seeds become :class:`~search.proxy.ProxyConfig` runs in
+3. **Grid**: structures × widths × seeds become :class:`~search.proxy_config.ProxyConfig` runs in
    the run store (sweep ``<sweep>``). Finished, diverged and failed runs are skipped;
    runs left ``running`` by a dead process resume from their checkpoint. ``workers``
    processes claim runs from the shared store, so no run is trained twice.
@@ -70,6 +70,7 @@ from einspace.errors import EinspaceError
 from einspace.structure import Structure
 from search.grid import _grid_runs, _run_grid, _run_id_of, grid_configs
 from search.progress import _Display, _print_result
+from search.proxy_config import check_settings, compute_per_step
 from search.settings import RunSettings, _check_int, parse_seeds, parse_structures, parse_widths
 from search.space import check_widths
 from search.theta import (
@@ -285,7 +286,7 @@ def run_search(
 
         settings = with_task_and_model(settings, task, model)
     _check_crossing(settings, model, workers)
-    settings.check()
+    check_settings(settings)
     width_list = parse_widths(widths)
     seed_list = parse_seeds(seeds)
     candidates = parse_structures(structures)
@@ -357,7 +358,7 @@ def run_search(
                             {label: structure}, width_list, seed_list, per_structure[label]
                         )
                     ]
-                    configs.sort(key=lambda c: -c.steps * c.compute_per_step(c.structure, c.width))
+                    configs.sort(key=lambda c: -c.steps * compute_per_step(c, c.structure, c.width))
                     _run_grid(
                         target,
                         configs,

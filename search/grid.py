@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
+from search.proxy_config import compute_per_step, make_config
 from search.settings import RunSettings
 from search.space import check_widths
 from search.workers import (
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from search.progress import _Display
-    from search.proxy import CurvePoint, ProxyConfig, RunResult
+    from search.proxy_config import ProxyConfig
+    from search.run_result import CurvePoint, RunResult
     from search.store import RunStore
 
 __all__ = ["grid_configs"]
@@ -66,12 +68,12 @@ def grid_configs(
         raise EinspaceError("no seeds given; expected e.g. [0]")
     check_widths(structures, widths, mode=settings.mode, pad_tol=settings.pad_tol)
     configs = [
-        settings.config(label, width, seed)
+        make_config(settings, label, width, seed)
         for label in structures
         for width in widths
         for seed in seeds
     ]
-    cost = {id(c): c.steps * c.compute_per_step(structures[c.structure], c.width) for c in configs}
+    cost = {id(c): c.steps * compute_per_step(c, structures[c.structure], c.width) for c in configs}
     return sorted(configs, key=lambda c: -cost[id(c)])
 
 
@@ -235,4 +237,4 @@ def _grid_runs(store: RunStore, run_ids: Sequence[str]) -> pd.DataFrame:
 def _run_id_of(settings: RunSettings, label: str, width: int, seed: int) -> str:
     from search.store import run_id
 
-    return run_id(settings.config(label, width, seed).to_dict())
+    return run_id(make_config(settings, label, width, seed).to_dict())

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
 from search.grid import _grid_runs, _run_grid
+from search.proxy_config import make_config
 from search.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def tune_lrs(
         ]
         if not todo:
             break
-        configs = [replace(settings, lr=lr).config(label, width, seed) for label, lr in todo]
+        configs = [make_config(replace(settings, lr=lr), label, width, seed) for label, lr in todo]
         _run_grid(
             target, configs, sweep=f"{sweep}/lr", workers=workers, device=device,
             checkpoint_every=checkpoint_every, threads=threads, display=display, lease_s=lease_s,
