@@ -1,7 +1,8 @@
 """Claims and leases: taking a run for a worker (:func:`take_run`, which hands back a
 :class:`Claim`), when a running run's lease has lapsed (:func:`is_stale`, :func:`pid_alive`),
 the row a new run starts with (:func:`new_run_row`), and the refusal a worker that lost its
-run gets (:class:`RunTakenOver`).
+run gets (:class:`RunTakenOver`). :class:`NotADatabase` (a file SQLite refuses, raised by
+:mod:`~search.store.engine` while a store is opened) lives here too.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class NotADatabase(EinspaceError):
     """SQLite refused the file as a database (described once the engine is disposed)."""
 
 
-_NotADatabase = NotADatabase  # the name search.store.engine still imports
+_NotADatabase = NotADatabase  # the name search.store.engine imports (until it takes the public one)
 
 
 @dataclass(frozen=True)
