@@ -104,10 +104,43 @@ def test_counts() -> None:
     moe = BTTMoE(1024, 1024, experts=8, top_k=2)
     # α = γ = ε = φ = 32, ρ = 8: each factor 32³·8 = 262144; BTT MACs 2 · 262144
     assert moe.params == 2 * 262144
-    assert moe.btt_macs == 524288 and moe.macs() == 524288 * 2 / 8 == 131072
-    assert moe.gate_params == 1024 * 8 + 8
+    assert moe.btt_macs == 524288
+    # the paper's count: 2 of 8 experts = 131072, plus the gate 1024 · 8 = 8192
+    assert moe.macs() == 139264
+    assert moe.gate_params == 8192 and moe.total_params == 524288 + 8192
+    assert moe.active_params == 2 * 65536 + 8192
     total = sum(p.numel() for p in moe.parameters())
-    assert total == moe.params + moe.gate_params + 1024
+    assert total == 524288 + 8192 + 1024  # factors, gate (no bias), output bias
+
+
+@pytest.mark.parametrize(("dispatch", "experts_run"), [("sparse", 2), ("dense", 8)])
+def test_flop_counter_sees_active_macs(dispatch: str, experts_run: int) -> None:
+    """FlopCounterMode counts what runs: the sparse path runs k = 2 experts per token and the
+    gate (the paper's 139,264 MACs at d = 1024); the dense path, like the paper's code, runs
+    all 8 experts and masks (524,288 + 8,192)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    moe = BTTMoE(1024, 1024, experts=8, top_k=2, dispatch=dispatch)  # type: ignore[arg-type]
+    with torch.no_grad():
+        moe.gate.weight.normal_()  # routes tokens to different experts
+    tokens = 64
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        moe(torch.randn(tokens, 1024))
+    per_token = counter.get_total_flops() / 2 / tokens
+    assert per_token == experts_run * 2 * 32**3 + 1024 * 8
+    if dispatch == "sparse":
+        assert per_token == moe.macs()
+
+
+def test_load_is_the_selection_frequency() -> None:
+    moe = BTTMoE(64, 64, experts=4, top_k=1)
+    with torch.no_grad():  # expert 2 wins every token: its logit is the largest
+        moe.gate.weight.zero_()
+        moe.gate.weight[2].fill_(1.0)
+    moe(torch.ones(10, 64))
+    assert moe.load is not None
+    assert moe.load.tolist() == [0.0, 0.0, 1.0, 0.0]
 
 
 def test_bad_input() -> None:

@@ -9,27 +9,30 @@ are zero. Expert ``e`` is the rank-1 BTT (a Monarch matrix) ``ρ = e``.
   ρ = E.
 * Init: each expert as a rank-1 BTT, i.e. the spectral σ of the Monarch realization's fans,
   which also set the μP learning rates (:func:`~einspace.nn.param_groups`).
-* Counts: :attr:`BTTMoE.params` counts the two factors (the gate adds ``gate_params``);
-  :meth:`BTTMoE.macs` is the BTT's sequential MACs × k / E (the gate's d_in·E not included).
+* Gate: ``nn.Linear(d_in, E, bias=False)``, zero-initialized (as in the paper's code); its
+  ``mup_role`` is ``"readout"`` (:func:`~einspace.nn.param_groups` gives it a readout's rate).
+* Counts (:class:`einspace.moe.MoERealization`, :attr:`BTTMoE.counts`): :attr:`BTTMoE.params`
+  counts the two factors (all experts); :attr:`BTTMoE.total_params` adds the gate;
+  :meth:`BTTMoE.macs` is the **active** MACs per token, the BTT's sequential MACs × k / E
+  plus the gate's ``d_in · E`` (the paper's count: 139,264 at d = 1024, E = 8, k = 2).
 * Load balancing: after each forward pass :attr:`BTTMoE.aux_loss` holds
   ``E · ⟨P, f⟩ + z_loss_weight · mean(logsumexp(logits)²)``, where ``P`` is the router's
   softmax probability averaged over tokens and ``f`` the fraction of the k·tokens selections
   each expert received (both sum to 1; ``E · ⟨P, f⟩`` is 1 when perfectly balanced). Add it
-  to the training loss with a small coefficient.
+  to the training loss with a small coefficient. :attr:`BTTMoE.load` holds ``f`` (detached).
 * Compute: ``dispatch="dense"`` runs the full BTT and zeroes the unselected rank slices (the
-  plan of :class:`EinsumLinear` with the gate applied between the two factors);
-  ``"sparse"`` gathers each expert's tokens and runs each expert as a Monarch plan on them
-  (k/E of the MACs, plus a gather and a scatter-add). ``"auto"`` picks sparse when
-  top_k < E and experts get at least 16 tokens on average (measured on CPU: sparse wins from
-  there on, by 2–8× at 4096 tokens), and dense under ``torch.compile`` (no data-dependent
-  shapes).
+  plan of :class:`EinsumLinear` with the gate applied between the two factors), as the
+  paper's code does; ``"sparse"`` gathers each expert's tokens and runs each expert as a
+  Monarch plan on them (k/E of the MACs, plus a gather and a scatter-add). ``"auto"`` follows
+  :func:`sparse_is_faster` (measured on CPU, ``benchmarks/moe_layers.py``, docs/moe.md), and
+  picks dense under ``torch.compile`` (no data-dependent shapes).
 
 Examples:
     >>> import torch
     >>> moe = BTTMoE(256, 256, experts=8, top_k=2)
     >>> moe(torch.randn(4, 10, 256)).shape
     torch.Size([4, 10, 256])
-    >>> float(moe.aux_loss.detach()) > 0, moe.macs() == moe.btt_macs * 2 / 8
+    >>> float(moe.aux_loss.detach()) > 0, moe.macs() == moe.btt_macs * 2 / 8 + 256 * 8
     (True, True)
 """
 
@@ -41,17 +44,15 @@ import torch
 from torch import nn
 
 from einspace.errors import EinspaceError
+from einspace.moe import MoERealization, MoESpec
 from einspace.nn.execute import PlanFunction, compile_program, compute_dtype, run_program
 from einspace.nn.linear import core_order_state
 from einspace.nn.mup import init_factors, spectral_sigmas
 from einspace.nn.widths import flatten_input, resize_last
 from einspace.plan import ExecutionPlan, Z
 from einspace.realization import Realization
-from einspace.structure import Structure
 
-__all__ = ["BTTMoE"]
-
-_BTT = "xA,xAB,By,ABy,AB"  # α γ ε φ ρ
+__all__ = ["BTTMoE", "sparse_is_faster"]
 
 
 class BTTMoE(nn.Module):
@@ -87,6 +88,7 @@ class BTTMoE(nn.Module):
         dispatch: Literal["auto", "dense", "sparse"] = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        expert: Realization | None = None,
     ) -> None:
         super().__init__()
         for name, v in (("experts", experts), ("top_k", top_k)):
@@ -99,20 +101,26 @@ class BTTMoE(nn.Module):
             )
         if dispatch not in ("auto", "dense", "sparse"):
             raise EinspaceError(f"dispatch = {dispatch!r}; expected 'auto', 'dense' or 'sparse'")
-        monarch = Structure.named("monarch").realize(d_in, d_out, mode=mode, pad_tol=pad_tol)
-        n = monarch.sizes
+        if expert is None:
+            counts = MoESpec("btt_moe", experts, top_k).realize(d_in, d_out, mode, pad_tol)
+        else:
+            if (expert.d_in, expert.d_out) != (d_in, d_out):
+                raise EinspaceError(
+                    f"expert realization is {expert.d_in} → {expert.d_out}; the layer is "
+                    f"{d_in} → {d_out}"
+                )
+            counts = MoERealization.from_expert(expert, experts, top_k)
+        self.counts = counts
+        monarch = counts.expert
         self.d_in, self.d_out, self.experts, self.top_k = d_in, d_out, experts, top_k
         self.z_loss_weight = float(z_loss_weight)
         self.dispatch = dispatch
-        self._options = {"top_k": top_k, "bias": bias, "mode": mode, "pad_tol": pad_tol}
+        self._options = {"top_k": top_k, "bias": bias, "mode": monarch.mode, "pad_tol": pad_tol}
         self.monarch = monarch
-        self.realization = Realization.from_sizes(
-            _BTT, {"α": n["α"], "γ": n["γ"], "ε": n["ε"], "φ": n["φ"], "ρ": experts}, d_in, d_out
-        )
+        self.realization = counts.btt
         self.plan = ExecutionPlan.compile(self.realization)
         self._padded_in = self.realization.padded_in
         self._padded_out = self.realization.padded_out
-        self._sizes = dict(self.realization.sizes)
         # the gate scales the ρ slices of the intermediate between the two factors (ρ is
         # live there whichever factor goes first); find where ρ and the tokens sit in it
         self._first = compile_program(self.plan, 0, 1)
@@ -137,11 +145,33 @@ class BTTMoE(nn.Module):
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         shapes = self._first.weight_shapes
         self.factors = nn.ParameterList(nn.Parameter(torch.empty(s, **kw)) for s in shapes)
-        self.gate = nn.Linear(d_in, experts, **kw)
+        self.gate = nn.Linear(d_in, experts, bias=False, **kw)
+        self.gate.mup_role = "readout"  # type: ignore[assignment]
         self.bias = nn.Parameter(torch.empty(d_out, **kw)) if bias else None
         self.aux_loss: torch.Tensor | None = None
+        self.load: torch.Tensor | None = None
         core_order_state(self)  # state_dict factors in the core's axis order
         self.reset_parameters()
+
+    @classmethod
+    def from_realization(cls, realization: MoERealization, **kwargs: Any) -> BTTMoE:
+        """The layer of a :class:`~einspace.moe.MoERealization` (its expert sizes, E, k);
+        ``kwargs`` as for the constructor (``bias``, ``dispatch``, ``device``, ``dtype``, …).
+
+        Examples:
+            >>> from einspace.moe import MoESpec
+            >>> r = MoESpec.parse("btt_moe:e=4,k=1").realize(64, 64)
+            >>> BTTMoE.from_realization(r).macs() == r.active_macs == 2 * 8 ** 3 + 64 * 4
+            True
+        """
+        return cls(
+            realization.d_in,
+            realization.d_out,
+            realization.experts,
+            realization.top_k,
+            expert=realization.expert,
+            **kwargs,
+        )
 
     # ------------------------------------------------------------------ counts
     @property
@@ -161,29 +191,40 @@ class BTTMoE(nn.Module):
 
     @property
     def params(self) -> int:
-        """Parameters of the two factors (gate and bias not included)."""
-        return self.realization.params
+        """Weights of the two factors, all experts (gate and bias not included)."""
+        return self.counts.params
 
     @property
     def gate_params(self) -> int:
-        """Parameters of the gate (weight and bias)."""
-        return sum(p.numel() for p in self.gate.parameters())
+        """Weights of the gate, ``d_in · E``."""
+        return self.counts.gate_params
+
+    @property
+    def total_params(self) -> int:
+        """Every weight trained: all experts and the gate (the bias not included)."""
+        return self.counts.total_params
+
+    @property
+    def active_params(self) -> int:
+        """Weights a token uses: k experts and the gate."""
+        return self.counts.active_params
 
     @property
     def btt_macs(self) -> int:
-        """Sequential MACs per token of the whole BTT (all experts)."""
-        return int(self.realization.macs())
+        """Sequential MACs per token of the whole BTT (all experts, no gate)."""
+        return self.counts.btt_macs
 
     def macs(self, batch: int = 1) -> float:
-        """MACs per token counted for the MoE: the BTT's × top_k / E (docs/theory.md §5)."""
-        return self.realization.macs("sequential", batch) * self.top_k / self.experts
+        """Active MACs per token: the BTT's × top_k / E plus the gate's ``d_in · E``
+        (docs/theory.md §5; ``batch`` is accepted for :class:`EinsumLinear`'s signature,
+        the sequential count does not depend on it)."""
+        return float(self.counts.active_macs)
 
     def reset_parameters(self) -> None:
         """Spectral init (rank-1 fans), zero gate, zero bias."""
         init_factors(self.factors, self.sigmas)
         with torch.no_grad():
             self.gate.weight.zero_()
-            self.gate.bias.zero_()
             if self.bias is not None:
                 self.bias.zero_()
 
@@ -208,6 +249,7 @@ class BTTMoE(nn.Module):
             0, idx.reshape(-1), torch.ones_like(idx, dtype=probs.dtype).reshape(-1)
         )
         freq = counts / max(1, idx.numel())  # (E,) sums to 1
+        self.load = freq.detach()
         balance = self.experts * (probs * freq.detach()).sum()
         z_loss = torch.logsumexp(logits, dim=-1).square().mean()
         return idx, weights, balance + self.z_loss_weight * z_loss
@@ -217,7 +259,7 @@ class BTTMoE(nn.Module):
             return self.dispatch == "sparse"
         if torch.compiler.is_compiling():
             return False
-        return self.top_k < self.experts and tokens * self.top_k >= 16 * self.experts
+        return sparse_is_faster(tokens, self.experts, self.top_k)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -307,3 +349,22 @@ class BTTMoE(nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+SPARSE_MIN_TOKENS_PER_EXPERT = 16
+"""``"auto"`` dispatch runs the selected experts only when each expert gets at least this
+many tokens on average (``tokens · k / E``); see :func:`sparse_is_faster`."""
+
+
+def sparse_is_faster(tokens: int, experts: int, top_k: int) -> bool:
+    """The ``"auto"`` dispatch rule: run only the selected experts (gather per expert) when
+    ``k < E`` and ``tokens · k / E ≥`` :data:`SPARSE_MIN_TOKENS_PER_EXPERT`; else compute
+    all experts and mask. Measured on CPU with ``benchmarks/moe_layers.py`` (docs/moe.md):
+    below that many tokens per expert the per-expert loop's fixed costs outweigh the
+    ``E / k`` saving.
+
+    Examples:
+        >>> sparse_is_faster(4096, 8, 2), sparse_is_faster(32, 8, 2), sparse_is_faster(4096, 4, 4)
+        (True, False, False)
+    """
+    return top_k < experts and tokens * top_k >= SPARSE_MIN_TOKENS_PER_EXPERT * experts
