@@ -151,7 +151,7 @@ class MoESpec:
                 f"{text!r}: k = {k} exceeds e = {e} (a token uses at most the {e} experts "
                 f"there are); use k ≤ {e}, e.g. '{name}:e={e},k={min(2, e)}'"
             )
-        return cls(name, e, k)  # type: ignore[arg-type]
+        return cls(name, e, k)
 
     def __str__(self) -> str:
         return f"{self.kind}(e={self.experts}, k={self.top_k})"
