@@ -335,7 +335,11 @@ def replace_linear(
             raise EinspaceError(f"{key} is taken from each replaced layer; do not pass {key}=")
     if isinstance(structure, EinsumLinear | BTTMoE):
         raise EinspaceError("pass a structure (or string), not a layer")
-    spec = MoESpec.parse(structure) if is_moe_spec(structure) else structure
+    spec = (
+        MoESpec.parse(structure)
+        if isinstance(structure, str) and is_moe_spec(structure)
+        else structure
+    )
     summary = ReplaceSummary(str(spec))
     summary.params_before = sum(p.numel() for p in model.parameters())
     layers = _layers(model)
