@@ -77,3 +77,8 @@ def test_block_spec_is_not_a_layer() -> None:
         MoESpec.parse("moe:e=8,k=2").realize(64, 64)
     with pytest.raises(EinspaceError, match="pad_tol"):
         MoESpec.parse("btt_moe:e=8").realize(1000, 1000, pad_tol=0.01)
+
+
+def test_structure_apis_point_to_the_sparse_layer() -> None:
+    with pytest.raises(EinspaceError, match="is a sparse spec, not a structure"):
+        Structure.parse("btt_moe:e=8,k=2")
