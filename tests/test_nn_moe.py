@@ -56,7 +56,7 @@ def test_dispatch_paths_match_reference(d_in: int, d_out: int, experts: int, top
     gy = torch.randn_like(ref)
     params = [x, *moe.parameters()]
     want = torch.autograd.grad(ref, params, gy, allow_unused=True)
-    for dispatch in ("dense", "sparse"):
+    for dispatch in ("dense", "sparse", "grouped"):
         moe.dispatch = dispatch
         y = moe(x)
         torch.testing.assert_close(y, ref)
@@ -169,7 +169,7 @@ def test_round_trips_and_repr() -> None:
     )
 
 
-@pytest.mark.parametrize("dispatch", ["dense", "sparse"])
+@pytest.mark.parametrize("dispatch", ["dense", "sparse", "grouped"])
 def test_autocast_bf16(dispatch: str) -> None:
     torch.manual_seed(0)
     moe = BTTMoE(64, 48, experts=4, top_k=2, dispatch=dispatch)  # type: ignore[arg-type]

@@ -23,9 +23,12 @@ are zero. Expert ``e`` is the rank-1 BTT (a Monarch matrix) ``ρ = e``.
 * Compute: ``dispatch="dense"`` runs the full BTT and zeroes the unselected rank slices (the
   plan of :class:`EinsumLinear` with the gate applied between the two factors), as the
   paper's code does; ``"sparse"`` gathers each expert's tokens and runs each expert as a
-  Monarch plan on them (k/E of the MACs, plus a gather and a scatter-add). ``"auto"`` follows
-  :func:`sparse_is_faster` (measured on CPU, ``benchmarks/moe_layers.py``, docs/moe.md), and
-  picks dense under ``torch.compile`` (no data-dependent shapes).
+  Monarch plan on them (exactly k/E of the MACs, plus a gather, a scatter-add and a Python
+  loop over the experts); ``"grouped"`` copies each expert's tokens into its rows of an
+  ``(E, C, d_in)`` buffer (C = the most tokens any expert got) and runs all experts as two
+  batched matmuls (E·C/(k·tokens) × k/E of the MACs: the empty slots compute zeros).
+  ``"auto"`` follows :func:`auto_dispatch` (measured on CPU, ``benchmarks/moe_layers.py``,
+  docs/moe.md), and picks dense under ``torch.compile`` (no data-dependent shapes).
 
 Examples:
     >>> import torch
@@ -43,7 +46,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from einspace.errors import EinspaceError
+from einspace.errors import EinspaceError, suggest
 from einspace.moe import MoERealization, MoESpec
 from einspace.nn.execute import PlanFunction, compile_program, compute_dtype, run_program
 from einspace.nn.linear import core_order_state
@@ -52,7 +55,11 @@ from einspace.nn.widths import flatten_input, resize_last
 from einspace.plan import ExecutionPlan, Z
 from einspace.realization import Realization
 
-__all__ = ["BTTMoE", "sparse_is_faster"]
+__all__ = ["DISPATCHES", "BTTMoE", "Dispatch", "auto_dispatch"]
+
+Dispatch = Literal["auto", "dense", "sparse", "grouped"]
+DISPATCHES: tuple[Dispatch, ...] = ("auto", "dense", "sparse", "grouped")
+"""How a :class:`BTTMoE` runs its experts (see the module docs)."""
 
 
 class BTTMoE(nn.Module):
@@ -67,7 +74,8 @@ class BTTMoE(nn.Module):
         mode: class sizing, ``"round"`` or ``"exact"`` (as for EinsumLinear).
         pad_tol: largest relative padding in ``"round"`` mode.
         z_loss_weight: weight of the z-loss in :attr:`aux_loss` (docs/theory.md §5: 0.1).
-        dispatch: ``"auto"``, ``"dense"`` or ``"sparse"`` (see the module docs).
+        dispatch: ``"auto"``, ``"dense"``, ``"sparse"`` or ``"grouped"`` (see the module
+            docs).
         device: where to create the parameters.
         dtype: parameter dtype.
     """
@@ -85,7 +93,7 @@ class BTTMoE(nn.Module):
         mode: Literal["round", "exact"] = "round",
         pad_tol: float = 0.15,
         z_loss_weight: float = 0.1,
-        dispatch: Literal["auto", "dense", "sparse"] = "auto",
+        dispatch: Dispatch = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         expert: Realization | None = None,
@@ -99,8 +107,8 @@ class BTTMoE(nn.Module):
                 f"top_k = {top_k} exceeds experts = {experts}; a token can use at most "
                 f"{experts} experts (use top_k ≤ {experts})"
             )
-        if dispatch not in ("auto", "dense", "sparse"):
-            raise EinspaceError(f"dispatch = {dispatch!r}; expected 'auto', 'dense' or 'sparse'")
+        if dispatch not in DISPATCHES:
+            raise EinspaceError(f"dispatch = {dispatch!r}; {suggest(str(dispatch), DISPATCHES)}")
         if expert is None:
             counts = MoESpec("btt_moe", experts, top_k).realize(d_in, d_out, mode, pad_tol)
         else:
@@ -254,12 +262,14 @@ class BTTMoE(nn.Module):
         z_loss = torch.logsumexp(logits, dim=-1).square().mean()
         return idx, weights, balance + self.z_loss_weight * z_loss
 
-    def _use_sparse(self, tokens: int) -> bool:
+    def path(self, tokens: int) -> Dispatch:
+        """The path a forward pass of ``tokens`` tokens takes: :attr:`dispatch`, or for
+        ``"auto"`` :func:`auto_dispatch` (``"dense"`` under ``torch.compile``)."""
         if self.dispatch != "auto":
-            return self.dispatch == "sparse"
+            return self.dispatch
         if torch.compiler.is_compiling():
-            return False
-        return sparse_is_faster(tokens, self.experts, self.top_k)
+            return "dense"
+        return auto_dispatch(tokens, self.experts, self.top_k)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -287,8 +297,11 @@ class BTTMoE(nn.Module):
     ) -> torch.Tensor:
         """The experts' output (tokens, d_out) for gated inputs, bias not added."""
         xp = resize_last(x2, self._padded_in)  # (Z, P_in)
-        if self._use_sparse(x2.shape[0]):
+        path = self.path(x2.shape[0])
+        if path == "sparse":
             y = self._sparse(xp, idx, weights, ws)
+        elif path == "grouped":
+            y = self._grouped(xp, idx, weights, ws)
         else:
             scale = torch.zeros(x2.shape[0], self.experts, dtype=weights.dtype, device=x2.device)
             scale = scale.scatter(1, idx, weights)  # (Z, E), zero off the top-k
@@ -338,6 +351,30 @@ class BTTMoE(nn.Module):
             y.index_add_(0, rows, ye)
         return y
 
+    def _grouped(
+        self, xp: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, ws: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Run the selected experts as two batched matmuls over (expert, slot): each
+        expert's tokens are copied into its rows of an ``(E, C, d_in)`` buffer, C the most
+        tokens any expert got (the empty slots are computed on zeros and dropped)."""
+        n, e = self.realization.sizes, self.experts
+        a_core, b_core = self._core(ws)  # (α, γ, φ, E), (γ, ε, φ, E)
+        flat_idx = idx.reshape(-1)
+        order = torch.argsort(flat_idx, stable=True)
+        expert_of = flat_idx[order]
+        counts = torch.bincount(flat_idx, minlength=e)
+        cap = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        slot = expert_of * cap + torch.arange(order.numel(), device=xp.device) - starts[expert_of]
+        rows = order // self.top_k  # the token of each sorted selection
+        xg = xp.new_zeros(e * cap, xp.shape[1]).index_copy(0, slot, xp.index_select(0, rows))
+        wg = weights.new_zeros(e * cap).index_copy(0, slot, weights.reshape(-1)[order])
+        xg = xg.reshape(e, cap, n["α"], n["γ"])
+        h = torch.einsum("ecag,agfe->ecgf", xg, a_core) * wg.reshape(e, cap, 1, 1)
+        yg = torch.einsum("ecgf,gnfe->ecnf", h, b_core).reshape(e * cap, -1)
+        y = xp.new_zeros(xp.shape[0], yg.shape[1])
+        return y.index_add(0, rows, yg.index_select(0, slot))
+
     # ------------------------------------------------------------------ repr
     def extra_repr(self) -> str:
         parts = [f"d_in={self.d_in}", f"d_out={self.d_out}", f"experts={self.experts}"]
@@ -353,18 +390,19 @@ class BTTMoE(nn.Module):
 
 SPARSE_MIN_TOKENS_PER_EXPERT = 16
 """``"auto"`` dispatch runs the selected experts only when each expert gets at least this
-many tokens on average (``tokens · k / E``); see :func:`sparse_is_faster`."""
+many tokens on average (``tokens · k / E``); see :func:`auto_dispatch`."""
 
 
-def sparse_is_faster(tokens: int, experts: int, top_k: int) -> bool:
-    """The ``"auto"`` dispatch rule: run only the selected experts (gather per expert) when
+def auto_dispatch(tokens: int, experts: int, top_k: int) -> Dispatch:
+    """The ``"auto"`` dispatch rule: run only the selected experts (``"grouped"``) when
     ``k < E`` and ``tokens · k / E ≥`` :data:`SPARSE_MIN_TOKENS_PER_EXPERT`; else compute
-    all experts and mask. Measured on CPU with ``benchmarks/moe_layers.py`` (docs/moe.md):
-    below that many tokens per expert the per-expert loop's fixed costs outweigh the
-    ``E / k`` saving.
+    all experts and mask (``"dense"``). Measured on CPU with ``benchmarks/moe_layers.py``
+    (docs/moe.md).
 
     Examples:
-        >>> sparse_is_faster(4096, 8, 2), sparse_is_faster(32, 8, 2), sparse_is_faster(4096, 4, 4)
-        (True, False, False)
+        >>> auto_dispatch(4096, 8, 2), auto_dispatch(32, 8, 2), auto_dispatch(4096, 4, 4)
+        ('grouped', 'dense', 'dense')
     """
-    return top_k < experts and tokens * top_k >= SPARSE_MIN_TOKENS_PER_EXPERT * experts
+    if top_k < experts and tokens * top_k >= SPARSE_MIN_TOKENS_PER_EXPERT * experts:
+        return "grouped"
+    return "dense"
