@@ -89,7 +89,8 @@ def measure(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, list[flo
     for fn in fns.values():
         fn()
         fn()
-    names, times = list(fns), {name: [] for name in fns}
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for rep in range(reps):
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for name in order:
