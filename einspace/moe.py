@@ -38,7 +38,9 @@ Examples:
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,7 +49,17 @@ from einspace.realization import Realization
 from einspace.sizing import SizingMode
 from einspace.structure import Structure
 
-__all__ = ["BTT_FAMILY", "MOE_KINDS", "MoERealization", "MoESpec", "is_moe_spec", "parse_spec"]
+__all__ = [
+    "BTT_FAMILY",
+    "COLLAPSE_ENTROPY",
+    "MOE_KINDS",
+    "MoERealization",
+    "MoESpec",
+    "collapsed",
+    "is_moe_spec",
+    "load_entropy",
+    "parse_spec",
+]
 
 BTT_FAMILY = "xA,xAB,By,ABy,AB"
 """The BTT family (classes α γ ε φ ρ) whose ρ a BTT-MoE splits into experts."""
@@ -310,3 +322,35 @@ def parse_spec(text: str | Structure | MoESpec) -> Structure | MoESpec:
     if isinstance(text, Structure | MoESpec):
         return text
     return MoESpec.parse(text) if is_moe_spec(text) else Structure.parse(text)
+
+
+COLLAPSE_ENTROPY = 0.5
+"""A router whose load has normalized entropy below this has collapsed (:func:`collapsed`)."""
+
+
+def load_entropy(load: Sequence[float]) -> float:
+    """Normalized entropy ``H(load) / log E`` of an expert load (fractions summing to 1):
+    1 when every expert gets the same share, 0 when one expert gets all (E = 1: 1).
+
+    Examples:
+        >>> [round(load_entropy(x), 3) for x in ([0.25] * 4, [1, 0, 0, 0], [0.5, 0.5, 0, 0])]
+        [1.0, 0.0, 0.5]
+    """
+    values = [float(v) for v in load]
+    total = sum(values)
+    if len(values) < 2 or total <= 0:
+        return 1.0
+    h = -sum(v / total * math.log(v / total) for v in values if v > 0)
+    return h / math.log(len(values))
+
+
+def collapsed(load: Sequence[float], threshold: float = COLLAPSE_ENTROPY) -> bool:
+    """Whether the router has collapsed: the load's normalized entropy
+    (:func:`load_entropy`) is below ``threshold`` (default 0.5: the experts in use number
+    fewer than about √E, e.g. fewer than 2.8 of 8).
+
+    Examples:
+        >>> collapsed([0.97, 0.01, 0.01, 0.01]), collapsed([0.4, 0.3, 0.2, 0.1])
+        (True, False)
+    """
+    return load_entropy(load) < threshold

@@ -55,7 +55,7 @@ from einspace.nn.widths import flatten_input, resize_last
 from einspace.plan import ExecutionPlan, Z
 from einspace.realization import Realization
 
-__all__ = ["DISPATCHES", "BTTMoE", "Dispatch", "auto_dispatch"]
+__all__ = ["DISPATCHES", "BTTMoE", "Dispatch", "auto_dispatch", "top_k_route"]
 
 Dispatch = Literal["auto", "dense", "sparse", "grouped"]
 DISPATCHES: tuple[Dispatch, ...] = ("auto", "dense", "sparse", "grouped")
@@ -78,6 +78,9 @@ class BTTMoE(nn.Module):
             docs).
         device: where to create the parameters.
         dtype: parameter dtype.
+        expert: the experts' Monarch realization (instead of ``mode`` and ``pad_tol``; e.g.
+            the LM proxy's exact sizes).
+        zero_init: start the last factor at zero (the layer's output is zero).
     """
 
     factors: nn.ParameterList
@@ -97,6 +100,7 @@ class BTTMoE(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         expert: Realization | None = None,
+        zero_init: bool = False,
     ) -> None:
         super().__init__()
         for name, v in (("experts", experts), ("top_k", top_k)):
@@ -123,6 +127,7 @@ class BTTMoE(nn.Module):
         self.d_in, self.d_out, self.experts, self.top_k = d_in, d_out, experts, top_k
         self.z_loss_weight = float(z_loss_weight)
         self.dispatch = dispatch
+        self.zero_init = zero_init
         self._options = {"top_k": top_k, "bias": bias, "mode": monarch.mode, "pad_tol": pad_tol}
         self.monarch = monarch
         self.realization = counts.btt
@@ -229,9 +234,12 @@ class BTTMoE(nn.Module):
         return float(self.counts.active_macs)
 
     def reset_parameters(self) -> None:
-        """Spectral init (rank-1 fans), zero gate, zero bias."""
+        """Spectral init (rank-1 fans), zero gate, zero bias (and, with ``zero_init``, a
+        zero last factor: the layer starts as zero, for one that ends a residual branch)."""
         init_factors(self.factors, self.sigmas)
         with torch.no_grad():
+            if self.zero_init:
+                self.factors[-1].zero_()
             self.gate.weight.zero_()
             if self.bias is not None:
                 self.bias.zero_()
@@ -249,18 +257,8 @@ class BTTMoE(nn.Module):
     # ------------------------------------------------------------------ routing
     def route(self, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Gate ``x2`` (tokens, d_in): (top-k indices, their softmax weights, aux loss)."""
-        logits = self.gate(x2)  # (Z, E)
-        top, idx = logits.topk(self.top_k, dim=-1)  # (Z, k)
-        weights = torch.softmax(top, dim=-1)
-        probs = torch.softmax(logits, dim=-1).mean(0)  # (E,) sums to 1
-        counts = torch.zeros_like(probs).scatter_add_(
-            0, idx.reshape(-1), torch.ones_like(idx, dtype=probs.dtype).reshape(-1)
-        )
-        freq = counts / max(1, idx.numel())  # (E,) sums to 1
-        self.load = freq.detach()
-        balance = self.experts * (probs * freq.detach()).sum()
-        z_loss = torch.logsumexp(logits, dim=-1).square().mean()
-        return idx, weights, balance + self.z_loss_weight * z_loss
+        idx, weights, aux, self.load = top_k_route(self.gate(x2), self.top_k, self.z_loss_weight)
+        return idx, weights, aux
 
     def path(self, tokens: int) -> Dispatch:
         """The path a forward pass of ``tokens`` tokens takes: :attr:`dispatch`, or for
@@ -386,6 +384,36 @@ class BTTMoE(nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def top_k_route(
+    logits: torch.Tensor, top_k: int, z_loss_weight: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-k routing of gate ``logits`` (tokens, E), the convention of docs/theory.md §5
+    shared by :class:`BTTMoE` and the LM proxy's standard MoE.
+
+    Returns:
+        ``(idx, weights, aux_loss, load)``: the k experts of each token (tokens, k); their
+        weights, the softmax over the k selected logits (tokens, k); the auxiliary loss
+        ``E · ⟨P, f⟩ + z_loss_weight · mean(logsumexp(logits)²)`` (P: the router's softmax
+        averaged over tokens, f: the fraction of the k·tokens selections each expert got,
+        no gradient); and ``f`` itself, detached (E,), summing to 1.
+
+    Examples:
+        >>> idx, w, aux, load = top_k_route(torch.zeros(6, 4), 2)
+        >>> w[0].tolist(), round(float(aux), 4), float(load.sum())
+        ([0.5, 0.5], 1.1922, 1.0)
+    """
+    top, idx = logits.topk(top_k, dim=-1)  # (Z, k)
+    weights = torch.softmax(top, dim=-1)
+    probs = torch.softmax(logits, dim=-1).mean(0)  # (E,) sums to 1
+    counts = torch.zeros_like(probs).scatter_add_(
+        0, idx.reshape(-1), torch.ones_like(idx, dtype=probs.dtype).reshape(-1)
+    )
+    freq = (counts / max(1, idx.numel())).detach()  # (E,) sums to 1
+    balance = logits.shape[-1] * (probs * freq).sum()
+    z_loss = torch.logsumexp(logits, dim=-1).square().mean()
+    return idx, weights, balance + z_loss_weight * z_loss, freq
 
 
 SPARSE_MIN_TOKENS_PER_EXPERT = 16
