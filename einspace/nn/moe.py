@@ -55,7 +55,15 @@ from einspace.nn.widths import flatten_input, resize_last
 from einspace.plan import ExecutionPlan, Z
 from einspace.realization import Realization
 
-__all__ = ["DISPATCHES", "BTTMoE", "Dispatch", "auto_dispatch", "top_k_route"]
+__all__ = [
+    "DISPATCHES",
+    "GROUPED_FROM",
+    "LOOP_FROM",
+    "BTTMoE",
+    "Dispatch",
+    "auto_dispatch",
+    "top_k_route",
+]
 
 Dispatch = Literal["auto", "dense", "sparse", "grouped"]
 DISPATCHES: tuple[Dispatch, ...] = ("auto", "dense", "sparse", "grouped")
@@ -416,21 +424,26 @@ def top_k_route(
     return idx, weights, balance + z_loss_weight * z_loss, freq
 
 
-SPARSE_MIN_TOKENS_PER_EXPERT = 16
-"""``"auto"`` dispatch runs the selected experts only when each expert gets at least this
-many tokens on average (``tokens · k / E``); see :func:`auto_dispatch`."""
+GROUPED_FROM = 16
+"""``"auto"`` runs only the selected experts from this many tokens per expert
+(``tokens · k / E``) on: the break-even with computing all experts (docs/moe.md)."""
+
+LOOP_FROM = 256
+"""``"auto"`` switches from the grouped matmuls to the per-expert loop from this many tokens
+per expert on: the loop has no padding to a common expert capacity (docs/moe.md)."""
 
 
 def auto_dispatch(tokens: int, experts: int, top_k: int) -> Dispatch:
-    """The ``"auto"`` dispatch rule: run only the selected experts (``"grouped"``) when
-    ``k < E`` and ``tokens · k / E ≥`` :data:`SPARSE_MIN_TOKENS_PER_EXPERT`; else compute
-    all experts and mask (``"dense"``). Measured on CPU with ``benchmarks/moe_layers.py``
-    (docs/moe.md).
+    """The ``"auto"`` dispatch rule, from ``benchmarks/moe_layers.py`` on CPU (docs/moe.md),
+    by the average tokens per expert ``t = tokens · k / E``: all experts, masked
+    (``"dense"``) when ``k = E`` or ``t <`` :data:`GROUPED_FROM`; the grouped matmuls
+    (``"grouped"``) up to :data:`LOOP_FROM`; the per-expert loop (``"sparse"``) from there.
 
     Examples:
-        >>> auto_dispatch(4096, 8, 2), auto_dispatch(32, 8, 2), auto_dispatch(4096, 4, 4)
-        ('grouped', 'dense', 'dense')
+        >>> [auto_dispatch(t, 8, 2) for t in (32, 256, 4096)], auto_dispatch(4096, 4, 4)
+        (['dense', 'grouped', 'sparse'], 'dense')
     """
-    if top_k < experts and tokens * top_k >= SPARSE_MIN_TOKENS_PER_EXPERT * experts:
-        return "grouped"
-    return "dense"
+    per_expert = tokens * top_k / experts
+    if top_k >= experts or per_expert < GROUPED_FROM:
+        return "dense"
+    return "grouped" if per_expert < LOOP_FROM else "sparse"
