@@ -340,7 +340,7 @@ def load_entropy(load: Sequence[float]) -> float:
     total = sum(values)
     if len(values) < 2 or total <= 0:
         return 1.0
-    h = -sum(v / total * math.log(v / total) for v in values if v > 0)
+    h = sum(v / total * math.log(total / v) for v in values if v > 0)
     return h / math.log(len(values))
 
 
