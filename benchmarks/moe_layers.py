@@ -22,7 +22,8 @@ ratios, the median and IQR of the per-repetition ratio (both measured in the sam
 repetition): ``grp/all`` and ``sel/all`` (< 1: running the selected experts only is
 faster), ``moe/linear`` and ``moe/btt`` (``moe`` = the path ``dispatch="auto"`` picks,
 :func:`einspace.nn.moe.auto_dispatch`). The last lines state, per (d, E, k), the smallest
-tokens per expert (``T · k / E``) from which ``grp`` beat ``all`` in this run.
+tokens per expert (``T · k / E``) from which ``grp`` beat ``all`` at every larger size in
+this run.
 
 Run: ``python benchmarks/moe_layers.py`` (a few minutes on 2 shared cores) or ``--quick``.
 It uses one torch thread unless ``--threads`` says otherwise: on a loaded machine several
@@ -156,14 +157,16 @@ def main() -> None:
     for d in args.widths:
         for ek in args.experts:
             e, k = (int(v) for v in ek.split(":"))
-            crossover[(d, e, k)] = None
+            faster: list[tuple[float, bool]] = []
             for tokens in args.tokens:
                 r, line = row(d, e, k, tokens, args.reps, not args.forward)
                 print(line, flush=True)
-                if r < 1 and crossover[(d, e, k)] is None:
-                    crossover[(d, e, k)] = tokens * k / e
+                faster.append((tokens * k / e, r < 1))
+            # the smallest size from which grouped beat all-experts at every larger size
+            wins = [t for i, (t, _) in enumerate(faster) if all(w for _, w in faster[i:])]
+            crossover[(d, e, k)] = wins[0] if wins else None
     for (d, e, k), per_expert in crossover.items():
-        said = f"from {per_expert:g} tokens per expert" if per_expert else "at no size timed"
+        said = f"from {per_expert:g} tokens per expert on" if per_expert else "not at the end"
         print(f"d={d} E={e} k={k}: grouped selected-experts path faster {said}")
 
 
