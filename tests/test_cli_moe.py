@@ -48,6 +48,10 @@ def test_score_lists_active_counts() -> None:
     row = frame.loc["btt_moe(e=8, k=2)"]
     assert (row["params"], row["active_params"], row["macs"]) == (532_480, 139_264, 139_264)
     assert frame.loc["dense", "active_params"] == frame.loc["dense", "params"] == 1024**2
+    args = ("score", "--d-in", "1024", "-c", "btt_moe:e=8,k=2", "--format", "table")
+    table = runner.invoke(app, list(args), env={"COLUMNS": "80"}).stdout
+    header = table.split("left out")[0]
+    assert "active_params" in header and "139264" in header and "532480" in header
 
 
 def test_bad_sparse_spec_exits_2() -> None:

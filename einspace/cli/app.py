@@ -226,8 +226,8 @@ def _show_moe(
 
 
 SCORE_PRIORITY = [
-    "position", "candidate", "params", "macs", "active_params", "rank", "why", "budget_used",
-    "within_budget", "omega_eff", "psi_eff", "nu_eff", "name", "sizes",
+    "position", "candidate", "params", "macs", "rank", "why", "budget_used",
+    "within_budget", "active_params", "omega_eff", "psi_eff", "nu_eff", "name", "sizes",
 ]  # fmt: skip
 """The columns of ``score`` in a table, most important first."""
 
@@ -283,7 +283,11 @@ def score_command(
     for line in skipped:  # one line each; when none is left, the error lists them
         Console(stderr=True).print(f"[yellow]skipped[/yellow] {cli_words(line)}", highlight=False)
     title = f"{len(frame)} candidates for {d_in} → {d_out or d_in}"
-    emit(frame, fmt, title, priority=SCORE_PRIORITY, top=top, columns=columns)
+    priority = SCORE_PRIORITY
+    if (frame["active_params"] != frame["params"]).any():  # a sparse layer: show both counts
+        priority = ["position", "candidate", "params", "active_params", "macs"]
+        priority += [c for c in SCORE_PRIORITY if c not in priority]
+    emit(frame, fmt, title, priority=priority, top=top, columns=columns)
 
 
 @app.command("report")
