@@ -133,6 +133,25 @@ def test_flop_counter_sees_active_macs(dispatch: str, experts_run: int) -> None:
         assert per_token == moe.macs()
 
 
+def test_flop_counter_on_the_grouped_path() -> None:
+    """The grouped path runs every expert on C rows, C = the most tokens any expert got:
+    E · C expert applications instead of k · tokens (the padding is counted, it runs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    moe = BTTMoE(256, 256, experts=4, top_k=2, dispatch="grouped")
+    with torch.no_grad():
+        moe.gate.weight.normal_()
+    tokens = 40
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        moe(torch.randn(tokens, 256))
+    assert moe.load is not None
+    cap = round(float(moe.load.max()) * 2 * tokens)  # selections of the busiest expert
+    assert cap > 2 * tokens / 4  # not perfectly balanced, so there is padding
+    expert = 2 * 16**3  # a Monarch at 256: 16·16·16 per factor
+    assert counter.get_total_flops() == 2 * (4 * cap * expert + tokens * 256 * 4)
+
+
 def test_load_is_the_selection_frequency() -> None:
     moe = BTTMoE(64, 64, experts=4, top_k=1)
     with torch.no_grad():  # expert 2 wins every token: its logit is the largest
