@@ -68,9 +68,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from einspace.errors import EinspaceError, suggest
-from einspace.moe import MoESpec, collapsed, load_entropy, parse_spec
+from einspace.moe import MoESpec, parse_spec
 from einspace.nn import BTTMoE, EinsumLinear, param_groups
-from einspace.nn.moe import top_k_route
+from einspace.nn.moe import RoutedLayer, aux_loss, routed_layers, routing_stats, top_k_route
 from einspace.proxy_realization import padding_record, proxy_realization
 from einspace.realization import Realization
 from einspace.structure import Structure
@@ -429,18 +429,16 @@ class GPT(nn.Module):
         return parts["projections"] + parts["readout"] + 2 * parts["attention"]
 
     # ------------------------------------------------------------------ MoE
-    def moe_layers(self) -> dict[str, BTTMoE | MoEMLP]:
+    def moe_layers(self) -> dict[str, RoutedLayer]:
         """Every routed layer by module name (empty for a dense or structured model)."""
-        return {n: m for n, m in self.named_modules() if isinstance(m, BTTMoE | MoEMLP)}
+        return routed_layers(self)
 
     def aux_loss(self) -> Tensor:
         """``aux_weight ×`` the mean over the routed layers of their auxiliary loss in the
         last forward pass (the paper's code averages over layers, weight 0.01): add it to
-        the training loss. A zero tensor for a model without routed layers."""
-        losses = [m.aux_loss for m in self.moe_layers().values() if m.aux_loss is not None]
-        if not losses:
-            return self.wte.weight.new_zeros(())
-        return self.config.aux_weight * torch.stack(losses).mean()
+        the training loss. A zero tensor for a model without routed layers
+        (:func:`einspace.nn.moe.aux_loss`)."""
+        return aux_loss(self, self.config.aux_weight)
 
     def expert_load(self) -> dict[str, list[float]]:
         """Per routed layer: the fraction of the last forward's selections each expert got
@@ -448,23 +446,10 @@ class GPT(nn.Module):
         return {n: m.load.tolist() for n, m in self.moe_layers().items() if m.load is not None}
 
     def moe_stats(self) -> dict[str, float]:
-        """The health of the routers in the last forward pass, for a run's log: ``aux_loss``
-        (weighted, as :meth:`aux_loss`), ``load_entropy`` (the mean over layers of the
-        load's normalized entropy, :func:`einspace.moe.load_entropy`; 1 = balanced),
-        ``load_entropy_min``, ``load_max`` (the largest share of any expert in any layer)
-        and ``collapsed`` (the fraction of layers whose load :func:`einspace.moe.collapsed`).
-        Empty for a model without routed layers."""
-        loads = list(self.expert_load().values())
-        if not loads:
-            return {}
-        entropies = [load_entropy(x) for x in loads]
-        return {
-            "aux_loss": float(self.aux_loss().detach()),
-            "load_entropy": sum(entropies) / len(entropies),
-            "load_entropy_min": min(entropies),
-            "load_max": max(max(x) for x in loads),
-            "collapsed": sum(collapsed(x) for x in loads) / len(loads),
-        }
+        """The routers' health in the last forward pass (:func:`einspace.nn.moe.routing_stats`:
+        ``aux_loss``, ``load_entropy``, ``load_entropy_min``, ``load_max``, ``collapsed``);
+        empty for a model without routed layers."""
+        return routing_stats(self, self.config.aux_weight)
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters; ``non_embedding`` leaves out the token and position embeddings (a

@@ -214,3 +214,21 @@ def test_dtype_mismatch_is_an_einspace_error() -> None:
     moe = BTTMoE(64, 64, experts=4)
     with pytest.raises(EinspaceError, match=r"dtype torch.float64 given to BTTMoE"):
         moe(torch.randn(3, 64, dtype=torch.float64))
+
+
+def test_routing_stats_flag_a_collapsed_router() -> None:
+    from einspace.nn.moe import aux_loss, routed_layers, routing_stats
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(BTTMoE(64, 64, experts=4, top_k=1), BTTMoE(64, 64, experts=4))
+    with torch.no_grad():
+        net[0].gate.weight[3].fill_(1.0)  # every positive-sum token goes to expert 3
+        net[1].gate.weight.normal_()  # random: spread
+    net(torch.rand(64, 64))
+    assert list(routed_layers(net)) == ["0", "1"]
+    stats = routing_stats(net)
+    assert stats["load_max"] == 1.0 and stats["load_entropy_min"] == 0.0
+    assert stats["collapsed"] == 0.5  # the first layer of two
+    assert stats["aux_loss"] == pytest.approx(float(aux_loss(net).detach()))
+    assert routing_stats(torch.nn.Linear(2, 2)) == {}
+    assert float(aux_loss(torch.nn.Linear(2, 2))) == 0.0

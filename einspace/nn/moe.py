@@ -41,13 +41,13 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from einspace.errors import EinspaceError, suggest
-from einspace.moe import MoERealization, MoESpec
+from einspace.moe import MoERealization, MoESpec, collapsed, load_entropy
 from einspace.nn.execute import PlanFunction, compile_program, compute_dtype, run_program
 from einspace.nn.linear import core_order_state
 from einspace.nn.mup import init_factors, spectral_sigmas
@@ -61,7 +61,11 @@ __all__ = [
     "LOOP_FROM",
     "BTTMoE",
     "Dispatch",
+    "RoutedLayer",
     "auto_dispatch",
+    "aux_loss",
+    "routed_layers",
+    "routing_stats",
     "top_k_route",
 ]
 
@@ -392,6 +396,61 @@ class BTTMoE(nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+@runtime_checkable
+class RoutedLayer(Protocol):
+    """A layer with a top-k router: :class:`BTTMoE` and the LM proxy's standard MoE are.
+    After a forward pass ``aux_loss`` holds its auxiliary loss and ``load`` the fraction of
+    the selections each expert got (both None before the first)."""
+
+    top_k: int
+    aux_loss: torch.Tensor | None
+    load: torch.Tensor | None
+
+
+def routed_layers(model: nn.Module) -> dict[str, RoutedLayer]:
+    """Every routed layer of ``model`` by module name (empty for a model without any)."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, RoutedLayer)}
+
+
+def aux_loss(model: nn.Module, weight: float = 0.01) -> torch.Tensor:
+    """``weight ×`` the mean over ``model``'s routed layers of their auxiliary loss in the
+    last forward pass, to add to the training loss (the paper's code averages over layers,
+    weight 0.01); a zero tensor when it has none. Works on any model, e.g. one that
+    :func:`~einspace.nn.replace_linear` gave BTT-MoE layers.
+
+    Examples:
+        >>> net = nn.Sequential(BTTMoE(64, 64, experts=4), nn.ReLU(), BTTMoE(64, 64, experts=4))
+        >>> y = net(torch.randn(8, 64))
+        >>> round(float(aux_loss(net).detach()), 5)  # zero gates: 0.01 · (1 + 0.1 · (log 4)²)
+        0.01192
+    """
+    losses = [m.aux_loss for m in routed_layers(model).values() if m.aux_loss is not None]
+    if not losses:
+        first = next(model.parameters(), None)
+        return torch.zeros((), device=None if first is None else first.device)
+    return weight * torch.stack(losses).mean()
+
+
+def routing_stats(model: nn.Module, weight: float = 0.01) -> dict[str, float]:
+    """The health of ``model``'s routers in the last forward pass, for a run's log:
+    ``aux_loss`` (as :func:`aux_loss`), ``load_entropy`` (the mean over layers of the load's
+    normalized entropy, :func:`einspace.moe.load_entropy`; 1 = balanced),
+    ``load_entropy_min``, ``load_max`` (the largest share of any expert in any layer) and
+    ``collapsed`` (the fraction of layers whose load :func:`einspace.moe.collapsed`). Empty
+    for a model without routed layers."""
+    loads = [m.load.tolist() for m in routed_layers(model).values() if m.load is not None]
+    if not loads:
+        return {}
+    entropies = [load_entropy(x) for x in loads]
+    return {
+        "aux_loss": float(aux_loss(model, weight).detach()),
+        "load_entropy": sum(entropies) / len(entropies),
+        "load_entropy_min": min(entropies),
+        "load_max": max(max(x) for x in loads),
+        "collapsed": sum(collapsed(x) for x in loads) / len(loads),
+    }
 
 
 def top_k_route(
