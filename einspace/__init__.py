@@ -14,6 +14,7 @@ Examples:
 from einspace.enumeration import enumerate_families, sample_families
 from einspace.errors import EinspaceError
 from einspace.family import Family
+from einspace.moe import MoESpec
 from einspace.named import NAMED
 from einspace.realization import Realization
 from einspace.realizations_table import enumerate_realizations
@@ -23,6 +24,7 @@ __all__ = [
     "NAMED",
     "EinspaceError",
     "Family",
+    "MoESpec",
     "Realization",
     "Structure",
     "enumerate_families",

@@ -136,6 +136,12 @@ def check_params(entry: NamedStructure, params: dict[str, float]) -> dict[str, f
 def lookup(name: str) -> NamedStructure:
     """The registry entry for ``name``; an unknown name lists the valid ones."""
     key = name.strip().lower().replace("-", "_")
+    if key not in NAMED and key.endswith("moe"):
+        raise EinspaceError(
+            f"{name!r} is a sparse spec, not a structure: a single structured matrix cannot "
+            "route tokens. Build it with einspace.moe.MoESpec / einspace.nn.BTTMoE, or give it "
+            "to replace_linear, show or score, which accept both"
+        )
     if key not in NAMED:
         raise EinspaceError(f"unknown structure name {name!r}; {suggest(key, NAMED)}")
     return NAMED[key]

@@ -54,6 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from einspace.errors import EinspaceError, suggest
+from einspace.moe import MoESpec, is_moe_spec
 from einspace.proxy_realization import padding_record, proxy_realization
 from einspace.realization import Realization
 from einspace.structure import Structure
@@ -282,7 +283,9 @@ class ProxyMLP(nn.Module):
         d_out: outputs.
         width: hidden width.
         depth: number of structured hidden layers.
-        structure: their structure (a :class:`Structure` or spec).
+        structure: their structure (a :class:`Structure` or spec), or a BTT-MoE spec
+            (``"btt_moe:e=4,k=1"``; its ``macs`` are then the active MACs, and a training
+            loop adds :func:`einspace.nn.moe.aux_loss` to the loss).
         mode: sizes of the structured layers (``"auto"``, ``"round"`` or ``"exact"``).
         pad_tol: padding tolerance of round mode.
 
@@ -290,6 +293,8 @@ class ProxyMLP(nn.Module):
         >>> model = ProxyMLP(8, 1, 16, 1, "dense")
         >>> model(torch.zeros(3, 8)).shape, model.macs(3)
         (torch.Size([3, 1]), 400)
+        >>> ProxyMLP(8, 1, 64, 1, "btt_moe:e=4,k=1").macs()  # 8·64 + (2·8³ + 64·4 gate) + 64
+        1856
     """
 
     def __init__(
@@ -303,13 +308,22 @@ class ProxyMLP(nn.Module):
         mode: str = "auto",
         pad_tol: float = 0.15,
     ) -> None:
-        from einspace.nn import EinsumLinear
+        from einspace.nn import BTTMoE, EinsumLinear
 
         super().__init__()
         self.d_in, self.d_out, self.width, self.depth = d_in, d_out, width, depth
-        realization = realize_layer(structure, width, width, mode, pad_tol)
         self.embed = nn.Linear(d_in, width)
-        self.hidden = nn.ModuleList(EinsumLinear(width, width, realization) for _ in range(depth))
+        if is_moe_spec(structure):  # BTT-MoE hidden layers, experts at the proxy's Monarch
+            spec = MoESpec.parse(str(structure))
+            expert = realize_layer("monarch", width, width, mode, pad_tol)
+            self.hidden = nn.ModuleList(
+                BTTMoE(width, width, spec.experts, spec.top_k, expert=expert) for _ in range(depth)
+            )
+        else:
+            realization = realize_layer(structure, width, width, mode, pad_tol)
+            self.hidden = nn.ModuleList(
+                EinsumLinear(width, width, realization) for _ in range(depth)
+            )
         self.readout = nn.Linear(width, d_out)
         self.embed.mup_role = "input"  # type: ignore[assignment]
         self.readout.mup_role = "readout"  # type: ignore[assignment]

@@ -11,7 +11,11 @@ ordered by
 4. more parameters per MAC,
 5. fewer MACs (ties),
 
-and every row reports the quantities the rule used plus a one-line ``why``. The objective
+and every row reports the quantities the rule used plus a one-line ``why``. A sparse layer
+(``btt_moe:e=8,k=2``, :mod:`einspace.moe`) is scored at what a token runs: ``macs`` are its
+active MACs (k of E experts plus the gate), ``params`` every trained weight (all experts and
+the gate) and ``active_params`` the weights a token uses (for dense structures
+``active_params = params``). The objective
 ``"fill"`` ranks the candidates whose MACs come closest to the budget first (within budget
 and full rank first), for a layer that should spend what it is given. Other objectives are
 pluggable: a registered name, a callable ``f(df) -> scores`` (higher is
@@ -28,6 +32,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -39,6 +44,7 @@ import pandas as pd
 from einspace.errors import EinspaceError, suggest
 from einspace.family import Family
 from einspace.index_classes import class_name, universe
+from einspace.moe import MoERealization, MoESpec, is_moe_spec
 from einspace.realization import Realization, check_width
 from einspace.realizations_table import enumerate_realizations, family_size_grid
 from einspace.sizing import SizingMode
@@ -246,6 +252,10 @@ def _structure_rows(
                 note = "tuned to budget" if tuned.fits else "smallest r; over budget"
                 rows.append(_row(tuned.realization, f"{tuned.structure} ({note})"))
                 continue
+            if is_moe_spec(item):
+                counts = MoESpec.parse(str(item)).realize(d_in, d_out, mode, pad_tol)
+                rows.append(_moe_row(counts))
+                continue
             s = Structure.parse(item) if isinstance(item, str) else item
             if not isinstance(s, Structure):
                 raise EinspaceError(
@@ -283,6 +293,7 @@ def _row(r: Realization, label: str) -> dict[str, object]:
         "k": r.k,
         "sizes": " ".join(f"{n}={v}" for n, v in r.sizes.items()),
         "params": r.params,
+        "active_params": r.params,
         "macs": r.macs("sequential"),
         "macs_optimal": r.macs("optimal"),
         "rank": r.rank,
@@ -293,6 +304,26 @@ def _row(r: Realization, label: str) -> dict[str, object]:
         "psi_eff": r.psi_eff,
         "padding_in": r.padding["input"],
         "padding_out": r.padding["output"],
+    }
+
+
+def _moe_row(r: MoERealization) -> dict[str, object]:
+    """A sparse layer's row (:mod:`einspace.moe`): ``params`` counts every expert and the
+    gate, ``active_params`` and ``macs`` what one token uses (k experts and the gate); the
+    rank is one expert's (a Monarch), the effective exponents are of those counts."""
+    log_d = math.log(math.sqrt(r.d_in * r.d_out))
+    e = r.expert
+    return {
+        **_row(e, str(r.spec)),
+        "family": str(r.btt.family),
+        "name": r.spec.kind,
+        "sizes": " ".join(f"{n}={v}" for n, v in r.btt.sizes.items()),
+        "params": r.total_params,
+        "active_params": r.active_params,
+        "macs": r.active_macs,
+        "macs_optimal": r.active_macs,
+        "nu_eff": math.log(r.active_macs) / log_d - 1,
+        "omega_eff": math.log(r.active_macs / r.total_params) / log_d,
     }
 
 
@@ -311,6 +342,7 @@ def _realization_rows(table: pd.DataFrame, k: int) -> pd.DataFrame:
             "k": k,
             "sizes": labels,
             "params": table["params"],
+            "active_params": table["params"],
             "macs": table["macs_sequential"],
             "macs_optimal": table["macs_optimal"],
             "rank": table["rank"],

@@ -181,3 +181,91 @@ def test_bad_configs_are_named() -> None:
         GPTConfig("btt", d_model=32, n_layer=0)
     with pytest.raises(EinspaceError, match="unknown structure"):
         GPTConfig("btt2", d_model=32)
+
+
+# ---------------------------------------------------------------------- sparse models
+def _moe_tiny(structure: str, **kw: object) -> GPT:
+    fields: dict[str, object] = {"d_model": 64, "n_layer": 2, "n_ctx": 16}
+    fields.update(kw)
+    torch.manual_seed(0)
+    return GPT(GPTConfig(structure, **fields))  # type: ignore[arg-type]
+
+
+def test_btt_moe_counts_by_hand() -> None:
+    from einspace.nn import BTTMoE
+
+    model = _moe_tiny("btt_moe:e=4,k=2")
+    assert model.config.structure == "btt_moe(e=4, k=2)"
+    layers = model.structured_layers()
+    assert len(layers) == 12 and all(isinstance(m, BTTMoE) for m in layers.values())
+    # experts: Monarch 64→64 is 8·8·8 twice = 1024 MACs; 64→256 and 256→64 8·8·16 + 8·16·16
+    assert layers["h.0.mlp.fc"].monarch.sizes == {"α": 8, "γ": 8, "ε": 16, "φ": 16}
+    square, up, down = 2 * 1024 + 64 * 4, 2 * 3072 + 64 * 4, 2 * 3072 + 256 * 4
+    assert model.macs_breakdown()["projections"] == 2 * (4 * square + up + down)
+    experts = 4 * (4 * 1024) + 4 * 3072 + 4 * 3072  # params = MACs for Monarch
+    gates = 4 * 64 * 4 + 64 * 4 + 256 * 4
+    assert model.num_params() == 2 * (experts + gates) + 5 * 2 * 64 + 64 * 256
+
+
+def test_standard_moe_counts_by_hand() -> None:
+    from search.lm import MoEMLP
+
+    model = _moe_tiny("moe:e=4,k=2")
+    assert isinstance(model.h[0].mlp, MoEMLP) and len(model.h[0].mlp.experts) == 4
+    attn, mlp = 4 * 64 * 64, 2 * 64 * 256  # dense projections; one expert MLP
+    assert model.macs_breakdown()["projections"] == 2 * (attn + 2 * mlp + 64 * 4)
+    assert model.num_params() == 2 * (attn + 4 * mlp + 64 * 4) + 5 * 2 * 64 + 64 * 256
+
+
+@pytest.mark.parametrize("structure", ["btt_moe:e=4,k=2", "moe:e=4,k=1"])
+def test_sparse_forward_flops_are_the_active_macs(structure: str) -> None:
+    """FlopCounterMode sees k of E experts and the router when only the selected experts run
+    (the BTT-MoE layers on the per-expert loop; the standard MoE always gathers)."""
+    from einspace.nn import BTTMoE
+
+    model = _moe_tiny(structure)
+    for m in model.modules():
+        if isinstance(m, BTTMoE):
+            m.dispatch = "sparse"
+    with torch.no_grad():  # a random router so the tokens spread over the experts
+        for m in model.moe_layers().values():
+            m.gate.weight.normal_()
+    idx = torch.randint(256, (2, 16), generator=torch.Generator().manual_seed(0))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(idx)
+    assert counter.get_total_flops() == 2 * model.executed_macs_per_token() * idx.numel()
+
+
+@pytest.mark.parametrize("structure", ["btt_moe:e=4,k=1", "moe:e=4,k=1"])
+def test_aux_loss_load_and_router_mup(structure: str) -> None:
+    model = _moe_tiny(structure, base_width=32)
+    idx = torch.randint(256, (2, 16), generator=torch.Generator().manual_seed(0))
+    logits = model(idx)
+    # zero routers: uniform probabilities, so each layer's loss is 1 + 0.1 (log 4)²
+    per_layer = 1 + 0.1 * math.log(4) ** 2
+    assert float(model.aux_loss().detach()) == pytest.approx(0.01 * per_layer)
+    loads = model.expert_load()
+    assert len(loads) == len(model.moe_layers()) > 0
+    assert all(sum(x) == pytest.approx(1.0) for x in loads.values())
+    stats = model.moe_stats()
+    assert set(stats) == {"aux_loss", "load_entropy", "load_entropy_min", "load_max", "collapsed"}
+    # tied zero logits pick the same expert for every token: collapsed at init, k = 1
+    assert stats["load_max"] == 1.0 and stats["collapsed"] == 1.0
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 256), idx.reshape(-1))
+    (loss + model.aux_loss()).backward()
+    gates = [m.gate.weight for m in model.moe_layers().values()]
+    assert all(g.grad is not None and torch.any(g.grad != 0) for g in gates)
+    lrs = {n: g["lr"] for g in model.optimizer_groups(1.0) for n in g["names"]}
+    gate_name = next(iter(model.moe_layers())) + ".gate.weight"
+    assert lrs[gate_name] == pytest.approx(32 / 64)  # a readout: lr · base_width / fan_in
+    assert float(_tiny("dense").aux_loss()) == 0.0 and _tiny("dense").moe_stats() == {}
+
+
+def test_sparse_specs_build_from_the_factory_and_bad_ones_are_named() -> None:
+    model = build_gpt("btt_moe:e=4,k=1", 32, TextLM(n_ctx=8), n_layer=1)
+    assert model.config.sparse is not None and model.config.sparse.experts == 4
+    with pytest.raises(EinspaceError, match="k = 3 exceeds e = 2"):
+        GPTConfig("moe:e=2,k=3", d_model=32)
+    with pytest.raises(EinspaceError, match="aux_weight = -1"):
+        GPTConfig("moe:e=2,k=1", d_model=32, aux_weight=-1)

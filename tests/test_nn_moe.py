@@ -56,7 +56,7 @@ def test_dispatch_paths_match_reference(d_in: int, d_out: int, experts: int, top
     gy = torch.randn_like(ref)
     params = [x, *moe.parameters()]
     want = torch.autograd.grad(ref, params, gy, allow_unused=True)
-    for dispatch in ("dense", "sparse"):
+    for dispatch in ("dense", "sparse", "grouped"):
         moe.dispatch = dispatch
         y = moe(x)
         torch.testing.assert_close(y, ref)
@@ -104,10 +104,62 @@ def test_counts() -> None:
     moe = BTTMoE(1024, 1024, experts=8, top_k=2)
     # α = γ = ε = φ = 32, ρ = 8: each factor 32³·8 = 262144; BTT MACs 2 · 262144
     assert moe.params == 2 * 262144
-    assert moe.btt_macs == 524288 and moe.macs() == 524288 * 2 / 8 == 131072
-    assert moe.gate_params == 1024 * 8 + 8
+    assert moe.btt_macs == 524288
+    # the paper's count: 2 of 8 experts = 131072, plus the gate 1024 · 8 = 8192
+    assert moe.macs() == 139264
+    assert moe.gate_params == 8192 and moe.total_params == 524288 + 8192
+    assert moe.active_params == 2 * 65536 + 8192
     total = sum(p.numel() for p in moe.parameters())
-    assert total == moe.params + moe.gate_params + 1024
+    assert total == 524288 + 8192 + 1024  # factors, gate (no bias), output bias
+
+
+@pytest.mark.parametrize(("dispatch", "experts_run"), [("sparse", 2), ("dense", 8)])
+def test_flop_counter_sees_active_macs(dispatch: str, experts_run: int) -> None:
+    """FlopCounterMode counts what runs: the sparse path runs k = 2 experts per token and the
+    gate (the paper's 139,264 MACs at d = 1024); the dense path, like the paper's code, runs
+    all 8 experts and masks (524,288 + 8,192)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    moe = BTTMoE(1024, 1024, experts=8, top_k=2, dispatch=dispatch)  # type: ignore[arg-type]
+    with torch.no_grad():
+        moe.gate.weight.normal_()  # routes tokens to different experts
+    tokens = 64
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        moe(torch.randn(tokens, 1024))
+    per_token = counter.get_total_flops() / 2 / tokens
+    assert per_token == experts_run * 2 * 32**3 + 1024 * 8
+    if dispatch == "sparse":
+        assert per_token == moe.macs()
+
+
+def test_flop_counter_on_the_grouped_path() -> None:
+    """The grouped path runs every expert on C rows, C = the most tokens any expert got:
+    E · C expert applications instead of k · tokens (the padding is counted, it runs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    moe = BTTMoE(256, 256, experts=4, top_k=2, dispatch="grouped")
+    with torch.no_grad():
+        moe.gate.weight.normal_()
+    tokens = 40
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        moe(torch.randn(tokens, 256))
+    assert moe.load is not None
+    cap = round(float(moe.load.max()) * 2 * tokens)  # selections of the busiest expert
+    assert cap > 2 * tokens / 4  # not perfectly balanced, so there is padding
+    expert = 2 * 16**3  # a Monarch at 256: 16·16·16 per factor
+    assert counter.get_total_flops() == 2 * (4 * cap * expert + tokens * 256 * 4)
+
+
+def test_load_is_the_selection_frequency() -> None:
+    moe = BTTMoE(64, 64, experts=4, top_k=1)
+    with torch.no_grad():  # expert 2 wins every token: its logit is the largest
+        moe.gate.weight.zero_()
+        moe.gate.weight[2].fill_(1.0)
+    moe(torch.ones(10, 64))
+    assert moe.load is not None
+    assert moe.load.tolist() == [0.0, 0.0, 1.0, 0.0]
 
 
 def test_bad_input() -> None:
@@ -136,7 +188,7 @@ def test_round_trips_and_repr() -> None:
     )
 
 
-@pytest.mark.parametrize("dispatch", ["dense", "sparse"])
+@pytest.mark.parametrize("dispatch", ["dense", "sparse", "grouped"])
 def test_autocast_bf16(dispatch: str) -> None:
     torch.manual_seed(0)
     moe = BTTMoE(64, 48, experts=4, top_k=2, dispatch=dispatch)  # type: ignore[arg-type]
@@ -162,3 +214,21 @@ def test_dtype_mismatch_is_an_einspace_error() -> None:
     moe = BTTMoE(64, 64, experts=4)
     with pytest.raises(EinspaceError, match=r"dtype torch.float64 given to BTTMoE"):
         moe(torch.randn(3, 64, dtype=torch.float64))
+
+
+def test_routing_stats_flag_a_collapsed_router() -> None:
+    from einspace.nn.moe import aux_loss, routed_layers, routing_stats
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(BTTMoE(64, 64, experts=4, top_k=1), BTTMoE(64, 64, experts=4))
+    with torch.no_grad():
+        net[0].gate.weight[3].fill_(1.0)  # every positive-sum token goes to expert 3
+        net[1].gate.weight.normal_()  # random: spread
+    net(torch.rand(64, 64))
+    assert list(routed_layers(net)) == ["0", "1"]
+    stats = routing_stats(net)
+    assert stats["load_max"] == 1.0 and stats["load_entropy_min"] == 0.0
+    assert stats["collapsed"] == 0.5  # the first layer of two
+    assert stats["aux_loss"] == pytest.approx(float(aux_loss(net).detach()))
+    assert routing_stats(torch.nn.Linear(2, 2)) == {}
+    assert float(aux_loss(torch.nn.Linear(2, 2))) == 0.0

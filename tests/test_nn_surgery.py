@@ -314,3 +314,48 @@ def test_llama_and_bert() -> None:
     assert summary.params_before == before
     assert summary.params_after == sum(p.numel() for p in bert.parameters()) < before
     assert bert(torch.randint(0, 1000, (2, 5))).logits.shape == (2, 5, 1000)
+
+
+# ---------------------------------------------------------------------- BTT-MoE
+def test_btt_moe_on_an_mlp() -> None:
+    from einspace.nn import BTTMoE
+
+    model = mlp()
+    summary = replace_linear(model, "btt_moe:e=4,k=2", select="all_but_last", dispatch="sparse")
+    assert summary.structure == "btt_moe(e=4, k=2)"
+    assert isinstance(model[0], BTTMoE) and isinstance(model[2], BTTMoE)
+    # 256 → 1024: Monarch α = γ = 16, ε = φ = 32; one expert 16·16·32 + 16·32·32 = 24576
+    assert summary.replaced[0].params_after == 4 * 24576 + 256 * 4  # all experts + gate
+    assert summary.replaced[0].macs_after == 2 * 24576 + 256 * 4  # 2 experts + gate
+    assert summary.replaced[1].macs_after == 2 * 24576 + 1024 * 4
+    assert summary.params_after == sum(p.numel() for p in model.parameters())
+    assert model(torch.randn(5, 256)).shape == (5, 10)
+    again = replace_linear(model, "monarch")  # the gates belong to the BTT-MoE layers
+    assert [r.name for r in again.replaced] == ["3"]
+    with pytest.raises(EinspaceError, match="not project=True"):
+        replace_linear(mlp(), "btt_moe:e=4,k=2", project=True)
+    with pytest.raises(EinspaceError, match="not normalize="):
+        replace_linear(mlp(), "btt_moe:e=4,k=2", normalize=True)
+
+
+@needs_hf
+def test_gpt2_btt_moe_from_a_config() -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from einspace.nn import BTTMoE
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=128, n_positions=16)
+    model = GPT2LMHeadModel(config)
+    summary = replace_linear(model, "btt_moe:e=4,k=2")
+    assert len(summary.replaced) == 8 and [n for n, _ in summary.skipped] == ["lm_head"]
+    moes = [m for m in model.modules() if isinstance(m, BTTMoE)]
+    assert len(moes) == 8
+    c_proj = model.transformer.h[0].attn.c_proj  # 64 → 64: expert 8·8·8 · 2 = 1024 MACs
+    assert isinstance(c_proj, BTTMoE) and c_proj.macs() == 2 * 1024 + 64 * 4
+    assert summary.params_after == sum(p.numel() for p in model.parameters())
+    ids = torch.randint(0, 128, (2, 16))
+    loss = model(ids, labels=ids).loss
+    aux = sum(m.aux_loss for m in moes if m.aux_loss is not None)
+    (loss + 0.01 * aux).backward()
+    assert all(m.gate.weight.grad is not None for m in moes)

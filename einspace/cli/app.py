@@ -161,8 +161,12 @@ def show_command(
     with --d-in, sizes, shapes, einsum, params, MACs, rank (and how it is known) and
     effective exponents."""
     from einspace.display import round_float
+    from einspace.moe import is_moe_spec
     from einspace.structure import Structure
 
+    if is_moe_spec(structure):
+        _show_moe(structure, d_in, d_out, mode, pad_tol, fmt)
+        return
     s = Structure.parse(structure)
     info: dict[str, object] = {
         "structure": str(s),
@@ -199,9 +203,31 @@ def show_command(
     emit(frame, fmt, str(s), top=len(frame))
 
 
+def _show_moe(
+    text: str, d_in: int | None, d_out: int | None, mode: str, pad_tol: float, fmt: Format | None
+) -> None:
+    """``show`` for a sparse spec (:mod:`einspace.moe`): its counts at ``--d-in``."""
+    from einspace.display import round_float
+    from einspace.moe import MoESpec
+
+    spec = MoESpec.parse(text)
+    info: dict[str, object] = {"structure": str(spec), "experts": spec.experts}
+    info["top_k"] = spec.top_k
+    if d_in is not None:
+        counts = spec.realize(d_in, d_out if d_out is not None else d_in, mode, pad_tol)  # type: ignore[arg-type]
+        info.update(counts.summary())
+    info = {k: round_float(v) if isinstance(v, float) else v for k, v in info.items()}
+    fmt = resolve_format(fmt)
+    if fmt == Format.json:
+        sys.stdout.write(json.dumps(info, default=str, ensure_ascii=False, indent=1) + "\n")
+        return
+    frame = pd.DataFrame({"metric": list(info), "value": [cell(v) for v in info.values()]})
+    emit(frame, fmt, str(spec), top=len(frame))
+
+
 SCORE_PRIORITY = [
     "position", "candidate", "params", "macs", "rank", "why", "budget_used",
-    "within_budget", "omega_eff", "psi_eff", "nu_eff", "name", "sizes",
+    "within_budget", "active_params", "omega_eff", "psi_eff", "nu_eff", "name", "sizes",
 ]  # fmt: skip
 """The columns of ``score`` in a table, most important first."""
 
@@ -257,7 +283,11 @@ def score_command(
     for line in skipped:  # one line each; when none is left, the error lists them
         Console(stderr=True).print(f"[yellow]skipped[/yellow] {cli_words(line)}", highlight=False)
     title = f"{len(frame)} candidates for {d_in} → {d_out or d_in}"
-    emit(frame, fmt, title, priority=SCORE_PRIORITY, top=top, columns=columns)
+    priority = SCORE_PRIORITY
+    if (frame["active_params"] != frame["params"]).any():  # a sparse layer: show both counts
+        priority = ["position", "candidate", "params", "active_params", "macs"]
+        priority += [c for c in SCORE_PRIORITY if c not in priority]
+    emit(frame, fmt, title, priority=priority, top=top, columns=columns)
 
 
 @app.command("report")

@@ -9,49 +9,69 @@ are zero. Expert ``e`` is the rank-1 BTT (a Monarch matrix) ``ρ = e``.
   ρ = E.
 * Init: each expert as a rank-1 BTT, i.e. the spectral σ of the Monarch realization's fans,
   which also set the μP learning rates (:func:`~einspace.nn.param_groups`).
-* Counts: :attr:`BTTMoE.params` counts the two factors (the gate adds ``gate_params``);
-  :meth:`BTTMoE.macs` is the BTT's sequential MACs × k / E (the gate's d_in·E not included).
+* Gate: ``nn.Linear(d_in, E, bias=False)``, zero-initialized (as in the paper's code); its
+  ``mup_role`` is ``"readout"`` (:func:`~einspace.nn.param_groups` gives it a readout's rate).
+* Counts (:class:`einspace.moe.MoERealization`, :attr:`BTTMoE.counts`): :attr:`BTTMoE.params`
+  counts the two factors (all experts); :attr:`BTTMoE.total_params` adds the gate;
+  :meth:`BTTMoE.macs` is the **active** MACs per token, the BTT's sequential MACs × k / E
+  plus the gate's ``d_in · E`` (the paper's count: 139,264 at d = 1024, E = 8, k = 2).
 * Load balancing: after each forward pass :attr:`BTTMoE.aux_loss` holds
   ``E · ⟨P, f⟩ + z_loss_weight · mean(logsumexp(logits)²)``, where ``P`` is the router's
   softmax probability averaged over tokens and ``f`` the fraction of the k·tokens selections
   each expert received (both sum to 1; ``E · ⟨P, f⟩`` is 1 when perfectly balanced). Add it
-  to the training loss with a small coefficient.
+  to the training loss with a small coefficient. :attr:`BTTMoE.load` holds ``f`` (detached).
 * Compute: ``dispatch="dense"`` runs the full BTT and zeroes the unselected rank slices (the
-  plan of :class:`EinsumLinear` with the gate applied between the two factors);
-  ``"sparse"`` gathers each expert's tokens and runs each expert as a Monarch plan on them
-  (k/E of the MACs, plus a gather and a scatter-add). ``"auto"`` picks sparse when
-  top_k < E and experts get at least 16 tokens on average (measured on CPU: sparse wins from
-  there on, by 2–8× at 4096 tokens), and dense under ``torch.compile`` (no data-dependent
-  shapes).
+  plan of :class:`EinsumLinear` with the gate applied between the two factors), as the
+  paper's code does; ``"sparse"`` gathers each expert's tokens and runs each expert as a
+  Monarch plan on them (exactly k/E of the MACs, plus a gather, a scatter-add and a Python
+  loop over the experts); ``"grouped"`` copies each expert's tokens into its rows of an
+  ``(E, C, d_in)`` buffer (C = the most tokens any expert got) and runs all experts as two
+  batched matmuls (E·C/(k·tokens) × k/E of the MACs: the empty slots compute zeros).
+  ``"auto"`` follows :func:`auto_dispatch` (measured on CPU, ``benchmarks/moe_layers.py``,
+  docs/moe.md), and picks dense under ``torch.compile`` (no data-dependent shapes).
 
 Examples:
     >>> import torch
     >>> moe = BTTMoE(256, 256, experts=8, top_k=2)
     >>> moe(torch.randn(4, 10, 256)).shape
     torch.Size([4, 10, 256])
-    >>> float(moe.aux_loss.detach()) > 0, moe.macs() == moe.btt_macs * 2 / 8
+    >>> float(moe.aux_loss.detach()) > 0, moe.macs() == moe.btt_macs * 2 / 8 + 256 * 8
     (True, True)
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from einspace.errors import EinspaceError
+from einspace.errors import EinspaceError, suggest
+from einspace.moe import MoERealization, MoESpec, collapsed, load_entropy
 from einspace.nn.execute import PlanFunction, compile_program, compute_dtype, run_program
 from einspace.nn.linear import core_order_state
 from einspace.nn.mup import init_factors, spectral_sigmas
 from einspace.nn.widths import flatten_input, resize_last
 from einspace.plan import ExecutionPlan, Z
 from einspace.realization import Realization
-from einspace.structure import Structure
 
-__all__ = ["BTTMoE"]
+__all__ = [
+    "DISPATCHES",
+    "GROUPED_FROM",
+    "LOOP_FROM",
+    "BTTMoE",
+    "Dispatch",
+    "RoutedLayer",
+    "auto_dispatch",
+    "aux_loss",
+    "routed_layers",
+    "routing_stats",
+    "top_k_route",
+]
 
-_BTT = "xA,xAB,By,ABy,AB"  # α γ ε φ ρ
+Dispatch = Literal["auto", "dense", "sparse", "grouped"]
+DISPATCHES: tuple[Dispatch, ...] = ("auto", "dense", "sparse", "grouped")
+"""How a :class:`BTTMoE` runs its experts (see the module docs)."""
 
 
 class BTTMoE(nn.Module):
@@ -66,9 +86,13 @@ class BTTMoE(nn.Module):
         mode: class sizing, ``"round"`` or ``"exact"`` (as for EinsumLinear).
         pad_tol: largest relative padding in ``"round"`` mode.
         z_loss_weight: weight of the z-loss in :attr:`aux_loss` (docs/theory.md §5: 0.1).
-        dispatch: ``"auto"``, ``"dense"`` or ``"sparse"`` (see the module docs).
+        dispatch: ``"auto"``, ``"dense"``, ``"sparse"`` or ``"grouped"`` (see the module
+            docs).
         device: where to create the parameters.
         dtype: parameter dtype.
+        expert: the experts' Monarch realization (instead of ``mode`` and ``pad_tol``; e.g.
+            the LM proxy's exact sizes).
+        zero_init: start the last factor at zero (the layer's output is zero).
     """
 
     factors: nn.ParameterList
@@ -84,9 +108,11 @@ class BTTMoE(nn.Module):
         mode: Literal["round", "exact"] = "round",
         pad_tol: float = 0.15,
         z_loss_weight: float = 0.1,
-        dispatch: Literal["auto", "dense", "sparse"] = "auto",
+        dispatch: Dispatch = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        expert: Realization | None = None,
+        zero_init: bool = False,
     ) -> None:
         super().__init__()
         for name, v in (("experts", experts), ("top_k", top_k)):
@@ -97,22 +123,29 @@ class BTTMoE(nn.Module):
                 f"top_k = {top_k} exceeds experts = {experts}; a token can use at most "
                 f"{experts} experts (use top_k ≤ {experts})"
             )
-        if dispatch not in ("auto", "dense", "sparse"):
-            raise EinspaceError(f"dispatch = {dispatch!r}; expected 'auto', 'dense' or 'sparse'")
-        monarch = Structure.named("monarch").realize(d_in, d_out, mode=mode, pad_tol=pad_tol)
-        n = monarch.sizes
+        if dispatch not in DISPATCHES:
+            raise EinspaceError(f"dispatch = {dispatch!r}; {suggest(str(dispatch), DISPATCHES)}")
+        if expert is None:
+            counts = MoESpec("btt_moe", experts, top_k).realize(d_in, d_out, mode, pad_tol)
+        else:
+            if (expert.d_in, expert.d_out) != (d_in, d_out):
+                raise EinspaceError(
+                    f"expert realization is {expert.d_in} → {expert.d_out}; the layer is "
+                    f"{d_in} → {d_out}"
+                )
+            counts = MoERealization.from_expert(expert, experts, top_k)
+        self.counts = counts
+        monarch = counts.expert
         self.d_in, self.d_out, self.experts, self.top_k = d_in, d_out, experts, top_k
         self.z_loss_weight = float(z_loss_weight)
         self.dispatch = dispatch
-        self._options = {"top_k": top_k, "bias": bias, "mode": mode, "pad_tol": pad_tol}
+        self.zero_init = zero_init
+        self._options = {"top_k": top_k, "bias": bias, "mode": monarch.mode, "pad_tol": pad_tol}
         self.monarch = monarch
-        self.realization = Realization.from_sizes(
-            _BTT, {"α": n["α"], "γ": n["γ"], "ε": n["ε"], "φ": n["φ"], "ρ": experts}, d_in, d_out
-        )
+        self.realization = counts.btt
         self.plan = ExecutionPlan.compile(self.realization)
         self._padded_in = self.realization.padded_in
         self._padded_out = self.realization.padded_out
-        self._sizes = dict(self.realization.sizes)
         # the gate scales the ρ slices of the intermediate between the two factors (ρ is
         # live there whichever factor goes first); find where ρ and the tokens sit in it
         self._first = compile_program(self.plan, 0, 1)
@@ -137,11 +170,33 @@ class BTTMoE(nn.Module):
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         shapes = self._first.weight_shapes
         self.factors = nn.ParameterList(nn.Parameter(torch.empty(s, **kw)) for s in shapes)
-        self.gate = nn.Linear(d_in, experts, **kw)
+        self.gate = nn.Linear(d_in, experts, bias=False, **kw)
+        self.gate.mup_role = "readout"  # type: ignore[assignment]
         self.bias = nn.Parameter(torch.empty(d_out, **kw)) if bias else None
         self.aux_loss: torch.Tensor | None = None
+        self.load: torch.Tensor | None = None
         core_order_state(self)  # state_dict factors in the core's axis order
         self.reset_parameters()
+
+    @classmethod
+    def from_realization(cls, realization: MoERealization, **kwargs: Any) -> BTTMoE:
+        """The layer of a :class:`~einspace.moe.MoERealization` (its expert sizes, E, k);
+        ``kwargs`` as for the constructor (``bias``, ``dispatch``, ``device``, ``dtype``, …).
+
+        Examples:
+            >>> from einspace.moe import MoESpec
+            >>> r = MoESpec.parse("btt_moe:e=4,k=1").realize(64, 64)
+            >>> BTTMoE.from_realization(r).macs() == r.active_macs == 2 * 8 ** 3 + 64 * 4
+            True
+        """
+        return cls(
+            realization.d_in,
+            realization.d_out,
+            realization.experts,
+            realization.top_k,
+            expert=realization.expert,
+            **kwargs,
+        )
 
     # ------------------------------------------------------------------ counts
     @property
@@ -161,29 +216,43 @@ class BTTMoE(nn.Module):
 
     @property
     def params(self) -> int:
-        """Parameters of the two factors (gate and bias not included)."""
-        return self.realization.params
+        """Weights of the two factors, all experts (gate and bias not included)."""
+        return self.counts.params
 
     @property
     def gate_params(self) -> int:
-        """Parameters of the gate (weight and bias)."""
-        return sum(p.numel() for p in self.gate.parameters())
+        """Weights of the gate, ``d_in · E``."""
+        return self.counts.gate_params
+
+    @property
+    def total_params(self) -> int:
+        """Every weight trained: all experts and the gate (the bias not included)."""
+        return self.counts.total_params
+
+    @property
+    def active_params(self) -> int:
+        """Weights a token uses: k experts and the gate."""
+        return self.counts.active_params
 
     @property
     def btt_macs(self) -> int:
-        """Sequential MACs per token of the whole BTT (all experts)."""
-        return int(self.realization.macs())
+        """Sequential MACs per token of the whole BTT (all experts, no gate)."""
+        return self.counts.btt_macs
 
     def macs(self, batch: int = 1) -> float:
-        """MACs per token counted for the MoE: the BTT's × top_k / E (docs/theory.md §5)."""
-        return self.realization.macs("sequential", batch) * self.top_k / self.experts
+        """Active MACs per token: the BTT's × top_k / E plus the gate's ``d_in · E``
+        (docs/theory.md §5; ``batch`` is accepted for :class:`EinsumLinear`'s signature,
+        the sequential count does not depend on it)."""
+        return float(self.counts.active_macs)
 
     def reset_parameters(self) -> None:
-        """Spectral init (rank-1 fans), zero gate, zero bias."""
+        """Spectral init (rank-1 fans), zero gate, zero bias (and, with ``zero_init``, a
+        zero last factor: the layer starts as zero, for one that ends a residual branch)."""
         init_factors(self.factors, self.sigmas)
         with torch.no_grad():
+            if self.zero_init:
+                self.factors[-1].zero_()
             self.gate.weight.zero_()
-            self.gate.bias.zero_()
             if self.bias is not None:
                 self.bias.zero_()
 
@@ -200,24 +269,17 @@ class BTTMoE(nn.Module):
     # ------------------------------------------------------------------ routing
     def route(self, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Gate ``x2`` (tokens, d_in): (top-k indices, their softmax weights, aux loss)."""
-        logits = self.gate(x2)  # (Z, E)
-        top, idx = logits.topk(self.top_k, dim=-1)  # (Z, k)
-        weights = torch.softmax(top, dim=-1)
-        probs = torch.softmax(logits, dim=-1).mean(0)  # (E,) sums to 1
-        counts = torch.zeros_like(probs).scatter_add_(
-            0, idx.reshape(-1), torch.ones_like(idx, dtype=probs.dtype).reshape(-1)
-        )
-        freq = counts / max(1, idx.numel())  # (E,) sums to 1
-        balance = self.experts * (probs * freq.detach()).sum()
-        z_loss = torch.logsumexp(logits, dim=-1).square().mean()
-        return idx, weights, balance + self.z_loss_weight * z_loss
+        idx, weights, aux, self.load = top_k_route(self.gate(x2), self.top_k, self.z_loss_weight)
+        return idx, weights, aux
 
-    def _use_sparse(self, tokens: int) -> bool:
+    def path(self, tokens: int) -> Dispatch:
+        """The path a forward pass of ``tokens`` tokens takes: :attr:`dispatch`, or for
+        ``"auto"`` :func:`auto_dispatch` (``"dense"`` under ``torch.compile``)."""
         if self.dispatch != "auto":
-            return self.dispatch == "sparse"
+            return self.dispatch
         if torch.compiler.is_compiling():
-            return False
-        return self.top_k < self.experts and tokens * self.top_k >= 16 * self.experts
+            return "dense"
+        return auto_dispatch(tokens, self.experts, self.top_k)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,8 +307,11 @@ class BTTMoE(nn.Module):
     ) -> torch.Tensor:
         """The experts' output (tokens, d_out) for gated inputs, bias not added."""
         xp = resize_last(x2, self._padded_in)  # (Z, P_in)
-        if self._use_sparse(x2.shape[0]):
+        path = self.path(x2.shape[0])
+        if path == "sparse":
             y = self._sparse(xp, idx, weights, ws)
+        elif path == "grouped":
+            y = self._grouped(xp, idx, weights, ws)
         else:
             scale = torch.zeros(x2.shape[0], self.experts, dtype=weights.dtype, device=x2.device)
             scale = scale.scatter(1, idx, weights)  # (Z, E), zero off the top-k
@@ -296,6 +361,30 @@ class BTTMoE(nn.Module):
             y.index_add_(0, rows, ye)
         return y
 
+    def _grouped(
+        self, xp: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor, ws: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Run the selected experts as two batched matmuls over (expert, slot): each
+        expert's tokens are copied into its rows of an ``(E, C, d_in)`` buffer, C the most
+        tokens any expert got (the empty slots are computed on zeros and dropped)."""
+        n, e = self.realization.sizes, self.experts
+        a_core, b_core = self._core(ws)  # (α, γ, φ, E), (γ, ε, φ, E)
+        flat_idx = idx.reshape(-1)
+        order = torch.argsort(flat_idx, stable=True)
+        expert_of = flat_idx[order]
+        counts = torch.bincount(flat_idx, minlength=e)
+        cap = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        slot = expert_of * cap + torch.arange(order.numel(), device=xp.device) - starts[expert_of]
+        rows = order // self.top_k  # the token of each sorted selection
+        xg = xp.new_zeros(e * cap, xp.shape[1]).index_copy(0, slot, xp.index_select(0, rows))
+        wg = weights.new_zeros(e * cap).index_copy(0, slot, weights.reshape(-1)[order])
+        xg = xg.reshape(e, cap, n["α"], n["γ"])
+        h = torch.einsum("ecag,agfe->ecgf", xg, a_core) * wg.reshape(e, cap, 1, 1)
+        yg = torch.einsum("ecgf,gnfe->ecnf", h, b_core).reshape(e * cap, -1)
+        y = xp.new_zeros(xp.shape[0], yg.shape[1])
+        return y.index_add(0, rows, yg.index_select(0, slot))
+
     # ------------------------------------------------------------------ repr
     def extra_repr(self) -> str:
         parts = [f"d_in={self.d_in}", f"d_out={self.d_out}", f"experts={self.experts}"]
@@ -307,3 +396,113 @@ class BTTMoE(nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+@runtime_checkable
+class RoutedLayer(Protocol):
+    """A layer with a top-k router: :class:`BTTMoE` and the LM proxy's standard MoE are.
+    After a forward pass ``aux_loss`` holds its auxiliary loss and ``load`` the fraction of
+    the selections each expert got (both None before the first)."""
+
+    top_k: int
+    aux_loss: torch.Tensor | None
+    load: torch.Tensor | None
+
+
+def routed_layers(model: nn.Module) -> dict[str, RoutedLayer]:
+    """Every routed layer of ``model`` by module name (empty for a model without any)."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, RoutedLayer)}
+
+
+def aux_loss(model: nn.Module, weight: float = 0.01) -> torch.Tensor:
+    """``weight ×`` the mean over ``model``'s routed layers of their auxiliary loss in the
+    last forward pass, to add to the training loss (the paper's code averages over layers,
+    weight 0.01); a zero tensor when it has none. Works on any model, e.g. one that
+    :func:`~einspace.nn.replace_linear` gave BTT-MoE layers.
+
+    Examples:
+        >>> net = nn.Sequential(BTTMoE(64, 64, experts=4), nn.ReLU(), BTTMoE(64, 64, experts=4))
+        >>> y = net(torch.randn(8, 64))
+        >>> round(float(aux_loss(net).detach()), 5)  # zero gates: 0.01 · (1 + 0.1 · (log 4)²)
+        0.01192
+    """
+    losses = [m.aux_loss for m in routed_layers(model).values() if m.aux_loss is not None]
+    if not losses:
+        first = next(model.parameters(), None)
+        return torch.zeros((), device=None if first is None else first.device)
+    return weight * torch.stack(losses).mean()
+
+
+def routing_stats(model: nn.Module, weight: float = 0.01) -> dict[str, float]:
+    """The health of ``model``'s routers in the last forward pass, for a run's log:
+    ``aux_loss`` (as :func:`aux_loss`), ``load_entropy`` (the mean over layers of the load's
+    normalized entropy, :func:`einspace.moe.load_entropy`; 1 = balanced),
+    ``load_entropy_min``, ``load_max`` (the largest share of any expert in any layer) and
+    ``collapsed`` (the fraction of layers whose load :func:`einspace.moe.collapsed`). Empty
+    for a model without routed layers."""
+    loads = [m.load.tolist() for m in routed_layers(model).values() if m.load is not None]
+    if not loads:
+        return {}
+    entropies = [load_entropy(x) for x in loads]
+    return {
+        "aux_loss": float(aux_loss(model, weight).detach()),
+        "load_entropy": sum(entropies) / len(entropies),
+        "load_entropy_min": min(entropies),
+        "load_max": max(max(x) for x in loads),
+        "collapsed": sum(collapsed(x) for x in loads) / len(loads),
+    }
+
+
+def top_k_route(
+    logits: torch.Tensor, top_k: int, z_loss_weight: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-k routing of gate ``logits`` (tokens, E), the convention of docs/theory.md §5
+    shared by :class:`BTTMoE` and the LM proxy's standard MoE.
+
+    Returns:
+        ``(idx, weights, aux_loss, load)``: the k experts of each token (tokens, k); their
+        weights, the softmax over the k selected logits (tokens, k); the auxiliary loss
+        ``E · ⟨P, f⟩ + z_loss_weight · mean(logsumexp(logits)²)`` (P: the router's softmax
+        averaged over tokens, f: the fraction of the k·tokens selections each expert got,
+        no gradient); and ``f`` itself, detached (E,), summing to 1.
+
+    Examples:
+        >>> idx, w, aux, load = top_k_route(torch.zeros(6, 4), 2)
+        >>> w[0].tolist(), round(float(aux), 4), float(load.sum())
+        ([0.5, 0.5], 1.1922, 1.0)
+    """
+    top, idx = logits.topk(top_k, dim=-1)  # (Z, k)
+    weights = torch.softmax(top, dim=-1)
+    probs = torch.softmax(logits, dim=-1).mean(0)  # (E,) sums to 1
+    counts = torch.zeros_like(probs).scatter_add_(
+        0, idx.reshape(-1), torch.ones_like(idx, dtype=probs.dtype).reshape(-1)
+    )
+    freq = (counts / max(1, idx.numel())).detach()  # (E,) sums to 1
+    balance = logits.shape[-1] * (probs * freq).sum()
+    z_loss = torch.logsumexp(logits, dim=-1).square().mean()
+    return idx, weights, balance + z_loss_weight * z_loss, freq
+
+
+GROUPED_FROM = 16
+"""``"auto"`` runs only the selected experts from this many tokens per expert
+(``tokens · k / E``) on: the break-even with computing all experts (docs/moe.md)."""
+
+LOOP_FROM = 256
+"""``"auto"`` switches from the grouped matmuls to the per-expert loop from this many tokens
+per expert on: the loop has no padding to a common expert capacity (docs/moe.md)."""
+
+
+def auto_dispatch(tokens: int, experts: int, top_k: int) -> Dispatch:
+    """The ``"auto"`` dispatch rule, from ``benchmarks/moe_layers.py`` on CPU (docs/moe.md),
+    by the average tokens per expert ``t = tokens · k / E``: all experts, masked
+    (``"dense"``) when ``k = E`` or ``t <`` :data:`GROUPED_FROM`; the grouped matmuls
+    (``"grouped"``) up to :data:`LOOP_FROM`; the per-expert loop (``"sparse"``) from there.
+
+    Examples:
+        >>> [auto_dispatch(t, 8, 2) for t in (32, 256, 4096)], auto_dispatch(4096, 4, 4)
+        (['dense', 'grouped', 'sparse'], 'dense')
+    """
+    per_expert = tokens * top_k / experts
+    if top_k >= experts or per_expert < GROUPED_FROM:
+        return "dense"
+    return "grouped" if per_expert < LOOP_FROM else "sparse"

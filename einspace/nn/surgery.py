@@ -4,7 +4,9 @@
 or ``transformers``' ``Conv1D`` (GPT-2), which stores its weight transposed — by an
 :class:`~einspace.nn.EinsumLinear` with the same widths, bias presence, device and dtype (the
 old bias values are copied; the weight is re-initialized with the structure's μP init, or
-projected from the old weight with ``project=True``), and reports what it did. What is known
+projected from the old weight with ``project=True``), and reports what it did. Given a sparse
+spec (``"btt_moe:e=4,k=2"``) each layer becomes a :class:`~einspace.nn.BTTMoE` instead (μP
+init; add each layer's ``aux_loss`` to the training loss). What is known
 about other libraries' layers and tied weights lives in :mod:`einspace.nn.adapters`.
 
 ``nn.TransformerEncoderLayer`` works (training and eval); in inference mode its fused
@@ -50,8 +52,10 @@ from typing import Any, Literal
 from torch import nn
 
 from einspace.errors import EinspaceError
+from einspace.moe import MoESpec, is_moe_spec
 from einspace.nn.adapters import DenseView, dense_view, forget_tie, parameter_owners
 from einspace.nn.linear import EinsumLinear, StructureLike
+from einspace.nn.moe import BTTMoE
 
 __all__ = ["LayerReplacement", "ReplaceSummary", "replace_linear"]
 
@@ -155,8 +159,11 @@ class _Layer:
 
 def _layers(model: nn.Module) -> list[_Layer]:
     found: dict[int, _Layer] = {}
+    inside: list[str] = []  # the names of BTTMoE layers: their gate is theirs, not the model's
     for name, m in model.named_modules(remove_duplicate=False):
-        if isinstance(m, EinsumLinear):
+        if isinstance(m, EinsumLinear | BTTMoE) or any(name.startswith(p) for p in inside):
+            if isinstance(m, BTTMoE):
+                inside.append(f"{name}." if name else "")
             continue
         if id(m) in found:
             found[id(m)].names.append(name)
@@ -207,31 +214,118 @@ def _ties(layer: _Layer, owners: dict[int, list[str]]) -> list[str]:
     ]
 
 
+Parent = tuple[str, nn.Module, str]  # (qualified name, module, attribute)
+_MOE_KWARGS = {"mode", "pad_tol", "dispatch", "z_loss_weight", "device", "dtype"}
+
+
+def _skip_reason(layer: _Layer, parents: list[Parent], tied: list[str], untie: bool) -> str | None:
+    """Why a selected layer is left dense, or None to replace it."""
+    if layer.view is None:
+        return f"{layer.problem}; left dense"
+    if not layer.names[0]:
+        return "the model itself is the layer; wrap it to replace"
+    if any(isinstance(p, nn.MultiheadAttention) for _, p, _ in parents):
+        return "nn.MultiheadAttention reads out_proj.weight directly; left dense"
+    if tied and not untie:
+        return (
+            f"shares parameters with {', '.join(tied)} (tied weights); replacing it would "
+            "break the tie, so it is left dense (untie=True replaces it)"
+        )
+    return None
+
+
+def _build(
+    view: DenseView, structure: StructureLike | MoESpec, project: bool, kwargs: dict[str, Any]
+) -> tuple[EinsumLinear | BTTMoE, float | None]:
+    """The new layer for ``view`` (and the projection error with ``project``)."""
+    bias = view.bias
+    if isinstance(structure, MoESpec):
+        unknown = sorted(set(kwargs) - _MOE_KWARGS)
+        if project or unknown:
+            what = "project=True" if project else ", ".join(f"{k}=" for k in unknown)
+            raise EinspaceError(
+                f"{structure} takes mode=, pad_tol=, dispatch= and z_loss_weight=, not {what}: "
+                "its output depends on the gate, so it starts from its μP init"
+            )
+        moe = BTTMoE(
+            view.d_in, view.d_out, structure.experts, structure.top_k, bias is not None, **kwargs
+        )
+        if bias is not None and moe.bias is not None:
+            moe.bias.data.copy_(bias.detach())
+        return moe, None
+    if project:
+        b = bias.detach() if bias is not None else None
+        return EinsumLinear.from_dense(view.weight.detach(), structure, b, **kwargs)
+    new = EinsumLinear(view.d_in, view.d_out, structure, bias=bias is not None, **kwargs)
+    if bias is not None and new.bias is not None:
+        new.bias.data.copy_(bias.detach())
+    return new, None
+
+
+def _install(
+    model: nn.Module, layer: _Layer, new: nn.Module, parents: list[Parent], tied: list[str]
+) -> list[str]:
+    """Put ``new`` in every place of ``layer``; return the notes this calls for."""
+    name, notes = layer.names[0], []
+    new.train(layer.module.training)
+    for _, parent, attr in parents:
+        setattr(parent, attr, new)
+    if len(layer.names) > 1:
+        notes.append(
+            f"{name}: one module registered as {', '.join(layer.names)}; "
+            "all of them now share the new layer"
+        )
+    if tied:
+        note = f"{name}: untied from {', '.join(tied)} (untie=True); those keep the dense weight"
+        hf = forget_tie(model, [f"{n}.{p}" for n in layer.names for p in ("weight", "bias")])
+        notes.append(note + (f"; {hf}" if hf else ""))
+    for parent_name, parent, _ in parents:
+        if isinstance(parent, nn.TransformerEncoderLayer | nn.TransformerDecoderLayer):
+            notes.append(
+                f"{parent_name or '<model>'}: {type(parent).__name__}'s inference fast path "
+                "(eval, no grad) reads .weight and runs dense; turn it off with "
+                "torch.backends.mha.set_fastpath_enabled(False) to run the structure"
+            )
+    return notes
+
+
+def _record(name: str, view: DenseView, new: EinsumLinear | BTTMoE) -> LayerReplacement:
+    dense = view.d_in * view.d_out
+    after = new.total_params if isinstance(new, BTTMoE) else new.params
+    return LayerReplacement(
+        name, view.kind, view.d_in, view.d_out, dense, after, dense, int(new.macs())
+    )
+
+
 def replace_linear(
     model: nn.Module,
-    structure: StructureLike,
+    structure: StructureLike | MoESpec,
     select: Selector = "all",
     project: bool = False,
     untie: bool = False,
     **layer_kwargs: Any,
 ) -> ReplaceSummary:
-    """Replace selected linear layers of ``model`` by :class:`EinsumLinear`, in place.
+    """Replace selected linear layers of ``model`` by structured ones, in place.
 
     Args:
         model: the model to modify.
-        structure: a structure or string (realized per layer at its widths).
+        structure: a structure or string (realized per layer at its widths), or a sparse
+            spec (``"btt_moe:e=4,k=2"``, :mod:`einspace.moe`): each layer becomes a
+            :class:`~einspace.nn.BTTMoE` whose ``aux_loss`` the training loss should add.
         select: ``"all"``, ``"all_but_last"`` (keeps the last linear layer in module order,
             usually the output head) or a callable ``(name, layer) -> bool``.
         project: initialize each new layer from the old weight with
-            :meth:`EinsumLinear.from_dense` instead of the μP init.
+            :meth:`EinsumLinear.from_dense` instead of the μP init (not for BTT-MoE).
         untie: also replace layers whose weight is tied to another module's (the tie is
             broken: the other module keeps the dense weight); by default they are skipped.
         **layer_kwargs: passed to :class:`EinsumLinear` (``mode``, ``pad_tol``,
-            ``normalize``, ``zero_init``); ``bias``, ``device`` and ``dtype`` follow the old
-            layer.
+            ``normalize``, ``zero_init``) or :class:`BTTMoE` (``mode``, ``pad_tol``,
+            ``dispatch``, ``z_loss_weight``); ``bias``, ``device`` and ``dtype`` follow the
+            old layer.
 
     Returns:
-        a :class:`ReplaceSummary`.
+        a :class:`ReplaceSummary` (for a BTT-MoE, ``params_after`` counts every expert and
+        the gate and ``macs_after`` the active MACs, k experts plus the gate).
 
     Raises:
         EinspaceError: when nothing could be replaced (every reason is listed).
@@ -239,9 +333,14 @@ def replace_linear(
     for key in ("bias", "device", "dtype"):
         if key in layer_kwargs:
             raise EinspaceError(f"{key} is taken from each replaced layer; do not pass {key}=")
-    if isinstance(structure, EinsumLinear):
+    if isinstance(structure, EinsumLinear | BTTMoE):
         raise EinspaceError("pass a structure (or string), not a layer")
-    summary = ReplaceSummary(str(structure))
+    spec = (
+        MoESpec.parse(structure)
+        if isinstance(structure, str) and is_moe_spec(structure)
+        else structure
+    )
+    summary = ReplaceSummary(str(spec))
     summary.params_before = sum(p.numel() for p in model.parameters())
     layers = _layers(model)
     chosen = _selected(layers, select)
@@ -257,94 +356,37 @@ def replace_linear(
             )
             summary.skipped.append((name, f"not selected ({why})"))
             continue
-        if layer.view is None:
-            summary.skipped.append((name, f"{layer.problem}; left dense"))
-            continue
-        view = layer.view
-        parents = []
-        for n in layer.names:
-            parent_name, _, attr = n.rpartition(".")
-            parents.append((parent_name, modules[parent_name] if parent_name else model, attr))
-        if not name:
-            summary.skipped.append((name, "the model itself is the layer; wrap it to replace"))
-            continue
-        if any(isinstance(p, nn.MultiheadAttention) for _, p, _ in parents):
-            summary.skipped.append(
-                (name, "nn.MultiheadAttention reads out_proj.weight directly; left dense")
-            )
-            continue
-        tied = _ties(layer, owners)
-        if tied and not untie:
-            reason = (
-                f"shares parameters with {', '.join(tied)} (tied weights); replacing it would "
-                "break the tie, so it is left dense (untie=True replaces it)"
-            )
+        parents = [
+            (pn, modules[pn] if pn else model, attr)
+            for pn, _, attr in (n.rpartition(".") for n in layer.names)
+        ]
+        tied = _ties(layer, owners) if layer.view is not None else []
+        reason = _skip_reason(layer, parents, tied, untie)
+        if reason is not None:
             summary.skipped.append((name, reason))
-            summary.notes.append(f"{name}: {reason}")
+            if tied and not untie:
+                summary.notes.append(f"{name}: {reason}")
             continue
-        w = view.weight
+        assert layer.view is not None
+        w = layer.view.weight
         kwargs = {**layer_kwargs, "device": w.device, "dtype": w.dtype}
         try:
-            if project:
-                new, err = EinsumLinear.from_dense(
-                    w.detach(),
-                    structure,
-                    view.bias.detach() if view.bias is not None else None,
-                    **kwargs,
-                )
-                summary.projection_errors[name] = err
-            else:
-                new = EinsumLinear(
-                    view.d_in, view.d_out, structure, bias=view.bias is not None, **kwargs
-                )
-                if view.bias is not None and new.bias is not None:
-                    new.bias.data.copy_(view.bias.detach())
-        except EinspaceError as err:
-            summary.skipped.append((name, str(err)))
+            new, err = _build(layer.view, spec, project, kwargs)
+        except EinspaceError as error:
+            summary.skipped.append((name, str(error)))
             continue
-        new.train(layer.module.training)
-        for _, parent, attr in parents:
-            setattr(parent, attr, new)
-        if len(layer.names) > 1:
-            summary.notes.append(
-                f"{name}: one module registered as {', '.join(layer.names)}; "
-                "all of them now share the new layer"
-            )
-        if tied:
-            note = (
-                f"{name}: untied from {', '.join(tied)} (untie=True); those keep the dense weight"
-            )
-            hf = forget_tie(model, [f"{n}.{p}" for n in layer.names for p in ("weight", "bias")])
-            summary.notes.append(note + (f"; {hf}" if hf else ""))
-        for parent_name, parent, _ in parents:
-            if isinstance(parent, nn.TransformerEncoderLayer | nn.TransformerDecoderLayer):
-                note = (
-                    f"{parent_name or '<model>'}: {type(parent).__name__}'s inference fast path "
-                    "(eval, no grad) reads .weight and runs dense; turn it off with "
-                    "torch.backends.mha.set_fastpath_enabled(False) to run the structure"
-                )
-                if note not in summary.notes:
-                    summary.notes.append(note)
-        dense = view.d_in * view.d_out
-        summary.replaced.append(
-            LayerReplacement(
-                name=name,
-                kind=view.kind,
-                d_in=view.d_in,
-                d_out=view.d_out,
-                params_before=dense,
-                params_after=new.params,
-                macs_before=dense,
-                macs_after=int(new.macs()),
-            )
-        )
+        if err is not None:
+            summary.projection_errors[name] = err
+        summary.notes += [
+            n for n in _install(model, layer, new, parents, tied) if n not in summary.notes
+        ]
+        summary.replaced.append(_record(name, layer.view, new))
     summary.params_after = sum(p.numel() for p in model.parameters())
     if not summary.replaced:
         reasons = "; ".join(f"{n or '<model>'}: {r}" for n, r in summary.skipped)
-        n_sel = sum(chosen)
-        found = _describe(layers) + (f", {n_sel} selected" if layers else "")
+        found = _describe(layers) + (f", {sum(chosen)} selected" if layers else "")
         raise EinspaceError(
-            f"replace_linear({str(structure)!r}) replaced nothing: {found}"
+            f"replace_linear({str(spec)!r}) replaced nothing: {found}"
             + (f" ({reasons})" if reasons else "")
             + ". Check `select`, or loosen pad_tol / use mode='exact' for awkward widths"
         )
