@@ -289,7 +289,7 @@ def _runner(module: nn.Module, x: torch.Tensor, backward: bool) -> Callable[[], 
                 return module(x)
 
         return forward
-    gy = torch.ones(x.shape[0], module(x).shape[-1])
+    gy = torch.ones(x.shape[0], module(x).shape[-1], device=x.device)
 
     def both() -> object:
         y = module(x)
@@ -318,18 +318,28 @@ class CacheState:
     inside a network, whose neighbours' weights and activations pass through in between) or
     ``warm`` (the same implementation ran just before, untimed: its weights are cached, as
     when it is timed alone). Either way every implementation finds the same state; timing
-    them back to back instead lets each find what the one before it left."""
+    them back to back instead lets each find what the one before it left. On a GPU the
+    last-level cache is its L2, and every timed call is synchronized."""
 
-    def __init__(self, state: str) -> None:
+    def __init__(self, state: str, device: torch.device | None = None) -> None:
         self.state = state
-        # float32 elements filling twice the last-level cache
-        self._buffer = torch.zeros(last_level_cache_bytes() // 2) if state == "cold" else None
+        self.device = device or torch.device("cpu")
+        cuda = self.device.type == "cuda"
+        cache = torch.cuda.get_device_properties(self.device).L2_cache_size if cuda else None
+        size = (cache or last_level_cache_bytes()) // 2  # float32 elements: twice the cache
+        self._buffer = torch.zeros(size, device=self.device) if state == "cold" else None
 
     def prepare(self, fn: Callable[[], object]) -> None:
         if self._buffer is not None:
             self._buffer.add_(1.0)
         else:
             fn()
+        self.sync()
+
+    def sync(self) -> None:
+        """Wait for the device to finish (a no-op on CPU)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 def measure(
@@ -348,6 +358,7 @@ def measure(
             caches.prepare(fn)
             t0 = time.perf_counter()
             fn()
+            caches.sync()
             ts.append(time.perf_counter() - t0)
         if rep >= 4 and time.perf_counter() - start > budget:
             break
@@ -360,6 +371,12 @@ def spread(values: list[float]) -> tuple[float, float, float]:
         return values[0], values[0], 0.0
     q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
     return min(values), statistics.median(values), q3 - q1
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({device})"
+    return f"CPU, {torch.get_num_threads()} threads"
 
 
 def structures(d: int) -> dict[str, Structure]:
@@ -375,8 +392,8 @@ def prepared(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module.prepare(x) if isinstance(module, _Reference) else x
 
 
-def _check_same_map(mods: dict[str, nn.Module], d: int) -> None:
-    x = torch.randn(8, d)
+def _check_same_map(mods: dict[str, nn.Module], d: int, device: torch.device) -> None:
+    x = torch.randn(8, d, device=device)
     with torch.no_grad():
         ref = mods["ours"](x)
         for name, m in mods.items():
@@ -402,6 +419,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per row, about")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument(
         "--caches",
         choices=["cold", "warm"],
@@ -414,11 +432,14 @@ def main() -> None:
         args.dims, args.batches, args.proxy_dims, args.repeats = [4096], [256], [128], 9
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    caches = CacheState(args.caches)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available here; use --device cpu")
+    caches = CacheState(args.caches, device)
     shapes = [(d, b) for d in args.dims for b in args.batches]
     shapes += [(d, args.proxy_rows) for d in args.proxy_dims]
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
+        f"torch {torch.__version__}, {_device_name(device)}, float32, "
         f"{args.caches} caches; times in ms; "
         "ours× = t_impl / t_ours: per-repetition median [IQR], and min/min; "
         "! = IQR > 20 % of median"
@@ -430,12 +451,12 @@ def main() -> None:
     losses: list[tuple[str, int, int, str, float, float, float]] = []
     behind_fly: list[tuple[str, int, int, str, float]] = []
     for d, batch in shapes:
-        dense = nn.Linear(d, d, bias=False)
-        x = torch.randn(batch, d)
+        dense = nn.Linear(d, d, bias=False, device=device)
+        x = torch.randn(batch, d, device=device)
         for name, s in structures(d).items():
             if args.only and not any(o in name for o in args.only):
                 continue
-            layer = EinsumLinear(d, d, s, bias=False)
+            layer = EinsumLinear(d, d, s, bias=False, device=device)
             r = layer.realization
             mods: dict[str, nn.Module] = {"dense": dense, "ours": layer}
             if args.compile:
@@ -445,7 +466,7 @@ def main() -> None:
             for key, cls in refs.items():
                 if key not in args.skip and (key != "fly" or fly_fits(r)):
                     mods[key] = cls(layer)
-            _check_same_map(mods, d)
+            _check_same_map(mods, d, device)
             theory = d * d / r.macs()
             print(f"\n{name} at d={d} (sizes {r.sizes}), batch {batch}: theory {theory:.2f}×")
             print(header)
