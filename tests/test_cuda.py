@@ -5,6 +5,7 @@ proxy run resumed on another GPU continues the run it left. Skipped without CUDA
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -77,7 +78,7 @@ def test_run_resumed_on_another_gpu_continues_it(tmp_path: Path) -> None:
     """Interrupted on cuda:0 at step 15, resumed on the last visible GPU (cuda:0 itself
     when there is one): the curve is the uninterrupted run's."""
     other = f"cuda:{torch.cuda.device_count() - 1}"
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "width": 32,
         "steps": 24,
         "eval_every": 3,
