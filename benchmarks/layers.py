@@ -16,7 +16,9 @@ compares :class:`einspace.nn.EinsumLinear` (``ours``) with:
   Compute Better Spent runs it (re-implemented in :class:`_FlyMultiply`, with its
   pre-transposed output buffers and hand-written backward pass), for Monarch and BTT. It
   reads its input with the first factor's batch class outermost, as in its own network;
-  that layout is made once, outside the timing;
+  that layout is made once, outside the timing; ``--fly-original PATH`` adds ``fly-orig``,
+  the original's own code loaded from a fly checkout you fetched, to check the
+  re-implementation's speed;
 * ``compiled`` (with ``--compile``): ``torch.compile(ours, fullgraph=True)``.
 
 Every implementation computes the same map from the same factors (checked at start-up).
@@ -66,7 +68,17 @@ from einspace.nn import EinsumLinear
 from einspace.nn.widths import resize_last
 from einspace.realization import LETTERS, Realization
 
-IMPLS = ("dense", "ours", "compiled", "einsum1", "oe-path", "einsum2", "ein2-laid", "fly")
+IMPLS = (
+    "dense",
+    "ours",
+    "compiled",
+    "einsum1",
+    "oe-path",
+    "einsum2",
+    "ein2-laid",
+    "fly",
+    "fly-orig",
+)
 
 
 # ----------------------------------------------------------------------------- references
@@ -257,8 +269,32 @@ class FlyKernel(_Reference):
         return t.transpose(1, 2).reshape(x.shape[0], -1).requires_grad_(x.requires_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y: torch.Tensor = _FlyMultiply.apply(x, *self.weights)
+        y: torch.Tensor = self.multiply(x, *self.weights)
         return resize_last(y, self.r.d_out)
+
+    multiply: Callable[..., torch.Tensor] = staticmethod(_FlyMultiply.apply)
+
+
+def original_fly(path: str) -> type[FlyKernel]:
+    """:class:`FlyKernel` running fly's own ``BlockdiagButterflyMultiply``, loaded from
+    ``path`` (``src/models/layers/blockdiag_butterfly_multiply.py`` of a fly checkout you
+    fetched; this project ships none of its code), to time our re-implementation against."""
+    import importlib.util
+    import sys
+    import types
+
+    # the file imports einops for its slow reference function only
+    sys.modules.setdefault("einops", types.SimpleNamespace(rearrange=None))  # type: ignore[arg-type]
+    spec = importlib.util.spec_from_file_location("fly_original", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"--fly-original {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class OriginalFly(FlyKernel):
+        multiply = staticmethod(module.BlockdiagButterflyMultiply.apply)
+
+    return OriginalFly
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -412,6 +448,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="substrings of structure names to run")
     parser.add_argument("--skip", nargs="*", default=[], choices=IMPLS[3:])
     parser.add_argument(
+        "--fly-original",
+        metavar="PATH",
+        help="also time fly's own blockdiag_butterfly_multiply.py from a checkout (fly-orig)",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="add ours under torch.compile(fullgraph=True) (inductor; compiles per shape)",
@@ -463,8 +504,10 @@ def main() -> None:
                 mods["compiled"] = cast(nn.Module, torch.compile(layer, fullgraph=True))
             refs = {"einsum1": OneEinsum, "oe-path": OptEinsumPath}
             refs |= {"einsum2": TwoEinsum, "ein2-laid": TwoEinsumLaid, "fly": FlyKernel}
+            if args.fly_original:
+                refs["fly-orig"] = original_fly(args.fly_original)
             for key, cls in refs.items():
-                if key not in args.skip and (key != "fly" or fly_fits(r)):
+                if key not in args.skip and (not key.startswith("fly") or fly_fits(r)):
                     mods[key] = cls(layer)
             _check_same_map(mods, d, device)
             theory = d * d / r.macs()
