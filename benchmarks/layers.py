@@ -43,6 +43,9 @@ the backward pass, measured with ``torch.autograd.graph.saved_tensors_hooks`` (t
 every distinct storage packed for backward, parameters excluded); the input counts, as
 ``nn.Linear`` saves it too.
 
+``--device cuda`` runs everything on a GPU: each timed call is synchronized, and cold
+caches mean its L2 was overwritten first.
+
 Run: ``python benchmarks/layers.py`` (the full grid: tens of minutes on 2 shared cores) or
 ``--quick`` (d = 4096 at batch 256 and one proxy shape, a couple of minutes).
 """
