@@ -10,8 +10,8 @@ import pytest
 import torch
 from rich.console import Console
 
+import search.progress as progress
 import search.workers as workers
-from search.progress import _Display
 from search.workers import worker_device
 
 
@@ -112,7 +112,7 @@ def test_processes_hand_each_worker_its_device(gpus: Any, monkeypatch: pytest.Mo
 
 def test_display_shows_each_workers_gpu() -> None:
     out = io.StringIO()
-    display = _Display(Console(file=out, width=120), enabled=True)
+    display = progress._Display(Console(file=out, width=120), enabled=True)
     with display:
         display.handle(("device", 1, "cuda:1"))
         display.handle(("device", 0, "cuda:0"))
