@@ -334,8 +334,8 @@ def test_torch_compile_fullgraph(structure: str, rows: int) -> None:
     y_eager = layer(x)
     want = torch.autograd.grad(y_eager, params, gy)
     torch.testing.assert_close(y, y_eager)
-    for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w)
+    for g, w in zip(got, want, strict=True):  # inductor may sum 4096 rows in another order
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-3)
 
 
 def test_from_dense_layer() -> None:
