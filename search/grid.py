@@ -222,7 +222,7 @@ def _run_grid(
             lease_s,
         )
 
-    with _processes(_grid_worker, args, workers) as (procs, messages):
+    with _processes(_grid_worker, args, workers, device) as (procs, messages):
         _pump(procs, messages, display.handle)
     _raise_crashes(display)
 

@@ -29,6 +29,7 @@ class _Display:
         self.crashes: list[str] = []
         self.killed: list[str] = []
         self.outcomes: dict[str, str] = {}
+        self.devices: dict[int, str] = {}  # worker → its GPU, when spread over several
 
     def __enter__(self) -> _Display:
         if not self.enabled or not self.console.is_terminal:
@@ -83,7 +84,8 @@ class _Display:
             label, steps = message[2], message[3]
             row = self._rows.get(wid)
             if row is not None:
-                self._progress.reset(row, total=steps, description=f"  w{wid} {label}")
+                on = f" [{self.devices[wid]}]" if wid in self.devices else ""
+                self._progress.reset(row, total=steps, description=f"  w{wid}{on} {label}")
         elif kind == "point" and self._progress is not None:
             row = self._rows.get(wid)
             if row is not None:
@@ -116,6 +118,10 @@ class _Display:
                     self.best[key] = (float(value), f"trial {number}")
             if status != "busy":
                 self._advance()
+        elif kind == "device":
+            self.devices[wid] = str(message[2])
+            if self._progress is None and self.enabled:
+                self.console.print(f"worker {wid} on {message[2]}", highlight=False)
         elif kind == "rejected":
             self._count("θ rejected")
         elif kind == "crashed":

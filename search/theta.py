@@ -519,7 +519,10 @@ def _run_theta(job: _ThetaJob, workers: int, threads: int | None, display: _Disp
         with _torch_threads(threads):
             _theta_loop(job, 0, display.handle)
         return
-    with _processes(_theta_worker, lambda i: (job, i, threads), workers) as (procs, messages):
+    with _processes(_theta_worker, lambda i: (job, i, threads), workers, job.device) as (
+        procs,
+        messages,
+    ):
         _pump(procs, messages, display.handle)
     _raise_crashes(display)
 

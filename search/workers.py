@@ -4,9 +4,18 @@ A worker reports through a queue of tuples (``("start", wid, label, steps)``,
 ``("point", …)``, ``("done", wid, summary)``, ``("crashed", wid, text)``, …) that
 :class:`search.progress._Display` shows.
 
+With ``device="cuda"`` and several visible GPUs, worker ``i`` trains on ``cuda:i`` modulo
+the GPU count (:func:`worker_device`): the worker makes that GPU its current device before
+it starts, so every ``"cuda"`` tensor, model and checkpoint it loads lands there, and says
+so with a ``("device", wid, "cuda:i")`` message. Checkpoints are loaded with
+``map_location`` set to the device of the worker that resumes them, so a run started on one
+GPU resumes on another.
+
 Examples:
     >>> _rotate([1, 2, 3, 4], 1, 2)
     [3, 4, 1, 2]
+    >>> worker_device("cuda:1", 5), worker_device("cpu", 5), worker_device(None, 5)
+    ('cuda:1', 'cpu', None)
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from einspace.errors import EinspaceError
 if TYPE_CHECKING:
     from search.progress import _Display
 
-__all__ = ["Emit"]
+__all__ = ["Emit", "worker_device"]
 
 
 Emit = Callable[[tuple[Any, ...]], None]
@@ -40,6 +49,32 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def worker_device(device: str | None, wid: int) -> str | None:
+    """The device worker ``wid`` trains on when the search asked for ``device``.
+
+    A bare ``"cuda"`` is spread over the visible GPUs: ``cuda:{wid mod count}``. A device
+    with an index (``"cuda:1"``), ``"cpu"``, ``None`` and ``"cuda"`` where no GPU is
+    visible (the run then reports that CUDA is missing) are kept as they are.
+    """
+    if device is None or device.strip().lower() != "cuda":
+        return device
+    import torch
+
+    count = torch.cuda.device_count()
+    return f"cuda:{wid % count}" if count else device
+
+
+def _use_device(device: str | None, wid: int, emit: Emit) -> None:
+    """In a worker process: make ``device`` (from :func:`worker_device`) the current CUDA
+    device, so that a bare ``"cuda"`` means it, and tell the display."""
+    if device is None or not device.startswith("cuda:"):
+        return
+    import torch
+
+    torch.cuda.set_device(torch.device(device))
+    emit(("device", wid, device))
+
+
 def _rotate(items: Sequence[Any], k: int, n: int) -> list[Any]:
     """``items`` started at the k-th of n equal offsets (workers start apart)."""
     if not items:
@@ -50,9 +85,14 @@ def _rotate(items: Sequence[Any], k: int, n: int) -> list[Any]:
 
 @contextlib.contextmanager
 def _processes(
-    target: Callable[..., None], args: Callable[[int], tuple[Any, ...]], workers: int
+    target: Callable[..., None],
+    args: Callable[[int], tuple[Any, ...]],
+    workers: int,
+    device: str | None = None,
 ) -> Iterator[tuple[list[Any], Any]]:
     """Start ``workers`` processes; on leaving, wait for them to exit.
+
+    Worker ``i`` runs on :func:`worker_device` ``(device, i)``.
 
     When the block is left by an exception (Ctrl-C), workers still running after a grace
     period (a terminal's Ctrl-C reaches them too) are sent SIGINT themselves, and those
@@ -66,7 +106,11 @@ def _processes(
     messages = ctx.Queue()
     parent = os.getpid()
     procs = [
-        ctx.Process(target=_child, args=(parent, target, *args(i), messages), daemon=False)
+        ctx.Process(
+            target=_child,
+            args=(parent, i, worker_device(device, i), target, *args(i), messages),
+            daemon=False,
+        )
         for i in range(workers)
     ]
     for proc in procs:
@@ -92,9 +136,13 @@ _PARENT_POLL_S: Final = 0.5
 _PARENT_GRACE_S: Final = 10.0
 
 
-def _child(parent: int, target: Callable[..., None], *args: Any) -> None:
-    """A worker process: watch the parent, then run ``target(*args)``."""
+def _child(
+    parent: int, wid: int, device: str | None, target: Callable[..., None], *args: Any
+) -> None:
+    """A worker process: watch the parent, take its GPU, then run ``target(*args)`` (whose
+    last argument is the message queue)."""
     _exit_with_parent(parent)
+    _use_device(device, wid, args[-1].put)
     target(*args)
 
 
