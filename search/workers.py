@@ -2,10 +2,10 @@
 
 A worker reports through a queue of tuples (``("start", wid, label, steps)``,
 ``("point", …)``, ``("done", wid, summary)``, ``("crashed", wid, text)``, …) that
-:class:`search.progress._Display` shows.
+:class:`search.progress.Display` shows.
 
 Examples:
-    >>> _rotate([1, 2, 3, 4], 1, 2)
+    >>> rotate([1, 2, 3, 4], 1, 2)
     [3, 4, 1, 2]
 """
 
@@ -25,22 +25,24 @@ from typing import TYPE_CHECKING, Any, Final
 from einspace.errors import EinspaceError
 
 if TYPE_CHECKING:
-    from search.progress import _Display
+    from search.progress import Display
 
-__all__ = ["Emit"]
+__all__ = ["Emit", "processes", "pump", "raise_crashes", "rotate", "set_threads", "torch_threads"]
 
 
 Emit = Callable[[tuple[Any, ...]], None]
 
 
-def _set_threads(threads: int | None) -> None:
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads of this process (a worker's), unless ``threads`` is 0
+    or None."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
 
 
-def _rotate(items: Sequence[Any], k: int, n: int) -> list[Any]:
+def rotate(items: Sequence[Any], k: int, n: int) -> list[Any]:
     """``items`` started at the k-th of n equal offsets (workers start apart)."""
     if not items:
         return []
@@ -49,7 +51,7 @@ def _rotate(items: Sequence[Any], k: int, n: int) -> list[Any]:
 
 
 @contextlib.contextmanager
-def _processes(
+def processes(
     target: Callable[..., None], args: Callable[[int], tuple[Any, ...]], workers: int
 ) -> Iterator[tuple[list[Any], Any]]:
     """Start ``workers`` processes; on leaving, wait for them to exit.
@@ -158,7 +160,7 @@ _PRELOAD: Final = [
 ]
 
 
-def _pump(procs: Sequence[Any], messages: Any, handle: Callable[[tuple[Any, ...]], None]) -> None:
+def pump(procs: Sequence[Any], messages: Any, handle: Callable[[tuple[Any, ...]], None]) -> None:
     """Forward worker messages to ``handle`` until every worker has exited.
 
     A worker that dies without saying so (killed, out of memory) is reported as
@@ -211,7 +213,7 @@ def _death(wid: int, proc: Any, held: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
+def torch_threads(threads: int | None) -> Iterator[None]:
     """Set torch's intra-op threads for the block (in this process), then restore them."""
     if not threads:
         yield
@@ -226,7 +228,8 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _raise_crashes(display: _Display) -> None:
+def raise_crashes(display: Display) -> None:
+    """Raise :class:`EinspaceError` for the worker processes that crashed or died."""
     if display.killed and not display.crashes:
         raise EinspaceError(
             f"{len(display.killed)} worker process(es) died: {'; '.join(display.killed)}. "
