@@ -1,0 +1,144 @@
+"""The plan of a search (search/run_plan.py, --dry-run): horizons that grow with the model,
+counted by hand; totals by hand (a trunk once, each branch for its own steps); a dry run
+trains nothing; the CLI's horizons and their precedence."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from einspace.cli import app
+from einspace.errors import EinspaceError
+from search.driver import RunSettings, SearchOptions, run_search
+from search.options import parse_tokens_per_param, with_options
+from search.run_plan import horizon_steps, model_size, plan_grid
+from search.settings import parse_structures
+
+QUIET = {"progress": False}
+
+# the proxy MLP of mlp_regression (d_in 8, d_out 1) at width 16, depth 2, dense hidden layers:
+# weights and biases of 8→16, 16→16, 16→16, 16→1, counted by hand
+DENSE16_PARAMS = (8 * 16 + 16) + 2 * (16 * 16 + 16) + (16 * 1 + 1)  # 705
+DENSE16_MACS = 8 * 16 + 2 * 16 * 16 + 16 * 1  # 656 per example (= token)
+
+
+def test_dense16_size_is_the_hand_count_and_the_built_models() -> None:
+    from search.models import build_model
+
+    settings = RunSettings()
+    size = model_size(settings, "dense", 16)
+    model = build_model(settings.config("dense", 16), settings.make_task())
+    assert size.params == DENSE16_PARAMS == sum(p.numel() for p in model.parameters())
+    assert size.macs_per_token == DENSE16_MACS and size.tokens_per_example == 1
+
+
+def test_horizons_from_tokens_per_param_by_hand() -> None:
+    # tpp × 705 tokens at 64 tokens per step: 55.08, 110.16, 220.3, 440.6 steps
+    runs = plan_grid(parse_structures(["dense"]), [16], [0], RunSettings(), (5, 10, 20, 40))
+    by_tpp = {r.tokens_per_param: r for r in runs}
+    assert {t: r.config.steps for t, r in by_tpp.items()} == {5: 55, 10: 110, 20: 220, 40: 441}
+    assert all(r.role == "run" for r in runs)  # constant schedule: independent runs
+    assert {t: r.tokens for t, r in by_tpp.items()} == {5: 3520, 10: 7040, 20: 14080, 40: 28224}
+    for run in runs:  # an independent run pays all its steps: 6 × MACs × batch per step
+        assert run.flops == run.config.steps * 6 * DENSE16_MACS * 64
+    assert horizon_steps(0.5, 64, 64) == 1  # half a step rounds up
+    assert horizon_steps(0.49, 64, 64) == 1  # and never below one
+
+
+def test_tokens_per_step_counts_every_token_of_an_lm_example() -> None:
+    settings = RunSettings(task="lm", task_kwargs={"n_ctx": 8, "n_eval": 16}, batch_size=4)
+    (run,) = plan_grid(parse_structures(["dense"]), [32], [0], settings, (1,))
+    n = run.size.params
+    assert run.size.tokens_per_example == 8
+    assert run.config.steps == max(1, int(n / 32 + 0.5))  # N tokens at 4 × 8 per step
+    assert run.tokens == run.config.steps * 32
+
+
+def test_horizons_that_round_alike_are_one_run() -> None:
+    # at width 16 the model has 705 parameters: 1 and 1.02 tokens per param both give 11 steps
+    runs = plan_grid(parse_structures(["dense"]), [16], [0], RunSettings(), (1, 1.02))
+    assert [r.config.steps for r in runs] == [11]
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "x", "nan", ""])
+def test_bad_tokens_per_param_names_the_flag(bad: str) -> None:
+    with pytest.raises(EinspaceError, match="--tokens-per-param"):
+        parse_tokens_per_param(bad)
+
+
+def test_unknown_search_option_suggests_the_nearest() -> None:
+    with pytest.raises(EinspaceError, match="did you mean 'workers'"):
+        with_options(workrs=2)
+    with pytest.raises(EinspaceError, match="did you mean 'workers'"):
+        run_search(["dense"], [16], workrs=2)
+
+
+def test_dry_run_plans_tuning_and_grid_and_trains_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    settings = RunSettings(steps=7)
+    result = run_search(
+        ["dense", "low_rank"],
+        [16, 32],
+        settings=settings,
+        store=store,
+        dry_run=True,
+        lr_grid=3,
+        **QUIET,
+    )
+    assert not store.exists() and result.dry_run and result.runs.empty
+    plan = result.plan
+    assert plan is not None
+    roles = plan.frame().groupby("role").size().to_dict()
+    # 3 tuning runs per structure at width 16; the grid's own run there is the winner
+    assert roles == {"lr-tuning": 6, "run": 2}
+    sizes = {(r.config.structure, r.config.width): r.size.macs_per_token for r in plan.runs}
+    total = sum(7 * 6 * 64 * sizes[(r.config.structure, r.config.width)] for r in plan.runs)
+    assert plan.total_flops == total
+    assert sizes[("dense", 16)] == DENSE16_MACS
+
+
+def run_cli(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def test_cli_dry_run_csv_lists_horizons_and_trains_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    args = ["search", "dense", "--widths", "16", "--store", str(store), "--dry-run"]
+    out = run_cli(*args, "--format", "csv", "--lr-grid", "0")
+    frame = pd.read_csv(io.StringIO(out))
+    assert not store.exists()
+    assert {"tokens", "parent", "flops", "steps", "tokens_per_param"} <= set(frame.columns)
+    # the command line's default horizons: 5, 10, 20, 40 tokens per parameter
+    assert sorted(frame["steps"]) == [55, 110, 220, 441]
+    assert sorted(frame["tokens"]) == [3520, 7040, 14080, 28224]
+    fixed = pd.read_csv(io.StringIO(run_cli(*args, "--format", "csv", "--steps", "9")))
+    assert fixed["steps"].tolist() == [9] * 5 and (fixed["role"] == "lr-tuning").all()
+    both = run_cli(
+        *args, "--format", "csv", "--steps", "9", "--tokens-per-param", "20", "--lr", "0.01"
+    )
+    assert pd.read_csv(io.StringIO(both))["steps"].tolist() == [220]
+    table = run_cli(*args, "--tokens-per-param", "20", "--lr", "0.01")
+    assert "total 5.54e+07 FLOPs" in table  # 220 × 6 × 656 × 64
+    bad = run_cli(*args, "--tokens-per-param", "5,-2", code=2)
+    assert "--tokens-per-param '-2'" in bad
+
+
+def test_every_search_option_is_an_option_of_the_search_command() -> None:
+    import typer
+
+    from search.options import flag, option_fields
+
+    command = typer.main.get_command(app).commands["search"]  # type: ignore[attr-defined]
+    options = {p.name: p for p in command.params}
+    for f in option_fields():
+        assert f.name in options, f.name
+        assert flag(f.name) in options[f.name].opts
+        assert options[f.name].help == f.metadata["help"]
+    assert options["lease_s"].default == SearchOptions().lease_s == 120.0
+    assert options["lr_grid"].default == "5" and SearchOptions().lr_grid is None
