@@ -142,3 +142,98 @@ def test_every_search_option_is_an_option_of_the_search_command() -> None:
         assert options[f.name].help == f.metadata["help"]
     assert options["lease_s"].default == SearchOptions().lease_s == 120.0
     assert options["lr_grid"].default == "5" and SearchOptions().lr_grid is None
+
+
+# --------------------------------------------------------------------------- branches wait
+
+
+def _fake_grid(monkeypatch: pytest.MonkeyPatch, trunk_outcome: str) -> list[str]:
+    """A fake run_config: the trunk ends ``trunk_outcome`` at step 3 without checkpoints, a
+    branch always finds its trunk's checkpoint missing (``waiting``)."""
+    from types import SimpleNamespace
+
+    import search.grid as grid_module
+    import search.proxy as proxy
+
+    calls: list[str] = []
+
+    def fake(config: dict, *, store: object, **kwargs: object) -> object:
+        from search.store import run_id
+
+        rid = run_id(config)
+        calls.append("branch" if config.get("parent") else "trunk")
+        status = "waiting"
+        if not config.get("parent"):
+            store.claim(config, sweep="s")  # type: ignore[attr-defined]
+            if trunk_outcome == "diverged":
+                store.mark_diverged(rid, 3, "loss became nan")  # type: ignore[attr-defined]
+            status = trunk_outcome
+        return SimpleNamespace(
+            run_id=rid,
+            config=SimpleNamespace(**config),
+            status=status,
+            final_eval_loss=None,
+            cached=False,
+            trained_steps=0,
+            resumed_from=None,
+            error=None,
+        )
+
+    monkeypatch.setattr(proxy, "run_config", fake)
+    monkeypatch.setattr(grid_module, "POLL_S", 0.01)
+    return calls
+
+
+def _items() -> list:
+    from search.grid import GridItem
+    from search.store import run_id
+
+    trunk = {"structure": "dense", "width": 8, "seed": 0, "steps": 10}
+    branch = {**trunk, "steps": 6, "parent": run_id(trunk), "branch_step": 5}
+    return [
+        GridItem(branch, run_id(branch), run_id(trunk), 5, ()),  # a branch before its trunk
+        GridItem(trunk, run_id(trunk), None, None, (5,)),
+    ]
+
+
+def test_a_branch_of_a_diverged_trunk_ends_diverged_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.grid import GridJob, grid_loop
+
+    calls = _fake_grid(monkeypatch, "diverged")
+    target = str(tmp_path / "runs.sqlite")
+    messages: list[tuple] = []
+    grid_loop(GridJob(target, "s", SearchOptions()), _items(), 0, messages.append)
+    assert calls == ["branch", "trunk", "branch"]  # waited, trained the trunk, came back
+    rows = store_rows(target)
+    (branch,) = [r for r in rows if r["config"].get("parent")]
+    assert branch["status"] == "diverged"
+    assert (
+        "trunk" in branch["error"] and "diverged" in branch["error"] and "step 5" in branch["error"]
+    )
+    done = [m[2]["status"] for m in messages if m[0] == "done"]
+    assert sorted(done) == ["diverged", "diverged"] and len(rows) == 2
+
+
+def store_rows(target: str) -> list[dict]:
+    from search.store import RunStore
+
+    with RunStore(target) as store:
+        return store.runs().to_dict("records")
+
+
+def test_a_branch_waits_for_a_trunk_held_elsewhere_then_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.grid import GridJob, grid_loop
+    from search.store import RunStore
+
+    _fake_grid(monkeypatch, "busy")
+    target = str(tmp_path / "runs.sqlite")
+    branch, trunk = _items()
+    with RunStore(target) as other:  # another live worker holds the trunk and never moves
+        other.claim(trunk.config, sweep="s")
+        job = GridJob(target, "s", SearchOptions(wait_s=0.2))
+        with pytest.raises(EinspaceError, match="waited 0.2 s .*--branch-wait"):
+            grid_loop(job, [branch], 0, lambda message: None)
