@@ -235,5 +235,5 @@ def test_a_branch_waits_for_a_trunk_held_elsewhere_then_says_so(
     with RunStore(target) as other:  # another live worker holds the trunk and never moves
         other.claim(trunk.config, sweep="s")
         job = GridJob(target, "s", SearchOptions(wait_s=0.2))
-        with pytest.raises(EinspaceError, match="waited 0.2 s .*--branch-wait"):
+        with pytest.raises(EinspaceError, match=r"waited 0\.2 s .*--branch-wait"):
             grid_loop(job, [branch], 0, lambda message: None)
