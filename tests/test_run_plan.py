@@ -237,3 +237,86 @@ def test_a_branch_waits_for_a_trunk_held_elsewhere_then_says_so(
         job = GridJob(target, "s", SearchOptions(wait_s=0.2))
         with pytest.raises(EinspaceError, match=r"waited 0\.2 s .*--branch-wait"):
             grid_loop(job, [branch], 0, lambda message: None)
+
+
+# --------------------------------------------------------------------------- wsd trunks
+
+needs_schedules = pytest.mark.skipif(
+    "schedule" not in {f.name for f in __import__("dataclasses").fields(RunSettings)},
+    reason="needs RunSettings.schedule (branch loop)",
+)
+
+
+@needs_schedules
+def test_wsd_plan_is_a_trunk_and_branches_counted_by_hand() -> None:
+    settings = RunSettings(schedule="wsd", warmup=0.1, cooldown=0.2)
+    runs = plan_grid(parse_structures(["dense"]), [16], [0], settings, (5, 10, 20, 40))
+    (trunk,) = [r for r in runs if r.role == "trunk"]
+    branches = sorted((r for r in runs if r.role == "branch"), key=lambda r: r.config.steps)
+    # horizons 55, 110, 220, 441 steps; a branch decays over round(0.2 × steps) steps
+    assert trunk.config.steps == 441 and trunk.keep_steps == (44, 88, 176)
+    assert [(b.config.steps, b.branch_step) for b in branches] == [(55, 44), (110, 88), (220, 176)]
+    assert all(b.parent == trunk.run_id == b.config.parent for b in branches)
+    assert {r.config.warmup_steps for r in runs} == {6}  # round(0.1 × 55 = 5.5), halves up
+    assert [b.flops for b in branches] == [n * 6 * DENSE16_MACS * 64 for n in (11, 22, 44)]
+    assert [b.tokens for b in branches] == [55 * 64, 110 * 64, 220 * 64]  # trunk's included
+    from search.run_plan import SearchPlan
+
+    total = (441 + 11 + 22 + 44) * 6 * DENSE16_MACS * 64  # the trunk once, branches' own
+    assert SearchPlan(tuple(runs)).total_flops == total
+    cosine = plan_grid(
+        parse_structures(["dense"]), [16], [0], RunSettings(schedule="cosine"), (5, 10)
+    )
+    assert [r.role for r in cosine] == ["run", "run"] and all(r.parent is None for r in cosine)
+
+
+@needs_schedules
+def test_cli_dry_run_csv_names_each_branchs_trunk(tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    args = ["search", "dense", "--widths", "16", "--store", str(store), "--dry-run"]
+    out = run_cli(*args, "--format", "csv", "--schedule", "wsd", "--lr-grid", "3")
+    frame = pd.read_csv(io.StringIO(out))
+    assert not store.exists()
+    tuning = frame[frame["role"] == "lr-tuning"]
+    branches = frame[frame["role"] == "branch"]
+    assert len(tuning) == 3 and (tuning["steps"] == 441).all()  # the trunk, at 3 rates
+    assert len(branches) == 3 and set(branches["parent"]) <= set(tuning["run_id"])
+    assert "trunk" not in set(frame["role"])  # the tuned trunk is a tuning run
+
+
+def _wsd_search(store: Path, **kwargs: object) -> object:
+    settings = RunSettings(
+        schedule="wsd", warmup=0.1, eval_every=4, batch_size=8, task_kwargs={"n_eval": 32}
+    )
+    # dense at width 16 has 705 parameters: 0.5 and 1 token per parameter at 8 per step
+    # are 44 and 88 steps; the branch resumes at 44 − round(8.8) = 35
+    options = SearchOptions(tokens_per_param=(0.5, 1), progress=False, checkpoint_every=5)
+    return run_search(
+        ["dense"], [16], settings=settings, options=options, store=store, console=_quiet(), **kwargs
+    )
+
+
+def _quiet() -> object:
+    from rich.console import Console
+
+    return Console(file=io.StringIO())
+
+
+@needs_schedules
+def test_a_wsd_search_trains_a_trunk_and_its_branch(tmp_path: Path) -> None:
+    from search.store import RunStore
+
+    result = _wsd_search(tmp_path / "runs.sqlite", workers=2)
+    runs = result.runs.set_index("role")  # type: ignore[attr-defined]
+    assert sorted(runs.index) == ["branch", "trunk"]
+    assert set(runs["status"]) == {"finished"}
+    assert runs.loc["branch", "parent"] == runs.loc["trunk", "run_id"]
+    assert list(runs["steps"].sort_values()) == [44, 88]
+    points = result.points  # type: ignore[attr-defined]
+    own = points[points["run_id"] == runs.loc["branch", "run_id"]]
+    assert own["step"].min() > 35 and own["step"].max() == 44  # its own steps only
+    trunk = points[points["run_id"] == runs.loc["trunk", "run_id"]]
+    at35 = trunk[trunk["step"] <= 35]["compute"].max()
+    assert own["compute"].min() > at35  # its compute starts where the trunk's checkpoint ends
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        assert len(store.runs()) == 2
