@@ -225,19 +225,21 @@ def _plan(search: _Search, theta: ThetaJob | None = None) -> SearchPlan:
     return SearchPlan(tuple(runs), search.options.trials, theta.budget)
 
 
-def _start_theta(search: _Search, out: Console) -> ThetaJob | None:
-    """The θ study's job, its storage opened and its queue filled, or None without one."""
+def _theta_job(search: _Search) -> ThetaJob | None:
+    """The θ study's job (None without θ trials)."""
     if search.options.trials == 0:
         return None
-    job = theta_job(
-        search.settings, search.options, search.widths, search.target, search.dense_steps
-    )
+    options = search.options
+    return theta_job(search.settings, options, search.widths, search.target, search.dense_steps)
+
+
+def _start_theta(job: ThetaJob, search: _Search, out: Console) -> None:
+    """Open the θ study's storage and fill its queue (retried and enqueued trials)."""
     open_optuna_storage(job.storage)  # a malformed URL fails before any work
     enqueue_points(job, [raw_theta(item) for item in search.options.enqueue])
     retries = requeue_interrupted(job)
     if retries:
         out.print(f"θ search: retrying {retries} interrupted trial(s)")
-    return job
 
 
 def _theta_stage(job: ThetaJob, search: _Search, display: Display, out: Console) -> list[str]:
@@ -337,13 +339,9 @@ def run_search(
 
         settings = with_task_and_model(settings, task, model)
     search = _prepare(structures, widths, seeds, settings, opts, model)
+    theta = _theta_job(search)
+    plan = _plan(search, theta)  # also checks the learning-rate grid before any work
     if opts.dry_run:
-        theta = (
-            None
-            if opts.trials == 0
-            else theta_job(settings, opts, search.widths, search.target, search.dense_steps)
-        )
-        plan = _plan(search, theta)
         print_plan(out, plan, opts.plan_format)
         return _dry_result(search, plan, time.perf_counter() - started)
     display = ProgressDisplay(out, opts.progress)
@@ -352,9 +350,9 @@ def run_search(
     chosen: list[str] = []
     per_structure: Mapping[str, RunSettings] = {}
     with RunStore(search.target, lease_s=opts.lease_s) as run_store:
-        theta = _start_theta(search, out)
-        plan = _plan(search, theta)
         out.print(plan.summary(), highlight=False)
+        if theta is not None:
+            _start_theta(theta, search, out)
         grid_job = GridJob(search.target, opts.sweep, replace(opts, lease_s=run_store.lease_s))
         try:
             with display:
