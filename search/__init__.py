@@ -32,15 +32,17 @@ from search.store import (
 if TYPE_CHECKING:
     from search.driver import SearchResult, run_search
     from search.models import build_model
-    from search.proxy import CurvePoint, ProxyConfig, RunResult, proxy_run
+    from search.proxy import proxy_run
+    from search.proxy_config import ProxyConfig
+    from search.run_result import CurvePoint, RunResult
     from search.settings import RunSettings
     from search.space import ThetaPoint, sample_points, snap_theta, theta_point
 
 _LAZY = {
     "build_model": "search.models",
-    "CurvePoint": "search.proxy",
-    "ProxyConfig": "search.proxy",
-    "RunResult": "search.proxy",
+    "CurvePoint": "search.run_result",
+    "ProxyConfig": "search.proxy_config",
+    "RunResult": "search.run_result",
     "proxy_run": "search.proxy",
     "RunSettings": "search.settings",
     "SearchResult": "search.driver",

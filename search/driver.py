@@ -83,6 +83,7 @@ from einspace.structure import Structure
 from search.grid import GridJob, grid_frame, grid_runs, run_grid
 from search.options import DEFAULT_STORE, SearchOptions, with_options
 from search.progress import Display, ProgressDisplay, print_plan, print_result
+from search.proxy_config import check_settings
 from search.result import SearchResult
 from search.run_plan import PlannedRun, SearchPlan, plan_tuning
 from search.settings import RunSettings, parse_seeds, parse_structures, parse_widths
@@ -191,7 +192,7 @@ def _prepare(
 ) -> _Search:
     """Check every input of a search before any work (raises :class:`EinspaceError`)."""
     _check_crossing(settings, model, options.workers)
-    settings.check()
+    check_settings(settings)
     options.check()
     width_list = parse_widths(widths)
     seed_list = parse_seeds(seeds)

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from search.progress import Display
-    from search.proxy import CurvePoint, RunResult
+    from search.run_result import CurvePoint, RunResult
     from search.store import RunStore
 
 __all__ = [

@@ -61,7 +61,7 @@ from search.compute import macs_per_token as mlp_macs_per_token
 from search.tasks import TASKS, Task, get_task, model_kind
 
 if TYPE_CHECKING:
-    from search.proxy import ProxyConfig
+    from search.proxy_config import ProxyConfig
 
 __all__ = [
     "ModelFactory",
@@ -336,7 +336,7 @@ class ProxyMLP(nn.Module):
 
 def build_model(config: ProxyConfig, task: Task | None = None) -> nn.Module:
     """The model a proxy run of ``config`` trains (before it is seeded; see
-    :func:`search.proxy.run_config` for the seeded build).
+    :func:`search.training.seeded_model` for the seeded build).
 
     Args:
         config: the run config (its structure, width, mode and model settings).
@@ -347,7 +347,7 @@ def build_model(config: ProxyConfig, task: Task | None = None) -> nn.Module:
             that fails or does not return an ``nn.Module``.
 
     Examples:
-        >>> from search.proxy import ProxyConfig
+        >>> from search.proxy_config import ProxyConfig
         >>> type(build_model(ProxyConfig("btt", 32, task="lm", task_kwargs={"n_ctx": 8}))).__name__
         'GPT'
         >>> type(build_model(ProxyConfig("btt", 32))).__name__

@@ -48,12 +48,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
 from search.compute import step_flops
+from search.proxy_config import make_config
 from search.settings import RunSettings
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from search.proxy import ProxyConfig
+    from search.proxy_config import ProxyConfig
 
 __all__ = [
     "PLAN_COLUMNS",
@@ -150,13 +151,13 @@ def warmup_steps(warmup: float, shortest_steps: int) -> int:
     return max(1, math.floor(warmup * shortest_steps + 0.5))
 
 
-def make_config(
+def _config(
     settings: RunSettings, structure: str, width: int, seed: int, **extra: Any
 ) -> ProxyConfig:
-    """The :class:`~search.proxy.ProxyConfig` of a planned run (``extra``: its ``steps``
+    """The :class:`~search.proxy_config.ProxyConfig` of a planned run (``extra``: its ``steps``
     and, for a trunk family, ``parent``, ``branch_step``, ``warmup_steps``)."""
     steps = extra.pop("steps", None)
-    config = settings.config(structure, width, seed, steps=steps)
+    config = make_config(settings, structure, width, seed, steps=steps)
     return replace(config, **extra) if extra else config
 
 
@@ -304,19 +305,19 @@ def _family(
     if schedule != "wsd" or len(horizons) == 1:
         out = []
         for tpp, steps in horizons:
-            config = make_config(settings, label, width, seed, steps=steps)
+            config = _config(settings, label, width, seed, steps=steps)
             out.append(PlannedRun(config, "run", run_id(config.to_dict()), size, tpp))
         return out
     warmup = warmup_steps(float(getattr(settings, "warmup", 0.0)), horizons[0][1])
     cooldown = float(getattr(settings, "cooldown", 0.2))
     starts = {steps: steps - round(cooldown * steps) for _, steps in horizons[:-1]}
     trunk_tpp, trunk_steps = horizons[-1]
-    config = make_config(settings, label, width, seed, steps=trunk_steps, warmup_steps=warmup)
+    config = _config(settings, label, width, seed, steps=trunk_steps, warmup_steps=warmup)
     trunk_id = run_id(config.to_dict())
     keep = tuple(sorted(set(starts.values())))
     out = [PlannedRun(config, "trunk", trunk_id, size, trunk_tpp, keep_steps=keep)]
     for tpp, steps in horizons[:-1]:
-        branch = make_config(
+        branch = _config(
             settings,
             label,
             width,

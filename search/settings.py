@@ -17,11 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError, suggest
 from einspace.structure import Structure
-from search.compute import step_flops
 from search.space import Mode
 
 if TYPE_CHECKING:
-    from search.proxy import ProxyConfig
     from search.tasks import Task
 
 __all__ = [
@@ -108,15 +106,14 @@ class RunSettings:
     """The settings of a proxy run that every run of a search shares, with their defaults.
 
     This is the one place these settings and their defaults are written:
-    :class:`~search.proxy.ProxyConfig` is a ``RunSettings`` plus what differs per run
-    (structure, width, seed); :func:`~search.proxy.proxy_run` takes every field as a
-    keyword; the options of ``einspace search`` are generated from the fields (type,
+    :class:`~search.proxy_config.ProxyConfig` is a ``RunSettings`` plus what differs per run
+    (structure, width, seed; :func:`~search.proxy_config.make_config` builds one from these
+    settings); :func:`~search.proxy.proxy_run` takes every field as a keyword; the options of
+    ``einspace search`` are generated from the fields (type,
     default, and the ``help`` in each field's metadata). Adding a field here adds it
     everywhere (and changes new runs' ids, since a config's fields are its identity).
 
     Examples:
-        >>> RunSettings(steps=50).config("btt", 16, seed=1).to_dict()["structure"]
-        'btt(r=0.25)'
         >>> replace(RunSettings(), lr=1e-2).lr
         0.01
     """
@@ -161,7 +158,7 @@ class RunSettings:
     task_repr: str | None = field(default=None, metadata={"cli": False})
 
     def settings(self) -> RunSettings:
-        """Just the shared settings (of a :class:`~search.proxy.ProxyConfig`, say).
+        """Just the shared settings (of a :class:`~search.proxy_config.ProxyConfig`, say).
 
         Examples:
             >>> RunSettings(steps=5).settings() == RunSettings(steps=5)
@@ -169,52 +166,12 @@ class RunSettings:
         """
         return RunSettings(**{f.name: getattr(self, f.name) for f in fields(RunSettings)})
 
-    def config(
-        self,
-        structure: str | Structure,
-        width: int,
-        seed: int = 0,
-        *,
-        steps: int | None = None,
-        eval_every: int | None = None,
-    ) -> ProxyConfig:
-        """The :class:`~search.proxy.ProxyConfig` of one run (imports torch)."""
-        from search.proxy import ProxyConfig
-
-        values = {f.name: getattr(self, f.name) for f in fields(RunSettings)}
-        if steps is not None:
-            values["steps"] = steps
-        if eval_every is not None:
-            values["eval_every"] = eval_every
-        spec = structure if isinstance(structure, str) else str(structure)
-        digest = getattr(self.make_task(), "digest", None)
-        return ProxyConfig(spec, width, seed=seed, task_digest=digest, **values)
-
-    def check(self) -> None:
-        """Raise :class:`EinspaceError` for an unknown task or a bad value (imports torch)."""
-        self.make_task()
-        self.config("dense", 16)  # validates every number
-
     def make_task(self) -> Task:
         """The task of these settings (imports torch; built once per process and reused:
         tasks are read-only, and building one can take a fraction of a second): a registered
         name, a ``"module:attr"`` spec, or an in-process task object (``task_repr`` set)."""
         kwargs = json.dumps(dict(self.task_kwargs), sort_keys=True, default=str)
         return _task(self.task, kwargs, self.task_repr, _data_stamp(self.task_kwargs))
-
-    def compute_per_step(self, structure: Structure | str, width: int) -> float:
-        """Training FLOPs of one optimizer step of a run at ``width`` (imports torch):
-        ``6 × MACs per token × tokens per example × batch``
-        (:func:`search.models.macs_per_token`; the model is built once to count it).
-
-        Examples:
-            >>> s = RunSettings(depth=1, batch_size=2)
-            >>> s.compute_per_step("dense", 16) == 6 * (8 * 16 + 16 * 16 + 16 * 1) * 2
-            True
-        """
-        spec = str(structure if isinstance(structure, Structure) else Structure.parse(structure))
-        values = {f.name: getattr(self, f.name) for f in fields(RunSettings)}
-        return _step_compute(json.dumps(values, sort_keys=True, default=str), spec, width)
 
 
 def settings_fields() -> tuple[Field[Any], ...]:
@@ -271,18 +228,6 @@ def _task(name: str, kwargs_json: str, task_repr: str | None, stamp: object) -> 
     from search.models import resolve_task
 
     return resolve_task(name, json.loads(kwargs_json), task_repr)
-
-
-@functools.lru_cache(maxsize=256)
-def _step_compute(settings_json: str, structure: str, width: int) -> float:
-    from search.models import build_model, macs_per_token, tokens_per_example
-
-    settings = RunSettings(**json.loads(settings_json))
-    config = settings.config(structure, width)
-    task = settings.make_task()
-    model = build_model(config, task)
-    macs = macs_per_token(model, task, settings.batch_size)
-    return step_flops(macs * tokens_per_example(task), settings.batch_size)
 
 
 def _check_int(value: object, name: str, low: int) -> None:

@@ -2,7 +2,7 @@
 successive halving, stored in optuna RDB storage shared by every worker.
 
 Examples:
-    >>> from search.proxy import CurvePoint
+    >>> from search.run_result import CurvePoint
     >>> interpolate_loss([CurvePoint(0, 0.0, 1.0, 1.0), CurvePoint(10, 100.0, 0.5, 0.5)], 100.0)
     0.5
 """
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
 from search.options import MAX_COMPUTE_RATIO, SearchOptions, check_int
+from search.proxy_config import compute_per_step, make_config
 from search.settings import RunSettings
 from search.space import PARAM_NAMES, Mode, snap_theta, theta_point
 from search.workers import Emit, processes, pump, raise_crashes, set_threads, torch_threads
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
     from search.progress import Display
-    from search.proxy import CurvePoint, RunResult
+    from search.run_result import CurvePoint, RunResult
     from search.store import RunStore
 
 __all__ = [
@@ -108,7 +109,7 @@ def compute_ratio(
         (92.8, 128)
     """
     ratios = [
-        (settings.compute_per_step(structure, w) / settings.compute_per_step(_DENSE, w), w)
+        (compute_per_step(settings, structure, w) / compute_per_step(settings, _DENSE, w), w)
         for w in widths
     ]
     return max(ratios)
@@ -270,7 +271,7 @@ def interpolate_loss(
     points; the last point's loss when the curve stops short; None without points.
 
     Examples:
-        >>> from search.proxy import CurvePoint
+        >>> from search.run_result import CurvePoint
         >>> pts = [CurvePoint(0, 0.0, 1.0, 1.0), CurvePoint(10, 100.0, 0.5, 0.4),
         ...        CurvePoint(20, 400.0, 0.3, 0.1)]
         >>> round(interpolate_loss(pts, 200.0), 12)
@@ -363,10 +364,12 @@ def _objective(job: ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callable
             trial.set_user_attr("rejection", rejection)
             emit(("rejected", wid, point.spec, rejection))
             raise optuna.TrialPruned(rejection)
-        per_step = job.settings.compute_per_step(point.structure, job.theta_width)
+        per_step = compute_per_step(job.settings, point.structure, job.theta_width)
         steps = min(math.ceil(job.budget / per_step), 16 * job.steps)
         every = max(1, math.ceil(steps / EVALS_PER_TRIAL))
-        config = job.settings.config(point.spec, job.theta_width, steps=steps, eval_every=every)
+        config = make_config(
+            job.settings, point.spec, job.theta_width, steps=steps, eval_every=every
+        )
         if not _reserve(trial, job.options.trials):
             trial.set_user_attr(
                 "rejection", f"the study has its {job.options.trials} trained trials"
@@ -673,7 +676,7 @@ def theta_job(
     steps = dense_steps(width) if dense_steps is not None else int(settings.steps)
     budget = options.budget
     if budget is None:
-        budget = settings.compute_per_step(_DENSE, width) * steps
+        budget = compute_per_step(settings, _DENSE, width) * steps
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
         raise EinspaceError(
             f"budget (--budget) = {budget!r} must be a positive number of FLOPs, e.g. 1e9"

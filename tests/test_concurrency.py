@@ -247,7 +247,7 @@ print("RESULT " + json.dumps({"status": result.status, "error": result.error,
 
 
 def _long_config() -> dict[str, Any]:
-    from search.proxy import ProxyConfig
+    from search.proxy_config import ProxyConfig
 
     return ProxyConfig(
         "dense", 16, steps=400, eval_every=10, batch_size=8, task_kwargs={"n_eval": 32}

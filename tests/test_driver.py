@@ -31,6 +31,7 @@ from analysis.search_fits import fit_search
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
 from search.driver import RunSettings, interpolate_loss, parse_structures, parse_widths, run_search
+from search.proxy_config import compute_per_step
 from search.space import (
     PARAM_NAMES,
     check_widths,
@@ -103,9 +104,9 @@ def test_theta_points_costlier_than_dense_are_rejected() -> None:
     reason = costlier_than_dense(exact, rho_d, [64, 256])
     assert reason is not None and reason.startswith("costlier than dense: ")
     assert reason.endswith("at width 256")  # the larger of the two ratios
-    ratio = exact.compute_per_step(rho_d, 64) / exact.compute_per_step("dense", 64)
+    ratio = compute_per_step(exact, rho_d, 64) / compute_per_step(exact, "dense", 64)
     assert ratio > 10
-    wide = exact.compute_per_step(rho_d, 256) / exact.compute_per_step("dense", 256)
+    wide = compute_per_step(exact, rho_d, 256) / compute_per_step(exact, "dense", 256)
     assert f"{wide:.1f}×" in reason and wide > ratio
     # the same ratio counted by torch on the two models' forward passes (4 rows: the plan)
     from torch.utils.flop_counter import FlopCounterMode
@@ -240,7 +241,7 @@ def test_unrealizable_width_names_structure_width_and_nearest() -> None:
 
 
 def test_interpolation_is_log_log() -> None:
-    from search.proxy import CurvePoint
+    from search.run_result import CurvePoint
 
     pts = [CurvePoint(0, 0.0, 2.0, 2.0), CurvePoint(1, 10.0, 1.0, 1.0)]
     pts.append(CurvePoint(2, 1000.0, 0.01, 0.01))
@@ -442,10 +443,11 @@ def test_killed_sweep_resumes_without_loss_or_repeats(tmp_path: Path) -> None:
 def test_ctrl_c_keeps_finished_runs_and_leaves_the_run_resumable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import search.proxy as proxy
+    import search.training as training
+    from search.proxy import run_config
 
     path = tmp_path / "runs.sqlite"
-    original, calls = proxy._batch, [0]
+    original, calls = training.train_batch, [0]
 
     def batch_then_ctrl_c(*args: Any) -> Any:
         calls[0] += 1
@@ -453,7 +455,7 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_the_run_resumable(
             raise KeyboardInterrupt
         return original(*args)
 
-    monkeypatch.setattr(proxy, "_batch", batch_then_ctrl_c)
+    monkeypatch.setattr(training, "train_batch", batch_then_ctrl_c)
     out = io.StringIO()
     result = run_search(
         ["dense"],
@@ -472,11 +474,11 @@ def test_ctrl_c_keeps_finished_runs_and_leaves_the_run_resumable(
         assert sorted(runs["status"]) == ["finished", "finished", "running"]
         running = runs[runs["status"] == "running"].iloc[0]
         assert store.load_checkpoint(running["run_id"])[0] == 60  # type: ignore[index]
-    monkeypatch.setattr(proxy, "_batch", original)
+    monkeypatch.setattr(training, "train_batch", original)
     # once this process is gone the run is taken over; lease 0 stands in for that here
-    resumed = proxy.run_config(running["config"], store=RunStore(path, lease_s=0))
+    resumed = run_config(running["config"], store=RunStore(path, lease_s=0))
     assert resumed.resumed_from == 60 and resumed.status == "finished"
-    assert resumed.points == proxy.run_config(running["config"]).points
+    assert resumed.points == run_config(running["config"]).points
 
 
 def test_two_workers_share_the_store_and_the_study(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 from einspace.errors import EinspaceError
 from einspace.nn.coord import coord_check, coord_growth, plot_coord_check
 from search.lm import GPT, build_gpt
-from search.proxy import ProxyMLP
+from search.models import ProxyMLP
 from search.tasks import get_task
 
 # one setting for both parametrizations: 4 Adam steps at one base LR, widths 32 and 128

@@ -17,7 +17,7 @@ from einspace.errors import EinspaceError
 from einspace.nn import EinsumLinear
 from search import RunSettings, RunStore, proxy_run, run_search
 from search.models import build_model, load_spec, macs_per_token
-from search.proxy import ProxyConfig
+from search.proxy_config import ProxyConfig
 from search.tuning import lr_grid
 
 runner = CliRunner()

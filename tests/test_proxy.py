@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from einspace.errors import EinspaceError
-from search.proxy import CurvePoint, ProxyConfig, ProxyMLP, proxy_run, run_config
+from search.models import ProxyMLP
+from search.proxy import proxy_run, run_config
+from search.proxy_config import ProxyConfig
+from search.run_result import CurvePoint
 from search.store import RunStore, run_id
 
 TINY = {"task_kwargs": {"n_eval": 64}, "batch_size": 8}
@@ -142,8 +145,16 @@ def test_checkpoint_blob_loads_weights_only(tmp_path: Path) -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        proxy_run("dense", width=8, steps=8, eval_every=2, checkpoint_every=2, store=store,
-                  on_point=stop, **TINY)  # fmt: skip
+        proxy_run(
+            "dense",
+            width=8,
+            steps=8,
+            eval_every=2,
+            checkpoint_every=2,
+            store=store,
+            on_point=stop,
+            **TINY,
+        )
     rid = store.runs()["run_id"].iloc[0]
     saved = store.load_checkpoint(rid)
     assert saved is not None and saved[0] == 4
@@ -153,8 +164,15 @@ def test_checkpoint_blob_loads_weights_only(tmp_path: Path) -> None:
 
 def test_pruned_by_callback_is_stored_finished(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    result = proxy_run("dense", width=8, steps=10, eval_every=2, store=store,
-                       on_point=lambda p: p.step >= 4, **TINY)  # fmt: skip
+    result = proxy_run(
+        "dense",
+        width=8,
+        steps=10,
+        eval_every=2,
+        store=store,
+        on_point=lambda p: p.step >= 4,
+        **TINY,
+    )
     assert result.status == "pruned"
     assert [p.step for p in result.points] == [0, 2, 4]
     assert store.runs()["status"].tolist() == ["finished"]

@@ -28,10 +28,11 @@ DENSE16_MACS = 8 * 16 + 2 * 16 * 16 + 16 * 1  # 656 per example (= token)
 
 def test_dense16_size_is_the_hand_count_and_the_built_models() -> None:
     from search.models import build_model
+    from search.proxy_config import make_config
 
     settings = RunSettings()
     size = model_size(settings, "dense", 16)
-    model = build_model(settings.config("dense", 16), settings.make_task())
+    model = build_model(make_config(settings, "dense", 16), settings.make_task())
     assert size.params == DENSE16_PARAMS == sum(p.numel() for p in model.parameters())
     assert size.macs_per_token == DENSE16_MACS and size.tokens_per_example == 1
 

@@ -9,7 +9,8 @@ import typer.main
 from typer.testing import CliRunner
 
 from einspace.errors import EinspaceError
-from search.proxy import ProxyConfig, proxy_run
+from search.proxy import proxy_run
+from search.proxy_config import ProxyConfig, compute_per_step, make_config
 from search.settings import RunSettings, settings_fields, with_settings
 
 TINY = {"task_kwargs": {"n_eval": 32}, "batch_size": 4}
@@ -27,12 +28,24 @@ def test_proxy_config_is_the_settings_plus_the_run() -> None:
 
 def test_settings_config_round_trips_every_field() -> None:
     changed = RunSettings(
-        task="digits", task_kwargs={"eval_fraction": 0.5}, steps=7, lr=0.01, batch_size=3,
-        depth=1, eval_every=2, weight_decay=0.1, base_width=32, mode="exact", pad_tol=0.2,
-        n_layer=3, d_head=8, tied=True, model="search.lm:build_gpt",
-    )  # fmt: skip
+        task="digits",
+        task_kwargs={"eval_fraction": 0.5},
+        steps=7,
+        lr=0.01,
+        batch_size=3,
+        depth=1,
+        eval_every=2,
+        weight_decay=0.1,
+        base_width=32,
+        mode="exact",
+        pad_tol=0.2,
+        n_layer=3,
+        d_head=8,
+        tied=True,
+        model="search.lm:build_gpt",
+    )
     assert {f.name for f in settings_fields()} <= set(dataclasses.asdict(changed))
-    assert changed.config("dense", 16, seed=2).settings() == changed
+    assert make_config(changed, "dense", 16, seed=2).settings() == changed
 
 
 def test_every_setting_is_an_option_of_the_search_command() -> None:
@@ -65,6 +78,6 @@ def test_proxy_run_takes_every_setting_and_refuses_others() -> None:
 def test_compute_per_step_is_what_a_run_logs(structure: str) -> None:
     settings = RunSettings(steps=3, eval_every=1, **TINY)  # type: ignore[arg-type]
     r = proxy_run(structure, width=16, settings=settings)
-    per_step = settings.compute_per_step(structure, 16)
+    per_step = compute_per_step(settings, structure, 16)
     assert [p.compute for p in r.points] == [per_step * p.step for p in r.points]
     assert per_step == 6 * r.macs_per_token * settings.batch_size

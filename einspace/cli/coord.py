@@ -58,6 +58,7 @@ def coord_check_command(
 
     from einspace.nn.coord import coord_check, coord_growth, plot_coord_check
     from search.models import build_model
+    from search.proxy_config import make_config
     from search.settings import RunSettings, parse_structures, parse_widths
 
     try:
@@ -76,7 +77,7 @@ def coord_check_command(
     console = Console()
 
     def factory(structure: object, width: int, task_obj: object) -> object:
-        return build_model(settings.config(str(structure), width), the_task)
+        return build_model(make_config(settings, str(structure), width), the_task)
 
     for label in parse_structures(structures):
         frame = coord_check(

@@ -1,0 +1,319 @@
+"""The config of one proxy run: its validation, its stored form (its identity), and the
+functions that build one from a search's shared :class:`~search.settings.RunSettings`.
+
+A :class:`ProxyConfig` is a ``RunSettings`` (task, steps, lr, …: what a search's runs share)
+plus what differs per run (structure, width, seed). Its :meth:`~ProxyConfig.to_dict` is the
+run's identity in the store (:func:`search.store.run_id`); :meth:`~ProxyConfig.from_dict`
+reads it back.
+
+Importing this module does not import torch; validating a config imports the task registry
+and building one for a task name builds the task (both import torch).
+
+Examples:
+    >>> from search.settings import RunSettings
+    >>> cfg = make_config(RunSettings(steps=50), "btt", 16, seed=1)
+    >>> cfg.structure, cfg.steps, cfg.seed
+    ('btt(r=0.25)', 50, 1)
+    >>> ProxyConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Final
+
+import numpy as np
+
+from einspace.errors import EinspaceError, suggest
+from einspace.proxy_realization import padding_record
+from einspace.realization import Realization
+from einspace.structure import Structure
+from search.compute import step_flops
+from search.settings import RunSettings
+
+__all__ = [
+    "CONFIG_KIND",
+    "CONFIG_VERSION",
+    "ProxyConfig",
+    "check_settings",
+    "compute_per_step",
+    "make_config",
+    "positive_int",
+]
+
+CONFIG_KIND: Final = "proxy"
+CONFIG_VERSION: Final = 2
+"""Bumped when the model or the training loop changes, so old runs are not reused."""
+
+_POSITIVE_INTS: Final = (
+    "width",
+    "steps",
+    "batch_size",
+    "depth",
+    "eval_every",
+    "base_width",
+    "n_layer",
+    "d_head",
+)
+_NON_NEGATIVE_NUMBERS: Final = ("lr", "weight_decay", "pad_tol")
+
+
+@dataclass(frozen=True)
+class ProxyConfig(RunSettings):
+    """Everything that determines a proxy run; its :meth:`to_dict` is the run's identity.
+
+    A :class:`~search.settings.RunSettings` (task, steps, lr, …: the settings a search's
+    runs share, with their defaults) plus what differs per run. ``structure`` is
+    normalized to the canonical spec ``str(Structure.parse(spec))`` (``"btt"`` becomes
+    ``"btt(r=0.25)"``), which parses back to the same structure.
+
+    Attributes:
+        structure: the hidden layers' structure spec.
+        width: hidden width (the structured layers are ``width × width``).
+        seed: seed of the model init and of the batch order.
+        task_digest: the task's ``digest`` (of its data, e.g. the LM corpus), when it has one.
+
+    A config's ``to_dict`` also records ``padding``: the mode, class sizes and padding of every
+    structured layer of the built-in proxies (derived from the other fields).
+
+    Examples:
+        >>> cfg = ProxyConfig("btt", width=64, steps=100)
+        >>> cfg.structure, ProxyConfig.from_dict(cfg.to_dict()) == cfg
+        ('btt(r=0.25)', True)
+    """
+
+    structure: str
+    width: int
+    seed: int = field(default=0, kw_only=True)
+    task_digest: str | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        spec = self.structure
+        structure = spec if isinstance(spec, Structure) else _parse_structure(spec)
+        object.__setattr__(self, "structure", str(structure))
+        for name in _POSITIVE_INTS:
+            positive_int(getattr(self, name), name, allow_zero=name == "depth")
+        positive_int(self.seed, "seed", allow_zero=True)
+        for name in _NON_NEGATIVE_NUMBERS:
+            object.__setattr__(self, name, _non_negative(getattr(self, name), name))
+        if self.mode not in ("auto", "round", "exact"):
+            raise EinspaceError(
+                f"mode = {self.mode!r}; {suggest(str(self.mode), ['auto', 'round', 'exact'])}"
+            )
+        if not isinstance(self.tied, bool):
+            raise EinspaceError(f"tied = {self.tied!r} must be True or False")
+        if not isinstance(self.model, str):
+            raise EinspaceError(f"model = {self.model!r} must be a 'module:attr' string")
+        _check_task(self.task, self.task_repr)
+        if not isinstance(self.task_kwargs, Mapping):
+            raise EinspaceError(f"task_kwargs must be a mapping; got {self.task_kwargs!r}")
+        object.__setattr__(self, "task_kwargs", dict(self.task_kwargs))
+
+    def structure_object(self) -> Structure:
+        """The parsed structure."""
+        return Structure.parse(self.structure)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run config as stored (JSON-ready; ``kind`` and ``version`` included).
+
+        Examples:
+            >>> ProxyConfig("dense", width=8, steps=1).to_dict()["structure"]
+            'dense'
+        """
+        out = {"kind": CONFIG_KIND, "version": CONFIG_VERSION, **asdict(self)}
+        for key in ("task_repr", "task_digest"):
+            if out[key] is None:
+                del out[key]
+        if not out["model"]:
+            del out["model"]
+        record = self.padding()
+        if record is not None:
+            out["padding"] = record
+        return out
+
+    def padding(self) -> dict[str, dict[str, object]] | None:
+        """Mode, class sizes and padding of every structured layer of the built-in proxy
+        (``None`` with a user model: its run result has them).
+
+        Examples:
+            >>> ProxyConfig("monarch", 128, depth=1).padding()["hidden.0"]["input"]
+            0
+        """
+        if self.model:
+            return None
+        return _padding_of(self)
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> ProxyConfig:
+        """Rebuild a config from :meth:`to_dict` output (e.g. a stored run's config).
+
+        Raises:
+            EinspaceError: not a proxy config, of another version, or with unknown keys.
+        """
+        if config.get("kind") != CONFIG_KIND:
+            raise EinspaceError(
+                f"config {dict(config)!r} is not a proxy-run config (kind {config.get('kind')!r}"
+                f", expected {CONFIG_KIND!r})"
+            )
+        if config.get("version") != CONFIG_VERSION:
+            raise EinspaceError(
+                f"proxy config version {config.get('version')!r}; this einspace runs version "
+                f"{CONFIG_VERSION}"
+            )
+        names = {f.name for f in fields(cls)}
+        body = {k: v for k, v in config.items() if k not in ("kind", "version", "padding")}
+        unknown = [k for k in body if k not in names]
+        if unknown:
+            raise EinspaceError(
+                f"unknown proxy config key {unknown[0]!r}; {suggest(unknown[0], names)}"
+            )
+        return cls(**body)
+
+
+def make_config(
+    settings: RunSettings,
+    structure: str | Structure,
+    width: int,
+    seed: int = 0,
+    *,
+    steps: int | None = None,
+    eval_every: int | None = None,
+) -> ProxyConfig:
+    """The :class:`ProxyConfig` of one run of ``settings`` (builds the task, to record its
+    ``digest``: imports torch).
+
+    Args:
+        settings: the shared settings (a :class:`ProxyConfig` works too: its shared part is
+            taken).
+        structure: the run's structure (object or spec).
+        width: the run's width.
+        seed: the run's seed.
+        steps: replaces ``settings.steps``.
+        eval_every: replaces ``settings.eval_every``.
+
+    Examples:
+        >>> make_config(RunSettings(steps=50), "dense", 16, steps=8).steps
+        8
+    """
+    values = {f.name: getattr(settings, f.name) for f in fields(RunSettings)}
+    if steps is not None:
+        values["steps"] = steps
+    if eval_every is not None:
+        values["eval_every"] = eval_every
+    spec = structure if isinstance(structure, str) else str(structure)
+    digest = getattr(settings.make_task(), "digest", None)
+    return ProxyConfig(spec, width, seed=seed, task_digest=digest, **values)
+
+
+def check_settings(settings: RunSettings) -> None:
+    """Raise :class:`EinspaceError` for an unknown task or a bad value of ``settings``
+    (imports torch).
+
+    Examples:
+        >>> check_settings(RunSettings(steps=0))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        einspace.errors.EinspaceError: steps = 0 must be an integer >= 1; ...
+    """
+    settings.make_task()
+    make_config(settings, "dense", 16)  # validates every number
+
+
+def compute_per_step(settings: RunSettings, structure: Structure | str, width: int) -> float:
+    """Training FLOPs of one optimizer step of a run of ``settings`` at ``width`` (imports
+    torch): ``6 × MACs per token × tokens per example × batch``
+    (:func:`search.models.macs_per_token`; the model is built once per process to count it).
+
+    Examples:
+        >>> s = RunSettings(depth=1, batch_size=2)
+        >>> compute_per_step(s, "dense", 16) == 6 * (8 * 16 + 16 * 16 + 16 * 1) * 2
+        True
+    """
+    spec = str(structure if isinstance(structure, Structure) else Structure.parse(structure))
+    values = {f.name: getattr(settings, f.name) for f in fields(RunSettings)}
+    return _step_compute(json.dumps(values, sort_keys=True, default=str), spec, width)
+
+
+def positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
+    """``value`` as an int, or an :class:`EinspaceError` naming ``name`` unless it is an
+    integer ≥ 1 (≥ 0 with ``allow_zero``).
+
+    Examples:
+        >>> positive_int(3, "steps")
+        3
+        >>> positive_int(0, "steps")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        einspace.errors.EinspaceError: steps = 0 must be an integer >= 1; the nearest valid ...
+    """
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        nearest = f"; the nearest valid value is {low}" if isinstance(value, int) else ""
+        raise EinspaceError(f"{name} = {value!r} must be an integer >= {low}{nearest}")
+    return int(value)
+
+
+def _non_negative(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EinspaceError(f"{name} = {value!r} must be a number")
+    if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+        raise EinspaceError(f"{name} = {value!r} must be finite and positive")
+    return float(value)
+
+
+def _parse_structure(spec: object) -> Structure:
+    if not isinstance(spec, str):
+        raise EinspaceError(
+            f"structure {spec!r} must be a Structure or a spec string such as 'btt', "
+            f"'btt:r=0.5' or '(0.5|0|0.5|0|0.5|0.5|0.25)'"
+        )
+    return Structure.parse(spec)
+
+
+def _check_task(task: object, task_repr: str | None) -> None:
+    from search.models import is_spec
+    from search.tasks import TASKS
+
+    if not isinstance(task, str) or not (task in TASKS or is_spec(task) or task_repr is not None):
+        raise EinspaceError(
+            f"unknown task {task!r}; {suggest(str(task), TASKS)} (or 'module:attr' for your "
+            f"own task)"
+        )
+
+
+def _padding_of(config: ProxyConfig) -> dict[str, dict[str, object]]:
+    """The padding record of the built-in proxy of ``config``, from its realizations alone."""
+    from search.models import realize_layer
+    from search.tasks import model_kind
+
+    w, real = config.width, config.mode
+    layers: dict[str, Realization] = {}
+    if model_kind(config.make_task()) == "lm":
+        sizes = {"attn.q": (w, w), "attn.k": (w, w), "attn.v": (w, w), "attn.o": (w, w)}
+        sizes |= {"mlp.fc": (w, 4 * w), "mlp.proj": (4 * w, w)}
+        for i in range(config.n_layer):
+            for name, (d_in, d_out) in sizes.items():
+                layers[f"h.{i}.{name}"] = realize_layer(
+                    config.structure, d_in, d_out, real, config.pad_tol
+                )
+    else:
+        for i in range(config.depth):
+            layers[f"hidden.{i}"] = realize_layer(config.structure, w, w, real, config.pad_tol)
+    return padding_record(layers)
+
+
+@functools.lru_cache(maxsize=256)
+def _step_compute(settings_json: str, structure: str, width: int) -> float:
+    from search.models import build_model, macs_per_token, tokens_per_example
+
+    settings = RunSettings(**json.loads(settings_json))
+    config = make_config(settings, structure, width)
+    task = settings.make_task()
+    model = build_model(config, task)
+    macs = macs_per_token(model, task, settings.batch_size)
+    return step_flops(macs * tokens_per_example(task), settings.batch_size)
