@@ -224,9 +224,13 @@ def demo_command(
             raise EinspaceError(f"demo task {task!r}; expected one of {list(DEMO_TASKS)}")
         _demo_space(console, max(DEMO_TASKS[task]["widths"]))
         result = run_demo(
-            out, workers=workers, progress=progress, console=console, task=task,
+            out,
+            workers=workers,
+            progress=progress,
+            console=console,
+            task=task,
             seeds=parse_seeds(seeds),
-        )  # fmt: skip
+        )
     except EinspaceError as err:
         raise _fail(console, err) from None
     print_lrs(console, result)
