@@ -321,3 +321,16 @@ def test_a_wsd_search_trains_a_trunk_and_its_branch(tmp_path: Path) -> None:
     assert own["compute"].min() > at35  # its compute starts where the trunk's checkpoint ends
     with RunStore(tmp_path / "runs.sqlite") as store:
         assert len(store.runs()) == 2
+
+
+def test_a_real_search_prints_the_dry_runs_total_first(tmp_path: Path) -> None:
+    store = tmp_path / "runs.sqlite"
+    args = ["search", "dense", "low_rank", "--widths", "16", "--store", str(store)]
+    args += ["--steps", "4", "--eval-every", "2", "--lr-grid", "2", "--no-progress"]
+    dry = run_cli(*args, "--dry-run")
+    (line,) = [x for x in dry.splitlines() if x.startswith("plan: ")]
+    # 2 structures × 2 tuning rates, 4 steps each, and the grid's own run is the winner
+    assert line.startswith("plan: 4 runs (4 lr-tuning)")
+    assert not store.exists()
+    real = run_cli(*args)
+    assert real.splitlines()[0] == line and store.exists()
