@@ -334,3 +334,69 @@ def test_a_real_search_prints_the_dry_runs_total_first(tmp_path: Path) -> None:
     assert not store.exists()
     real = run_cli(*args)
     assert real.splitlines()[0] == line and store.exists()
+
+
+BRANCH_SWEEP = """
+import time
+from search.driver import RunSettings, run_search
+from search.store import RunStore
+save = RunStore.save_checkpoint
+def held(self, *args, **kwargs):  # hold each checkpoint long enough to be killed after it
+    out = save(self, *args, **kwargs)
+    time.sleep(0.2)
+    return out
+RunStore.save_checkpoint = held
+settings = RunSettings(
+    schedule="wsd", warmup=0.1, eval_every=4, batch_size=8, task_kwargs={{"n_eval": 32}}
+)
+run_search(["dense"], [16], settings=settings, store={store!r}, tokens_per_param=(0.5, 1),
+           checkpoint_every=4, progress=False)
+"""
+
+
+def _branch_mid_run(path: Path) -> bool:
+    """A branch is running with a checkpoint of its own past its branch step."""
+    from search.store import RunStore
+
+    if not path.exists():
+        return False
+    with RunStore(path) as store:
+        for row in store.runs(status="running").to_dict("records"):
+            saved = store.load_checkpoint(row["run_id"])
+            parent = row["config"].get("parent")
+            if parent and saved is not None and saved[0] > row["config"]["branch_step"]:
+                return True
+    return False
+
+
+@needs_schedules
+def test_a_search_killed_mid_branch_resumes_bit_identical(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    killed = tmp_path / "killed.sqlite"
+    code = BRANCH_SWEEP.format(store=str(killed))
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not _branch_mid_run(killed):
+        assert proc.poll() is None, "the search ended before a branch could be killed"
+        assert time.monotonic() < deadline, "no branch reached a checkpoint in time"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # kill -9 in the middle of the branch
+    proc.wait(timeout=30)
+    resumed = _wsd_search(killed)
+    clean = _wsd_search(tmp_path / "clean.sqlite")
+    for result in (resumed, clean):
+        assert set(result.runs["status"]) == {"finished"}  # type: ignore[attr-defined]
+
+    def curves(result: object) -> dict[str, list[tuple[int, float]]]:
+        points = result.points  # type: ignore[attr-defined]
+        return {
+            rid: list(zip(part["step"], part["eval_loss"], strict=True))
+            for rid, part in points.groupby("run_id")
+        }
+
+    assert curves(resumed) == curves(clean)  # same run ids, bit-identical curves
