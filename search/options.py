@@ -115,7 +115,7 @@ class SearchOptions:
             "Training horizons in tokens per trained parameter (embeddings included), "
             "comma-separated: each structure and width trains tpp × N tokens per horizon "
             "(with --schedule wsd: one trunk to the longest, a cooldown branch per shorter "
-            "one). Ignored when --steps is given; '0' trains --steps.",
+            "one). '0', or an explicit --steps without this option, trains --steps.",
             cli_default=CLI_TOKENS_PER_PARAM,
         ),
     )
