@@ -363,14 +363,31 @@ def _train(
             state.step, state.window = restore_checkpoint(saved[1], model, optimizer, device)
             resumed = state.step
             state.points = {p.step: p for p in stored_points(store, rid) if p.step < state.step}
-        hooks.append(StoreRecorder(store, rid, config.steps, checkpoint_every))
+        hooks.append(
+            StoreRecorder(
+                store,
+                rid,
+                config.steps,
+                checkpoint_every,
+                params=base.params,
+                macs_per_token=base.macs_per_token,
+            )
+        )
     if on_point is not None:
         hooks.append(StopWhen(on_point))
     per_step = step_flops(base.macs_per_token * base.tokens_per_example, config.batch_size)
     start, status, error = state.step, "finished", None
     try:
         status = train(
-            config, task, model, optimizer, state, device, per_step=per_step, hooks=hooks
+            config,
+            task,
+            model,
+            optimizer,
+            state,
+            device,
+            per_step=per_step,
+            tokens_per_step=base.tokens_per_example * config.batch_size,
+            hooks=hooks,
         )
     except Diverged as div:
         status, error = "diverged", div.reason
