@@ -13,7 +13,8 @@ every run trains ``settings.steps``.
 **Trunks and branches.** With the ``wsd`` schedule and several horizons, each (structure,
 width, seed) trains one *trunk* to its longest horizon and, for each shorter horizon, a
 cooldown *branch* that resumes from the trunk's checkpoint at the branch's own decay start,
-``branch_step = steps − round(cooldown × steps)``, and decays from there (the LR is constant
+``branch_step = steps − round(cooldown × steps)`` (:func:`search.schedules.decay_start`),
+and decays from there (the LR is constant
 up to it in the trunk). The trunk keeps (pins) its checkpoints at its branches' steps. The
 family shares one warmup of ``round(warmup × shortest horizon's steps)`` steps (at least 1
 when ``warmup > 0``), so each branch starts from the same trunk it would have trained
@@ -49,6 +50,7 @@ from einspace.errors import EinspaceError
 from einspace.structure import Structure
 from search.compute import step_flops
 from search.proxy_config import make_config
+from search.schedules import decay_start, warmup_steps_of
 from search.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -139,8 +141,8 @@ def horizon_steps(tokens_per_param: float, params: int, tokens_per_step: int) ->
 
 
 def warmup_steps(warmup: float, shortest_steps: int) -> int:
-    """The warmup a trunk family shares: ``warmup × shortest horizon's steps``, nearest
-    step, at least 1 when ``warmup > 0``.
+    """The warmup a trunk family shares: that of its shortest horizon
+    (:func:`search.schedules.warmup_steps_of`), at least 1 when ``warmup > 0``.
 
     Examples:
         >>> warmup_steps(0.05, 220), warmup_steps(0.01, 20), warmup_steps(0.0, 220)
@@ -148,7 +150,7 @@ def warmup_steps(warmup: float, shortest_steps: int) -> int:
     """
     if warmup <= 0:
         return 0
-    return max(1, math.floor(warmup * shortest_steps + 0.5))
+    return max(1, warmup_steps_of(shortest_steps, warmup))
 
 
 def _config(
@@ -301,16 +303,14 @@ def _family(
     from search.store import run_id
 
     size = model_size(settings, label, width)
-    schedule = getattr(settings, "schedule", "constant")
-    if schedule != "wsd" or len(horizons) == 1:
+    if settings.schedule != "wsd" or len(horizons) == 1:
         out = []
         for tpp, steps in horizons:
             config = _config(settings, label, width, seed, steps=steps)
             out.append(PlannedRun(config, "run", run_id(config.to_dict()), size, tpp))
         return out
-    warmup = warmup_steps(float(getattr(settings, "warmup", 0.0)), horizons[0][1])
-    cooldown = float(getattr(settings, "cooldown", 0.2))
-    starts = {steps: steps - round(cooldown * steps) for _, steps in horizons[:-1]}
+    warmup = warmup_steps(settings.warmup, horizons[0][1])
+    starts = {steps: decay_start(steps, settings.cooldown) for _, steps in horizons[:-1]}
     trunk_tpp, trunk_steps = horizons[-1]
     config = _config(settings, label, width, seed, steps=trunk_steps, warmup_steps=warmup)
     trunk_id = run_id(config.to_dict())

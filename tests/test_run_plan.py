@@ -39,7 +39,8 @@ def test_dense16_size_is_the_hand_count_and_the_built_models() -> None:
 
 def test_horizons_from_tokens_per_param_by_hand() -> None:
     # tpp × 705 tokens at 64 tokens per step: 55.08, 110.16, 220.3, 440.6 steps
-    runs = plan_grid(parse_structures(["dense"]), [16], [0], RunSettings(), (5, 10, 20, 40))
+    constant = RunSettings(schedule="constant")
+    runs = plan_grid(parse_structures(["dense"]), [16], [0], constant, (5, 10, 20, 40))
     by_tpp = {r.tokens_per_param: r for r in runs}
     assert {t: r.config.steps for t, r in by_tpp.items()} == {5: 55, 10: 110, 20: 220, 40: 441}
     assert all(r.role == "run" for r in runs)  # constant schedule: independent runs
@@ -242,13 +243,7 @@ def test_a_branch_waits_for_a_trunk_held_elsewhere_then_says_so(
 
 # --------------------------------------------------------------------------- wsd trunks
 
-needs_schedules = pytest.mark.skipif(
-    "schedule" not in {f.name for f in __import__("dataclasses").fields(RunSettings)},
-    reason="needs RunSettings.schedule (branch loop)",
-)
 
-
-@needs_schedules
 def test_wsd_plan_is_a_trunk_and_branches_counted_by_hand() -> None:
     settings = RunSettings(schedule="wsd", warmup=0.1, cooldown=0.2)
     runs = plan_grid(parse_structures(["dense"]), [16], [0], settings, (5, 10, 20, 40))
@@ -271,7 +266,6 @@ def test_wsd_plan_is_a_trunk_and_branches_counted_by_hand() -> None:
     assert [r.role for r in cosine] == ["run", "run"] and all(r.parent is None for r in cosine)
 
 
-@needs_schedules
 def test_cli_dry_run_csv_names_each_branchs_trunk(tmp_path: Path) -> None:
     store = tmp_path / "runs.sqlite"
     args = ["search", "dense", "--widths", "16", "--store", str(store), "--dry-run"]
@@ -303,7 +297,6 @@ def _quiet() -> object:
     return Console(file=io.StringIO())
 
 
-@needs_schedules
 def test_a_wsd_search_trains_a_trunk_and_its_branch(tmp_path: Path) -> None:
     from search.store import RunStore
 
@@ -369,7 +362,6 @@ def _branch_mid_run(path: Path) -> bool:
     return False
 
 
-@needs_schedules
 def test_a_search_killed_mid_branch_resumes_bit_identical(tmp_path: Path) -> None:
     import os
     import signal
