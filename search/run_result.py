@@ -51,7 +51,8 @@ class RunResult:
             ``on_point`` callback; stored as finished with a shorter curve) or ``busy``
             (another live worker holds the run, or took it over from this one after
             this one missed its lease: then ``error`` says so, and this call wrote no
-            more of it).
+            more of it) or ``waiting`` (a cooldown branch whose trunk has not reached its
+            branch step yet: nothing was claimed; run it again later).
         points: the logged curve, by step (for a diverged run: its good points).
         run_id: the run's id in the store (also computed without a store).
         params: parameters of the whole model.
@@ -60,7 +61,9 @@ class RunResult:
         tokens_per_example: tokens per example of the task.
         padding: mode, class sizes and padding of every structured layer.
         resumed_from: the checkpoint step this call resumed from, if any.
-        trained_steps: optimizer steps this call took (0 when the store had the run).
+        trained_steps: optimizer steps this call took (0 when the store had the run); a
+            branch's own FLOPs are ``trained_steps`` times the compute per step, while each
+            point's ``compute`` counts its whole schedule, trunk part included.
         cached: whether the run came from the store instead of being trained here.
         wall_s: seconds this call spent.
         error: the divergence or failure message.
