@@ -6,10 +6,11 @@ interrupted ones resume from their checkpoints.
 A trunk keeps its checkpoints at its branches' steps (``keep_steps``). A branch whose trunk
 has not reached its branch step yet is *waiting*: the worker puts it back at the end of its
 list and trains the next run (a trunk of its list that nobody holds, say); a worker with only
-waiting branches left polls the store every :data:`POLL_S` seconds. A branch whose trunk has
-ended without its checkpoint (diverged or failed before the branch step) ends too, diverged
-or failed, with the reason; a worker whose waited-on trunks make no progress for
-``wait_s`` seconds (:class:`~search.options.SearchOptions`) stops with an error.
+waiting branches left polls the store every :data:`POLL_S` seconds. A branch whose trunk
+diverged before the branch step diverges at the same step (:mod:`search.branches`); one whose
+trunk ended otherwise without its checkpoint (failed, or trained before it kept one) ends
+failed, with the reason. A worker whose waited-on trunks make no progress for ``wait_s``
+seconds (:class:`~search.options.SearchOptions`) stops with an error.
 
 Examples:
     >>> from search.settings import parse_structures
@@ -181,23 +182,11 @@ def _stored_summary(item: GridItem, row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-def _end_orphan(
-    store: RunStore, item: GridItem, trunk: Mapping[Any, Any], sweep: str
-) -> str | None:
-    """End a branch whose trunk ended without the branch's checkpoint; its status, or None
-    when the trunk is still on its way (or another worker holds the branch)."""
-    if trunk.get("status") not in DONE:
-        return None
-    claim = store.claim(item.config, sweep=sweep)
-    if claim is None:
-        return None
-    why = f"its trunk {item.parent} ended {trunk['status']} without a checkpoint at step "
-    why += f"{item.branch_step} ({trunk.get('error') or 'trained before branches kept one'})"
-    if trunk["status"] == "diverged":
-        store.mark_diverged(item.run_id, int(item.branch_step or 0), why)
-        return "diverged"
-    store.mark_failed(item.run_id, why)
-    return "failed"
+def _end_orphan(store: RunStore, item: GridItem, sweep: str, why: str) -> None:
+    """Mark a branch that cannot start (its trunk ended without the branch's checkpoint)
+    failed with the reason, unless another worker holds it."""
+    if store.claim(item.config, sweep=sweep) is not None:
+        store.mark_failed(item.run_id, f"cooldown branch cannot start: {why}")
 
 
 def _train(job: GridJob, store: RunStore, item: GridItem, wid: int, emit: Emit) -> RunResult:
@@ -235,16 +224,17 @@ def grid_loop(job: GridJob, items: Sequence[GridItem], wid: int, emit: Emit) -> 
                 emit(("done", wid, _stored_summary(item, rows[item.run_id])))
                 waits = 0
                 continue
-            result = _train(job, store, item, wid, emit)
+            try:
+                result = _train(job, store, item, wid, emit)
+            except EinspaceError as err:
+                if item.parent is None:
+                    raise
+                _end_orphan(store, item, job.sweep, str(err))
+                emit(("done", wid, _stored_summary(item, _rows(store)[item.run_id])))
+                continue
             if result.status != "waiting":
                 emit(("done", wid, _summary(result)))
                 waits, stalled = 0, time.monotonic()
-                continue
-            trunk = _rows(store).get(str(item.parent), {})
-            ended = _end_orphan(store, item, trunk, job.sweep)
-            if ended is not None:
-                row = _rows(store)[item.run_id]
-                emit(("done", wid, _stored_summary(item, row)))
                 continue
             todo.append(item)
             waits += 1

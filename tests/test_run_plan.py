@@ -149,96 +149,61 @@ def test_every_search_option_is_an_option_of_the_search_command() -> None:
 # --------------------------------------------------------------------------- branches wait
 
 
-def _fake_grid(monkeypatch: pytest.MonkeyPatch, trunk_outcome: str) -> list[str]:
-    """A fake run_config: the trunk ends ``trunk_outcome`` at step 3 without checkpoints, a
-    branch always finds its trunk's checkpoint missing (``waiting``)."""
-    from types import SimpleNamespace
-
-    import search.grid as grid_module
-    import search.proxy as proxy
-
-    calls: list[str] = []
-
-    def fake(config: dict, *, store: object, **kwargs: object) -> object:
-        from search.store import run_id
-
-        rid = run_id(config)
-        calls.append("branch" if config.get("parent") else "trunk")
-        status = "waiting"
-        if not config.get("parent"):
-            store.claim(config, sweep="s")  # type: ignore[attr-defined]
-            if trunk_outcome == "diverged":
-                store.mark_diverged(rid, 3, "loss became nan")  # type: ignore[attr-defined]
-            status = trunk_outcome
-        return SimpleNamespace(
-            run_id=rid,
-            config=SimpleNamespace(**config),
-            status=status,
-            final_eval_loss=None,
-            cached=False,
-            trained_steps=0,
-            resumed_from=None,
-            error=None,
-        )
-
-    monkeypatch.setattr(proxy, "run_config", fake)
-    monkeypatch.setattr(grid_module, "POLL_S", 0.01)
-    return calls
-
-
-def _items() -> list:
+def _family() -> tuple:
+    """A wsd trunk of dense at width 16 and its one branch (88 and 44 steps)."""
     from search.grid import GridItem
-    from search.store import run_id
 
-    trunk = {"structure": "dense", "width": 8, "seed": 0, "steps": 10}
-    branch = {**trunk, "steps": 6, "parent": run_id(trunk), "branch_step": 5}
-    return [
-        GridItem(branch, run_id(branch), run_id(trunk), 5, ()),  # a branch before its trunk
-        GridItem(trunk, run_id(trunk), None, None, (5,)),
-    ]
-
-
-def test_a_branch_of_a_diverged_trunk_ends_diverged_with_the_reason(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from search.grid import GridJob, grid_loop
-
-    calls = _fake_grid(monkeypatch, "diverged")
-    target = str(tmp_path / "runs.sqlite")
-    messages: list[tuple] = []
-    grid_loop(GridJob(target, "s", SearchOptions()), _items(), 0, messages.append)
-    assert calls == ["branch", "trunk", "branch"]  # waited, trained the trunk, came back
-    rows = store_rows(target)
-    (branch,) = [r for r in rows if r["config"].get("parent")]
-    assert branch["status"] == "diverged"
-    assert (
-        "trunk" in branch["error"] and "diverged" in branch["error"] and "step 5" in branch["error"]
+    settings = RunSettings(
+        schedule="wsd", warmup=0.1, eval_every=4, batch_size=8, task_kwargs={"n_eval": 32}
     )
-    done = [m[2]["status"] for m in messages if m[0] == "done"]
-    assert sorted(done) == ["diverged", "diverged"] and len(rows) == 2
+    runs = plan_grid(parse_structures(["dense"]), [16], [0], settings, (0.5, 1))
+    trunk, branch = sorted(runs, key=lambda r: r.role == "branch")
+    return trunk, GridItem.of(branch)
 
 
-def store_rows(target: str) -> list[dict]:
+def _row(target: str, run_id: str) -> dict:
     from search.store import RunStore
 
     with RunStore(target) as store:
-        return store.runs().to_dict("records")
+        runs = store.runs()
+    return runs[runs["run_id"] == run_id].iloc[0].to_dict()
+
+
+def test_a_branch_of_a_failed_trunk_ends_failed_with_the_reason(tmp_path: Path) -> None:
+    from search.grid import GridJob, grid_loop
+    from search.store import RunStore
+
+    trunk, branch = _family()
+    target = str(tmp_path / "runs.sqlite")
+    with RunStore(target) as store:
+        store.claim(trunk.config.to_dict(), sweep="s")
+        store.mark_failed(trunk.run_id, "RuntimeError: out of memory")
+    messages: list[tuple] = []
+    grid_loop(GridJob(target, "s", SearchOptions()), [branch], 0, messages.append)
+    row = _row(target, branch.run_id)
+    assert row["status"] == "failed"
+    assert trunk.run_id in row["error"] and "ended failed" in row["error"]
+    assert [m[2]["status"] for m in messages if m[0] == "done"] == ["failed"]
 
 
 def test_a_branch_waits_for_a_trunk_held_elsewhere_then_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import search.grid as grid_module
     from search.grid import GridJob, grid_loop
     from search.store import RunStore
 
-    _fake_grid(monkeypatch, "busy")
+    monkeypatch.setattr(grid_module, "POLL_S", 0.01)
+    trunk, branch = _family()
     target = str(tmp_path / "runs.sqlite")
-    branch, trunk = _items()
     with RunStore(target) as other:  # another live worker holds the trunk and never moves
-        other.claim(trunk.config, sweep="s")
-        job = GridJob(target, "s", SearchOptions(wait_s=0.2))
-        with pytest.raises(EinspaceError, match=r"waited 0\.2 s .*--branch-wait"):
+        other.claim(trunk.config.to_dict(), sweep="s")
+        job = GridJob(target, "s", SearchOptions(wait_s=0.3))
+        with pytest.raises(EinspaceError, match=r"waited 0\.3 s .*--branch-wait"):
             grid_loop(job, [branch], 0, lambda message: None)
+    assert _row(target, trunk.run_id)["status"] == "running"
+    with RunStore(target) as store:  # the branch claimed nothing while it waited
+        assert branch.run_id not in set(store.runs()["run_id"])
 
 
 # --------------------------------------------------------------------------- wsd trunks
@@ -279,9 +244,9 @@ def test_cli_dry_run_csv_names_each_branchs_trunk(tmp_path: Path) -> None:
     assert "trunk" not in set(frame["role"])  # the tuned trunk is a tuning run
 
 
-def _wsd_search(store: Path, **kwargs: object) -> object:
+def _wsd_search(store: Path, lr: float = 3e-3, **kwargs: object) -> object:
     settings = RunSettings(
-        schedule="wsd", warmup=0.1, eval_every=4, batch_size=8, task_kwargs={"n_eval": 32}
+        schedule="wsd", warmup=0.1, eval_every=4, batch_size=8, task_kwargs={"n_eval": 32}, lr=lr
     )
     # dense at width 16 has 705 parameters: 0.5 and 1 token per parameter at 8 per step
     # are 44 and 88 steps; the branch resumes at 44 − round(8.8) = 35
@@ -307,11 +272,16 @@ def test_a_wsd_search_trains_a_trunk_and_its_branch(tmp_path: Path) -> None:
     assert runs.loc["branch", "parent"] == runs.loc["trunk", "run_id"]
     assert list(runs["steps"].sort_values()) == [44, 88]
     points = result.points  # type: ignore[attr-defined]
-    own = points[points["run_id"] == runs.loc["branch", "run_id"]]
-    assert own["step"].min() > 35 and own["step"].max() == 44  # its own steps only
-    trunk = points[points["run_id"] == runs.loc["trunk", "run_id"]]
-    at35 = trunk[trunk["step"] <= 35]["compute"].max()
-    assert own["compute"].min() > at35  # its compute starts where the trunk's checkpoint ends
+    own = points[points["run_id"] == runs.loc["branch", "run_id"]].set_index("step")
+    trunk = points[points["run_id"] == runs.loc["trunk", "run_id"]].set_index("step")
+    assert own.index.max() == 44 and trunk.index.max() == 88
+    columns = ["compute", "eval_loss", "lr"]
+    before = [s for s in own.index if s < 35]  # the trunk's points, up to its checkpoint
+    assert before and own.loc[before, columns].equals(trunk.loc[before, columns])
+    # then its own cooldown (the update of step 35 is the last at the peak rate, logged at 36)
+    after = [s for s in own.index if s > 36]
+    assert after and (own.loc[after, "lr"] < trunk.loc[after, "lr"]).all()
+    assert (own.loc[after, "eval_loss"] != trunk.loc[after, "eval_loss"]).all()
     with RunStore(tmp_path / "runs.sqlite") as store:
         assert len(store.runs()) == 2
 
@@ -392,3 +362,17 @@ def test_a_search_killed_mid_branch_resumes_bit_identical(tmp_path: Path) -> Non
         }
 
     assert curves(resumed) == curves(clean)  # same run ids, bit-identical curves
+    branch = resumed.runs.set_index("role").loc["branch", "run_id"]  # type: ignore[attr-defined]
+    assert _row(str(killed), branch)["attempt"] == 2  # the killed branch was taken over
+
+
+def test_a_search_whose_trunk_diverges_ends_its_branch_diverged(tmp_path: Path) -> None:
+    result = _wsd_search(tmp_path / "runs.sqlite", lr=1e6, workers=2)
+    runs = result.runs.set_index("role")  # type: ignore[attr-defined]
+    assert runs.loc["trunk", "status"] == "diverged" == runs.loc["branch", "status"]
+    row = _row(str(tmp_path / "runs.sqlite"), runs.loc["branch", "run_id"])
+    assert runs.loc["trunk", "run_id"] in row["error"]
+    assert (
+        row["last_step"]
+        == _row(str(tmp_path / "runs.sqlite"), runs.loc["trunk", "run_id"])["last_step"]
+    )
