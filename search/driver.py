@@ -105,6 +105,7 @@ from search.theta import (
 from search.tuning import lr_grid, tune_lrs
 
 if TYPE_CHECKING:
+    import pandas as pd
     from rich.console import Console
 
     from search.tasks import Task
@@ -297,24 +298,20 @@ def run_search(
             each.
         seeds: seeds per structure and width.
         settings: shared run settings (task, steps, lr, schedule, …).
-        options: the search's options (:class:`~search.options.SearchOptions`: store,
-            workers, trials, lr_grid, tokens_per_param, dry_run, …).
+        options: the search's options (:class:`~search.options.SearchOptions`); any of its
+            fields may also be given as a keyword (``workers=2, store="runs.sqlite"``).
         console: where to print (a fresh rich Console by default).
         task: the task instead of the settings' (a registered name, ``"module:attr"`` or a
             :class:`~search.tasks.Task` object; objects need ``workers=1``).
         model: a model factory ``(structure, width, task) -> nn.Module`` or
-            ``"module:attr"`` (a callable that does not import by its ``module:qualname``
-            needs ``workers=1``).
-        **overrides: fields of :class:`~search.options.SearchOptions` by name, replacing
-            those of ``options`` (``run_search(..., workers=2, store="runs.sqlite")``).
+            ``"module:attr"`` (one that does not import by name needs ``workers=1``).
 
     With ``workers > 1`` the workers are separate processes that import the main module,
     so a script must call this under ``if __name__ == "__main__":``.
 
     Raises:
-        EinspaceError: unknown task or option, an empty candidate list, a width a
-            structure cannot realize at (with the nearest one that works), a malformed
-            store or storage URL, or another bad argument.
+        EinspaceError: an unknown task or option, no candidates, a width a structure
+            cannot realize at, a malformed store or storage URL, or another bad argument.
 
     Examples:
         >>> import io, tempfile, pathlib
@@ -366,27 +363,27 @@ def run_search(
         if theta is not None:
             with contextlib.suppress(Exception):
                 frames["trials"], _ = trials_frame(theta)
-        runs = search.grid(per_structure)
-        frame = grid_frame(run_store, runs)
-        points = run_store.points(run_ids=[r.run_id for r in runs])
-        url = run_store.url
-    result = SearchResult(
-        url,
-        opts.sweep,
-        frame,
-        points,
-        list(search.candidates),
-        frames["trials"],
-        None if theta is None else theta.study,
-        chosen,
-        frames["lrs"],
-        {k: s.lr for k, s in per_structure.items()},
-        interrupted,
-        time.perf_counter() - started,
-        plan,
-    )
+        result = SearchResult(
+            run_store.url,
+            opts.sweep,
+            *_stored(run_store, search.grid(per_structure)),
+            structures=list(search.candidates),
+            trials=frames["trials"],
+            study=None if theta is None else theta.study,
+            promoted=chosen,
+            lrs=frames["lrs"],
+            lr={k: s.lr for k, s in per_structure.items()},
+            interrupted=interrupted,
+            wall_s=time.perf_counter() - started,
+            plan=plan,
+        )
     print_result(out, result)
     return result
+
+
+def _stored(store: Any, runs: Sequence[PlannedRun]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored state of the grid's runs, and their points."""
+    return grid_frame(store, runs), store.points(run_ids=[r.run_id for r in runs])
 
 
 def _dry_result(search: _Search, plan: SearchPlan, wall_s: float) -> SearchResult:
