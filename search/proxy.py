@@ -19,6 +19,13 @@ layer ``lr``, its readout ``lr · base_width / width``). The MLP's dense layers 
 init ``σ = fan_in^{-1/2} · min(1, √(fan_out / fan_in))`` and zero biases. The optimizer is
 AdamW.
 
+**Learning-rate schedule** (:mod:`search.schedules`). The update of step ``s`` trains every
+parameter group at its own μP rate times the schedule's factor: a linear warmup, then
+``wsd`` (the default: constant, then a ``1 − sqrt`` cooldown to 0 over the last ``cooldown``
+of the run), ``cosine`` (down to ``min_lr``) or ``constant``. A wsd run's rate is the same up
+to its decay start whatever its length, so a long *trunk* pins checkpoints
+(``keep_steps``) from which shorter *cooldown branches* resume (:mod:`search.branches`).
+
 **Compute** (docs/theory.md §6) is training FLOPs: ``6 × MACs-per-token × tokens``. For the MLP a
 token is one example, and MACs-per-token is that of the whole model: ``d_in·width`` for the
 input layer, each hidden layer's :meth:`EinsumLinear.macs` at the training batch size,
@@ -27,11 +34,15 @@ evaluation). After ``s`` optimizer steps of batch ``b``, ``compute = 6·M·b·s`
 example is ``n_ctx`` tokens, so ``compute = 6·M·n_ctx·b·s`` with ``M`` of :mod:`search.lm`
 (attention included); user models: :func:`search.models.macs_per_token`.
 
-**Logged points** ``(step, compute, train_loss, eval_loss)`` are taken at step 0, every
-``eval_every`` steps and at the last step. ``eval_loss`` is the loss on the task's fixed
-evaluation set with the parameters after ``step`` updates. ``train_loss`` is the mean
-loss of the training batches since the previous point, each measured just before its
-update; at step 0 it is the loss of the first batch at initialization.
+**Logged points** ``(step, compute, train_loss, eval_loss, tokens, lr, extra)`` are taken
+at step 0, every ``eval_every`` steps and at the last step. ``eval_loss`` is the loss on the
+task's fixed evaluation set with the parameters after ``step`` updates. ``train_loss`` is the
+mean loss of the training batches since the previous point, each measured just before its
+update; at step 0 it is the loss of the first batch at initialization. ``tokens`` is
+``step × batch × tokens per example``. ``lr`` is the global rate of the update before the
+point (at step 0: of the first update): the config's ``lr`` times the schedule's factor (the
+rate a dense layer at ``base_width`` trains at; μP groups train at their own multiples).
+``extra`` holds any other numbers by name (``None`` here).
 
 **Reproducibility.** The model is built on CPU from ``seed`` (then moved to the device),
 and the batch of step ``s`` is drawn with a generator seeded from ``(seed, s)``
