@@ -63,7 +63,7 @@ CLI_TOKENS_PER_PARAM: Final = "5,10,20,40"
 Chinchilla's 20 tokens per parameter, so the fits see finished schedules on both sides of
 the usual optimum. With ``wsd`` they cost one trunk (40 tokens per parameter) plus 20 % of
 each shorter horizon per (structure, width, seed); on the default MLP task and widths 16,
-64, 256 the five named structures plan 6.6e12 FLOPs, 85 % of it in the width-256 trunks
+64, 256 the five named structures plan 6.6e12 FLOPs (85 % in trunks, 99 % at width 256)
 (``--dry-run`` prints it; about 40 core-minutes at the 2.8 GFLOP/s one thread reached on a
 shared 2-core machine)."""
 
