@@ -376,3 +376,21 @@ def test_a_search_whose_trunk_diverges_ends_its_branch_diverged(tmp_path: Path) 
         row["last_step"]
         == _row(str(tmp_path / "runs.sqlite"), runs.loc["trunk", "run_id"])["last_step"]
     )
+
+
+def test_theta_budget_is_dense_at_its_longest_horizon(tmp_path: Path) -> None:
+    result = run_search(
+        ["dense"],
+        [16],
+        store=tmp_path / "runs.sqlite",
+        trials=2,
+        tokens_per_param=(5, 40),
+        dry_run=True,
+        console=_quiet(),
+    )
+    plan = result.plan
+    assert plan is not None and plan.theta_trials == 2
+    assert plan.theta_budget == 441 * 6 * DENSE16_MACS * 64  # 40 tokens per parameter
+    grid = 441 * 6 * DENSE16_MACS * 64 + (55 - 44) * 6 * DENSE16_MACS * 64  # trunk + branch
+    assert plan.total_flops == 2 * plan.theta_budget + grid
+    assert not (tmp_path / "runs.sqlite").exists()
