@@ -18,7 +18,7 @@ while it has not (the branch is then ``waiting``; a grid retries it later).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError
 from search.proxy_config import ProxyConfig
@@ -128,7 +128,7 @@ def check_parent(config: ProxyConfig, trunk: ProxyConfig) -> None:
         )
 
 
-def _missing(value: object) -> bool:
+def _missing(value: Any) -> bool:
     import pandas as pd
 
     return bool(pd.isna(value))

@@ -258,8 +258,10 @@ def _measure(
     state: TrainingState,
 ) -> CurvePoint:
     """The point of ``state.step``: the eval loss now, the mean training loss of the window
-    (at step 0: the loss of the first batch at initialization) and the learning rate of the
-    update before it (at step 0: of the first update); compute and tokens are left 0."""
+    (at step 0: the loss of the first batch at initialization), the learning rate of the
+    update before it (at step 0: of the first update) and, when the model has a
+    ``point_extra()`` method (e.g. a mixture of experts: its auxiliary loss and expert load),
+    the numbers it returns by name; compute and tokens are left 0."""
     step, window = state.step, state.window
     eval_loss = evaluate(model, task, eval_data)
     if not math.isfinite(eval_loss):
@@ -273,7 +275,9 @@ def _measure(
     else:
         train_loss = float(sum(window) / len(window)) if window else math.nan
     lr = config.lr * config.lr_factor(max(step - 1, 0))
-    return CurvePoint(step, 0.0, None if math.isnan(train_loss) else train_loss, eval_loss, 0, lr)
+    extra = model.point_extra() if callable(getattr(model, "point_extra", None)) else None
+    train = None if math.isnan(train_loss) else train_loss
+    return CurvePoint(step, 0.0, train, eval_loss, 0, lr, None if extra is None else dict(extra))
 
 
 def _seed_from(*words: int) -> int:

@@ -197,3 +197,37 @@ def test_extra_numbers_travel_with_a_point(tmp_path: Path) -> None:
     assert store.points()["extra"].tolist() == [{"aux": 0.25, "load": 1.5}]
     with pytest.raises(EinspaceError, match="extra"):
         store.log_points(rid, [{"step": 1, "compute": 1.0, "extra": {"aux": math.nan}}])
+
+
+class _Counting(torch.nn.Module):
+    """A model that reports a number of its own with every logged point."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(8, 1)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.net(x)
+
+    def point_extra(self) -> dict[str, float]:
+        return {"forward_calls": float(self.calls)}
+
+
+def _counting(structure: object, width: int, task: object) -> torch.nn.Module:
+    return _Counting()
+
+
+def test_a_models_point_extra_is_logged_with_each_point(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    kwargs = {"steps": 2, "eval_every": 1, **TINY}
+    run = proxy_run("dense", width=8, store=store, model=_counting, **kwargs)  # type: ignore[arg-type]
+    # 1 call measures its FLOPs (it has no macs()); step 0 adds the eval and the first
+    # batch's loss at init; each step one training forward and one eval
+    assert [p.extra for p in run.points] == [
+        {"forward_calls": 3.0},
+        {"forward_calls": 5.0},
+        {"forward_calls": 7.0},
+    ]
+    assert store.points()["extra"].tolist() == [p.extra for p in run.points]

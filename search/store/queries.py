@@ -51,8 +51,16 @@ def points_frame(
     where the config has one; a run stopped early by pruning has no final point)."""
     import pandas as pd
 
-    from_runs = ("sweep", "structure", "task", "width", "seed", "status", "params")
-    from_runs += ("macs_per_token",)
+    from_runs = (
+        "sweep",
+        "structure",
+        "task",
+        "width",
+        "seed",
+        "status",
+        "params",
+        "macs_per_token",
+    )
     stored = [c for c in _POINT_COLUMNS if c not in _FROM_CONFIG]
     columns = [_runs.c[c] if c in from_runs else _points.c[c] for c in stored]
     base = (
