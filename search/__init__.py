@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from search.budget import parse_budget, tune_to_budget
+from search.options import SearchOptions
 from search.scoring import OBJECTIVES, ExponentModel, register_objective, register_ranking, score
 from search.store import (
     LABEL_KEYS,
@@ -65,6 +66,7 @@ __all__ = [
     "RunResult",
     "RunSettings",
     "RunStore",
+    "SearchOptions",
     "SearchResult",
     "ThetaPoint",
     "build_model",

@@ -26,21 +26,33 @@
    ``promote`` distinct structures join the grid; with no structures and ``promote=0``
    the search is θ-only.
 2. **Learning rate per structure** (when ``lr_grid`` is given; ``einspace search`` gives 5):
-   :func:`search.tuning.tune_lrs` trains each grid structure at the smallest width on a log
-   grid of base learning rates (sweep ``<sweep>/lr``) and the grid then uses each
-   structure's best rate, transferred to larger widths by μP.
-3. **Grid**: structures × widths × seeds become :class:`~search.proxy_config.ProxyConfig` runs in
-   the run store (sweep ``<sweep>``). Finished, diverged and failed runs are skipped;
-   runs left ``running`` by a dead process resume from their checkpoint. ``workers``
-   processes claim runs from the shared store, so no run is trained twice.
+   :func:`search.tuning.tune_lrs` trains each grid structure's longest run at the smallest
+   width on a log grid of base learning rates (sweep ``<sweep>/lr``) and the grid then uses
+   each structure's best rate, transferred to larger widths by μP.
+3. **Grid**: structures × widths × seeds × horizons become the planned runs of
+   :mod:`search.run_plan` (with ``tokens_per_param``, horizons that grow with the model;
+   with the ``wsd`` schedule, one trunk per (structure, width, seed) and a cooldown branch
+   per shorter horizon) in the run store (sweep ``<sweep>``). Finished, diverged and failed
+   runs are skipped; runs left ``running`` by a dead process resume from their checkpoint.
+   ``workers`` processes claim runs from the shared store, so no run is trained twice
+   (:mod:`search.grid`).
+
+Before any of it, the search prints its plan's total FLOPs (θ trials at their budget, the
+tuning runs, the grid); ``dry_run=True`` (``--dry-run``) prints every planned run instead
+and trains nothing.
+
+Every option of the search (workers, store, θ trials, tuning, horizons, …) is a field of
+:class:`~search.options.SearchOptions`: ``run_search`` takes an ``options`` object and
+any field as a keyword that replaces it.
 
 :func:`run_search` returns the grid's runs and their logged points; fitting them is the
 caller's (:func:`analysis.search_fits.fit_search`, as ``einspace search`` does).
 
 The parts live in their own modules: :mod:`search.settings` (the shared run settings and
-input parsing), :mod:`search.grid` (the grid's configs and its workers),
+input parsing), :mod:`search.options` (the search's options), :mod:`search.run_plan` (the
+plan), :mod:`search.grid` (the grid's workers),
 :mod:`search.theta` (the θ study), :mod:`search.workers` (worker processes and their
-messages) and :mod:`search.progress` (progress bars and the result tables).
+messages) and :mod:`search.progress` (progress bars and the result tables) and :mod:`search.result`.
 
 Progress shows as rich progress bars with a live best-so-far table. Ctrl-C stops cleanly:
 finished runs are kept, and the interrupted runs stay ``running`` with their checkpoints,
@@ -61,58 +73,55 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
-from search.grid import _grid_runs, _run_grid, _run_id_of, grid_configs
-from search.progress import _Display, _print_result
-from search.proxy_config import check_settings, compute_per_step
-from search.settings import RunSettings, _check_int, parse_seeds, parse_structures, parse_widths
+from search.grid import GridJob, grid_frame, grid_runs, run_grid
+from search.options import DEFAULT_STORE, SearchOptions, with_options
+from search.progress import Display, ProgressDisplay, print_plan, print_result
+from search.proxy_config import check_settings
+from search.result import SearchResult
+from search.run_plan import PlannedRun, SearchPlan, plan_tuning
+from search.settings import RunSettings, parse_seeds, parse_structures, parse_widths
 from search.space import check_widths
 from search.theta import (
-    MAX_COMPUTE_RATIO,
-    _enqueue,
-    _open_optuna_storage,
-    _promoted,
-    _raw_theta,
-    _requeue_interrupted,
-    _run_theta,
-    _shortfall,
-    _theta_job,
-    _ThetaJob,
-    _trials_frame,
+    ThetaJob,
     check_compute_ratio,
+    enqueue_points,
     interpolate_loss,
+    open_optuna_storage,
+    promoted,
+    raw_theta,
+    requeue_interrupted,
+    run_theta,
+    shortfall,
+    theta_job,
+    trials_frame,
 )
-from search.tuning import tune_lrs
+from search.tuning import lr_grid, tune_lrs
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
     from search.tasks import Task
-    from search.tuning import LRGrid
 
 
 __all__ = [
     "DEFAULT_STORE",
     "RunSettings",
+    "SearchOptions",
     "SearchResult",
-    "grid_configs",
     "interpolate_loss",
     "parse_seeds",
     "parse_structures",
     "parse_widths",
     "run_search",
 ]
-
-
-DEFAULT_STORE: Final = "einspace-runs.sqlite"
-"""The run store of ``einspace search`` when none is given (in the current folder)."""
 
 
 def _check_crossing(settings: RunSettings, model: object, workers: int) -> None:
@@ -142,40 +151,131 @@ def _store_target(store: str | os.PathLike[str]) -> str:
     return text
 
 
-@dataclass
-class SearchResult:
-    """What :func:`run_search` did.
+@dataclass(frozen=True)
+class _Search:
+    """A search's checked inputs."""
 
-    Attributes:
-        store: the run store's URL (password hidden).
-        sweep: the grid's sweep name (θ trials are under ``<sweep>/theta``).
-        runs: the grid's runs: run_id, structure, width, seed, status, final_eval_loss.
-        points: the grid's logged points (:meth:`~search.store.RunStore.points`), for the
-            caller to fit (:func:`analysis.search_fits.fit_search`).
-        structures: the grid's structure labels, in the order given.
-        trials: the θ study's trials (number, state, value, theta, rejection, run_id), or
-            None without a θ search.
-        study: the optuna study name, or None.
-        promoted: θ structures that joined the grid.
-        lrs: the learning-rate tuning runs (structure, lr, run_id, status, final_eval_loss,
-            best), or None without tuning.
-        lr: the base learning rate each grid structure trained with.
-        interrupted: whether Ctrl-C stopped the search.
-        wall_s: seconds spent.
-    """
+    settings: RunSettings
+    options: SearchOptions
+    widths: list[int]
+    seeds: list[int]
+    candidates: dict[str, Structure]
+    target: str
 
-    store: str
-    sweep: str
-    runs: pd.DataFrame
-    points: pd.DataFrame
-    structures: list[str] = field(default_factory=list)
-    trials: pd.DataFrame | None = None
-    study: str | None = None
-    promoted: list[str] = field(default_factory=list)
-    lrs: pd.DataFrame | None = None
-    lr: dict[str, float] = field(default_factory=dict)
-    interrupted: bool = False
-    wall_s: float = 0.0
+    def grid(
+        self, settings: RunSettings | Mapping[str, RunSettings] | None = None
+    ) -> list[PlannedRun]:
+        """The grid's planned runs with ``settings`` (default: the search's; a mapping: per
+        structure), or none without candidates."""
+        if not self.candidates:
+            return []
+        own = self.settings if settings is None or not settings else settings
+        return grid_runs(
+            self.candidates, self.widths, self.seeds, own, self.options.tokens_per_param
+        )
+
+    def dense_steps(self, width: int) -> int:
+        """Dense's longest training length at ``width`` (the θ trials' default budget)."""
+        dense = {"dense": Structure.named("dense")}
+        runs = grid_runs(
+            dense, [width], self.seeds[:1], self.settings, self.options.tokens_per_param
+        )
+        return max(int(r.config.steps) for r in runs)
+
+
+def _prepare(
+    structures: Sequence[str | Structure],
+    widths: str | Sequence[int],
+    seeds: Sequence[int],
+    settings: RunSettings,
+    options: SearchOptions,
+    model: object,
+) -> _Search:
+    """Check every input of a search before any work (raises :class:`EinspaceError`)."""
+    _check_crossing(settings, model, options.workers)
+    check_settings(settings)
+    options.check()
+    width_list = parse_widths(widths)
+    seed_list = parse_seeds(seeds)
+    candidates = parse_structures(structures)
+    check_compute_ratio(options.max_compute_ratio)  # also without θ trials: a mistake
+    if not candidates and options.trials == 0:
+        grid_runs(candidates, width_list, seed_list, settings)  # raises: empty list
+    for item in options.enqueue:
+        raw_theta(item)
+    check_widths(candidates, width_list, mode=settings.mode, pad_tol=settings.pad_tol)
+    target = _store_target(options.store)
+    return _Search(settings, options, width_list, seed_list, candidates, target)
+
+
+def _plan(search: _Search, theta: ThetaJob | None = None) -> SearchPlan:
+    """The plan of a search as it starts: the tuning runs (of the learning-rate grid around
+    the settings' ``lr``, before any extension), the grid at the settings' ``lr``, and the
+    θ trials' budget (the θ structures a study promotes are not in it). A structure's
+    tuned grid run is one of its tuning runs (the winner), so the grid's is left out."""
+    grid = search.grid()
+    runs: list[PlannedRun] = []
+    if search.options.lr_grid is not None:
+        center = search.settings.lr
+        lrs = {label: lr_grid(search.options.lr_grid, center) for label in search.candidates}
+        runs = plan_tuning(grid, lrs, search.seeds[0])
+        tuned = plan_tuning(grid, dict.fromkeys(search.candidates, (center,)), search.seeds[0])
+        grid = [r for r in grid if r.run_id not in {t.run_id for t in tuned}]
+    runs += grid
+    if theta is None:
+        return SearchPlan(tuple(runs))
+    return SearchPlan(tuple(runs), search.options.trials, theta.budget)
+
+
+def _theta_job(search: _Search) -> ThetaJob | None:
+    """The θ study's job (None without θ trials)."""
+    if search.options.trials == 0:
+        return None
+    options = search.options
+    return theta_job(search.settings, options, search.widths, search.target, search.dense_steps)
+
+
+def _start_theta(job: ThetaJob, search: _Search, out: Console) -> None:
+    """Open the θ study's storage and fill its queue (retried and enqueued trials)."""
+    open_optuna_storage(job.storage)  # a malformed URL fails before any work
+    enqueue_points(job, [raw_theta(item) for item in search.options.enqueue])
+    retries = requeue_interrupted(job)
+    if retries:
+        out.print(f"θ search: retrying {retries} interrupted trial(s)")
+
+
+def _theta_stage(job: ThetaJob, search: _Search, display: Display, out: Console) -> list[str]:
+    """Run the θ trials; the promoted structures (joined to the candidates)."""
+    options = search.options
+    out.print(
+        f"θ search: study {job.study!r}, {options.trials} trials at width "
+        f"{job.theta_width}, budget {job.budget:.3g} FLOPs"
+    )
+    run_theta(job, options.workers, options.threads, display)
+    frame, _ = trials_frame(job)
+    missing = shortfall(frame, options.trials)
+    if missing is not None:
+        out.print(f"[yellow]{missing}[/yellow]", highlight=False)
+    chosen = promoted(frame, options.promote)
+    for spec in chosen:
+        search.candidates.setdefault(spec, Structure.parse(spec))
+    return chosen
+
+
+def _grid_stage(search: _Search, job: GridJob, display: Display) -> tuple[Any, Any]:
+    """Tune the learning rates (if asked), then train the grid; (settings per structure,
+    tuning frame)."""
+    options, settings = search.options, search.settings
+    per_structure = dict.fromkeys(search.candidates, settings)
+    frame = None
+    if options.lr_grid is not None:
+        centers = {label: [settings.lr] for label in search.candidates}
+        tuning = plan_tuning(search.grid(), centers, search.seeds[0])
+        templates = {r.config.structure: r for r in tuning}
+        best, frame = tune_lrs(job, templates, options.lr_grid, display)
+        per_structure = {k: replace(settings, lr=best[k]) for k in search.candidates}
+    run_grid(job, search.grid(per_structure), display)
+    return per_structure, frame
 
 
 def run_search(
@@ -184,84 +284,34 @@ def run_search(
     seeds: Sequence[int] = (0,),
     *,
     settings: RunSettings | None = None,
-    store: str | os.PathLike[str] = DEFAULT_STORE,
-    sweep: str = "search",
-    workers: int = 1,
-    device: str | None = None,
-    checkpoint_every: int | None = None,
-    threads: int | None = 1,
-    trials: int = 0,
-    promote: int = 3,
-    theta_width: int | None = None,
-    budget: float | None = None,
-    storage: str | None = None,
-    study: str | None = None,
-    sampler_seed: int = 0,
-    prune: bool = True,
-    enqueue: Sequence[Sequence[float] | str] = (),
-    lease_s: float = 120.0,
-    progress: bool = True,
+    options: SearchOptions | None = None,
     console: Console | None = None,
     task: Task | str | None = None,
     model: Callable[[Any, int, Any], Any] | str | None = None,
-    lr_grid: LRGrid | None = None,
-    max_compute_ratio: float = MAX_COMPUTE_RATIO,
+    **overrides: Any,
 ) -> SearchResult:
-    """Search structures with proxy runs and fit their scaling laws (see the module docs).
+    """Search structures with proxy runs (see the module docs); fitting is the caller's.
 
     Args:
         structures: grid candidates: names (``"btt"``), ``"btt:r=0.5"``, θ strings.
         widths: hidden widths (a list or ``"16,64,256"``); every structure must realize at
             each.
         seeds: seeds per structure and width.
-        settings: shared run settings (task, steps, lr, …).
-        store: run store: an SQLite path or any SQLAlchemy URL.
-        sweep: name of the grid's sweep in the store.
-        workers: processes that train runs in parallel (each claims runs from the store).
-        device: torch device of the runs (default CPU).
-        checkpoint_every: steps between checkpoints (default: about four per run).
-        threads: torch intra-op threads per worker (None: torch's default). One thread is
-            the default: proxy models are small, and more threads per worker than cores
-            per worker make every run many times slower when the CPU is shared.
-        trials: θ-space trials that train, counted in the study as a whole: several
-            processes (or machines) that share the study train ``trials`` between them,
-            not each (0: grid only).
-        promote: how many of the best θ structures join the grid.
-        theta_width: width of the θ trials (default: the middle grid width).
-        budget: θ trials' compute budget in FLOPs (default: dense's compute in
-            ``settings.steps`` steps at ``theta_width``).
-        storage: optuna RDB storage URL (default: the run store's database).
-        study: optuna study name (default: derived from the sweep and the θ settings).
-        sampler_seed: seed of the TPE sampler (worker i uses ``sampler_seed + i``).
-        prune: prune θ trials by successive halving.
-        enqueue: θ points (7 raw numbers or a ``"(α|β|γ|δ|ε|φ|ρ)"`` string) that a new
-            study evaluates first, before the sampler proposes its own.
-        lease_s: seconds a worker's run stays its own without a heartbeat (workers beat
-            every quarter of it); a run whose worker misses it is taken over by another
-            worker, and the old one's later writes are refused. It is not part of a
-            run's identity.
-        progress: show progress bars and the live table.
+        settings: shared run settings (task, steps, lr, schedule, …).
+        options: the search's options (:class:`~search.options.SearchOptions`); any of its
+            fields may also be given as a keyword (``workers=2, store="runs.sqlite"``).
         console: where to print (a fresh rich Console by default).
         task: the task instead of the settings' (a registered name, ``"module:attr"`` or a
             :class:`~search.tasks.Task` object; objects need ``workers=1``).
         model: a model factory ``(structure, width, task) -> nn.Module`` or
-            ``"module:attr"`` (a callable that does not import by its ``module:qualname``
-            needs ``workers=1``).
-        lr_grid: tune each structure's base learning rate first (:mod:`search.tuning`): a
-            count of log-spaced values around ``settings.lr`` (two decades) or the values;
-            None: every structure trains with ``settings.lr``.
-        max_compute_ratio: θ points whose model needs more than this times the dense
-            model's compute per step, at the θ width or a grid width, are rejected before
-            training (:func:`search.theta.costlier_than_dense`). It bounds which points a
-            study trains, not any run's identity.
+            ``"module:attr"`` (one that does not import by name needs ``workers=1``).
 
     With ``workers > 1`` the workers are separate processes that import the main module,
     so a script must call this under ``if __name__ == "__main__":``.
 
     Raises:
-        EinspaceError: unknown task, an empty candidate list, a width a structure cannot
-            realize at (with the nearest one that works), a malformed store or storage URL,
-            or another bad argument.
+        EinspaceError: an unknown task or option, no candidates, a width a structure
+            cannot realize at, a malformed store or storage URL, or another bad argument.
 
     Examples:
         >>> import io, tempfile, pathlib
@@ -280,114 +330,75 @@ def run_search(
 
     started = time.perf_counter()
     out = console or Console()
+    opts = with_options(options, **overrides)
     settings = settings or RunSettings()
     if task is not None or model is not None:
         from search.proxy import with_task_and_model
 
         settings = with_task_and_model(settings, task, model)
-    _check_crossing(settings, model, workers)
-    check_settings(settings)
-    width_list = parse_widths(widths)
-    seed_list = parse_seeds(seeds)
-    candidates = parse_structures(structures)
-    _check_int(workers, "workers", 1)
-    _check_int(trials, "trials", 0)
-    _check_int(promote, "promote", 0)
-    check_compute_ratio(max_compute_ratio)  # also without θ trials: a bad value is a mistake
-    if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not 0 < lease_s < 1e9:
-        raise EinspaceError(
-            f"lease_s (--lease) = {lease_s!r} must be a positive number of seconds, e.g. 120 "
-            f"(the default); workers heartbeat every quarter of it"
-        )
-    if not candidates and trials == 0:
-        grid_configs(candidates, width_list, seed_list, settings)  # raises: empty list
-    seeded = [_raw_theta(item) for item in enqueue]
-    check_widths(candidates, width_list, mode=settings.mode, pad_tol=settings.pad_tol)
-    target = _store_target(store)
-    display = _Display(out, progress)
+    search = _prepare(structures, widths, seeds, settings, opts, model)
+    theta = _theta_job(search)
+    plan = _plan(search, theta)  # also checks the learning-rate grid before any work
+    if opts.dry_run:
+        print_plan(out, plan, opts.plan_format)
+        return _dry_result(search, plan, time.perf_counter() - started)
+    display = ProgressDisplay(out, opts.progress)
     interrupted = False
-    trials_frame: pd.DataFrame | None = None
-    study_name: str | None = None
-    promoted: list[str] = []
-    per_structure: dict[str, RunSettings] = {}
-    lr_frame: pd.DataFrame | None = None
-    with RunStore(target, lease_s=lease_s) as run_store:
-        job: _ThetaJob | None = None
-        if trials > 0:
-            job = _theta_job(
-                settings, width_list, target, sweep, trials, theta_width, budget,
-                storage, study, sampler_seed, prune, device, checkpoint_every,
-                max_compute_ratio,
-            )  # fmt: skip
-            job = replace(job, lease_s=run_store.lease_s)
-            study_name = job.study
-            _open_optuna_storage(job.storage)  # a malformed URL fails before any work
-            _enqueue(job, seeded)
-            retries = _requeue_interrupted(job)
-            if retries:
-                out.print(f"θ search: retrying {retries} interrupted trial(s)")
+    frames: dict[str, Any] = {"trials": None, "lrs": None}
+    chosen: list[str] = []
+    per_structure: Mapping[str, RunSettings] = {}
+    with RunStore(search.target, lease_s=opts.lease_s) as run_store:
+        out.print(plan.summary(), highlight=False)
+        if theta is not None:
+            _start_theta(theta, search, out)
+        grid_job = GridJob(search.target, opts.sweep, replace(opts, lease_s=run_store.lease_s))
         try:
             with display:
-                if job is not None:
-                    out.print(
-                        f"θ search: study {job.study!r}, {trials} trials at width "
-                        f"{job.theta_width}, budget {job.budget:.3g} FLOPs"
-                    )
-                    _run_theta(job, workers, threads, display)
-                    trials_frame, _ = _trials_frame(job)
-                    shortfall = _shortfall(trials_frame, job.trials)
-                    if shortfall is not None:
-                        out.print(f"[yellow]{shortfall}[/yellow]", highlight=False)
-                    promoted = _promoted(trials_frame, promote)
-                    for spec in promoted:
-                        candidates.setdefault(spec, Structure.parse(spec))
-                if candidates:
-                    per_structure = dict.fromkeys(candidates, settings)
-                    if lr_grid is not None:
-                        best, lr_frame = tune_lrs(
-                            target, candidates, min(width_list), seed_list[0], settings,
-                            lr_grid, sweep=sweep, workers=1, device=device,  # see tune_lrs
-                            checkpoint_every=checkpoint_every, threads=threads, display=display,
-                            lease_s=run_store.lease_s,
-                        )  # fmt: skip
-                        per_structure = {k: replace(settings, lr=best[k]) for k in candidates}
-                    configs = [
-                        config
-                        for label, structure in candidates.items()
-                        for config in grid_configs(
-                            {label: structure}, width_list, seed_list, per_structure[label]
-                        )
-                    ]
-                    configs.sort(key=lambda c: -c.steps * compute_per_step(c, c.structure, c.width))
-                    _run_grid(
-                        target,
-                        configs,
-                        sweep=sweep,
-                        workers=workers,
-                        device=device,
-                        checkpoint_every=checkpoint_every,
-                        threads=threads,
-                        display=display,
-                        lease_s=run_store.lease_s,
-                    )
+                if theta is not None:
+                    chosen = _theta_stage(theta, search, display, out)
+                if search.candidates:
+                    per_structure, frames["lrs"] = _grid_stage(search, grid_job, display)
         except KeyboardInterrupt:
             interrupted = True
-        if job is not None and trials_frame is None:
+        if theta is not None:
             with contextlib.suppress(Exception):
-                trials_frame, _ = _trials_frame(job)
-        ids = [
-            _run_id_of(per_structure.get(label, settings), label, w, s)
-            for label in candidates
-            for w in width_list
-            for s in seed_list
-        ]
-        runs = _grid_runs(run_store, ids)
-        points = run_store.points(run_ids=ids)
-        url = run_store.url
-    result = SearchResult(
-        url, sweep, runs, points, list(candidates), trials_frame, study_name, promoted,
-        lr_frame, {k: s.lr for k, s in per_structure.items()}, interrupted,
-        time.perf_counter() - started,
-    )  # fmt: skip
-    _print_result(out, result)
+                frames["trials"], _ = trials_frame(theta)
+        result = SearchResult(
+            run_store.url,
+            opts.sweep,
+            *_stored(run_store, search.grid(per_structure)),
+            structures=list(search.candidates),
+            trials=frames["trials"],
+            study=None if theta is None else theta.study,
+            promoted=chosen,
+            lrs=frames["lrs"],
+            lr={k: s.lr for k, s in per_structure.items()},
+            interrupted=interrupted,
+            wall_s=time.perf_counter() - started,
+            plan=plan,
+        )
+    print_result(out, result)
     return result
+
+
+def _stored(store: Any, runs: Sequence[PlannedRun]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored state of the grid's runs, and their points."""
+    return grid_frame(store, runs), store.points(run_ids=[r.run_id for r in runs])
+
+
+def _dry_result(search: _Search, plan: SearchPlan, wall_s: float) -> SearchResult:
+    """What a dry run returns: the plan, and empty runs and points."""
+    import pandas as pd
+
+    from search.grid import GRID_COLUMNS
+
+    return SearchResult(
+        search.options.store,
+        search.options.sweep,
+        pd.DataFrame(columns=list(GRID_COLUMNS)),
+        pd.DataFrame(),
+        list(search.candidates),
+        wall_s=wall_s,
+        plan=plan,
+        dry_run=True,
+    )

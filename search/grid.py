@@ -1,53 +1,100 @@
-"""The grid of a search: structures × widths × seeds as proxy runs, trained by workers
-that claim them from the shared run store (finished runs are skipped, interrupted ones
-resume from their checkpoints).
+"""The grid of a search: its planned runs (:mod:`search.run_plan`: structures × widths ×
+seeds, as independent runs or wsd trunks with cooldown branches), trained by workers that
+claim them from the shared run store. Finished, diverged and failed runs are skipped,
+interrupted ones resume from their checkpoints.
+
+A trunk keeps its checkpoints at its branches' steps (``keep_steps``). A branch whose trunk
+has not reached its branch step yet is *waiting*: the worker puts it back at the end of its
+list and trains the next run (a trunk of its list that nobody holds, say); a worker with only
+waiting branches left polls the store every :data:`POLL_S` seconds. A branch whose trunk
+diverged before the branch step diverges at the same step (:mod:`search.branches`); one whose
+trunk ended otherwise without its checkpoint (failed, or trained before it kept one) ends
+failed, with the reason. A worker whose waited-on trunks make no progress for ``wait_s``
+seconds (:class:`~search.options.SearchOptions`) stops with an error.
 
 Examples:
-    >>> from search.settings import RunSettings, parse_structures
-    >>> [c.width for c in grid_configs(parse_structures(["dense"]), [16, 64], [0], RunSettings())]
+    >>> from search.settings import parse_structures
+    >>> runs = grid_runs(parse_structures(["dense"]), [16, 64], [0], RunSettings())
+    >>> [r.config.width for r in runs]
     [64, 16]
 """
 
 from __future__ import annotations
 
 import math
+import time
 import traceback
+from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
-from search.proxy_config import compute_per_step, make_config
+from search.options import SearchOptions
+from search.run_plan import PlannedRun, plan_grid
 from search.settings import RunSettings
 from search.space import check_widths
 from search.workers import (
     Emit,
-    _processes,
-    _pump,
-    _raise_crashes,
-    _rotate,
-    _set_threads,
-    _torch_threads,
+    processes,
+    pump,
+    raise_crashes,
+    rotate,
+    set_threads,
+    torch_threads,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from search.progress import _Display
-    from search.proxy_config import ProxyConfig
+    from search.progress import Display
     from search.run_result import CurvePoint, RunResult
     from search.store import RunStore
 
-__all__ = ["grid_configs"]
+__all__ = [
+    "DONE",
+    "GRID_COLUMNS",
+    "POLL_S",
+    "GridItem",
+    "GridJob",
+    "grid_frame",
+    "grid_loop",
+    "grid_runs",
+    "run_grid",
+]
+
+DONE: Final = ("finished", "diverged", "failed")
+"""Statuses of runs that are never trained again."""
+
+GRID_COLUMNS: Final = (
+    "run_id",
+    "structure",
+    "width",
+    "seed",
+    "steps",
+    "role",
+    "parent",
+    "tokens_per_param",
+    "status",
+    "final_eval_loss",
+    "last_step",
+)
+"""The columns of :func:`grid_frame` (a search result's ``runs``)."""
+
+POLL_S: Final = 1.0
+"""Seconds a worker with only waiting branches sleeps before it looks again."""
 
 
-def grid_configs(
+def grid_runs(
     structures: Mapping[str, Structure],
     widths: Sequence[int],
     seeds: Sequence[int],
-    settings: RunSettings,
-) -> list[ProxyConfig]:
-    """One config per structure × width × seed, most expensive first (for load balance).
+    settings: RunSettings | Mapping[str, RunSettings],
+    tokens_per_param: Sequence[float] | None = None,
+) -> list[PlannedRun]:
+    """The grid's planned runs (:func:`search.run_plan.plan_grid`), after checking that
+    every structure realizes at every width.
 
     Raises:
         EinspaceError: no structures, or a structure that does not realize at a width
@@ -55,26 +102,48 @@ def grid_configs(
 
     Examples:
         >>> from search.settings import parse_structures
-        >>> cfgs = grid_configs(parse_structures(["dense", "btt"]), [16, 64], [0], RunSettings())
-        >>> [(c.structure, c.width) for c in cfgs]
+        >>> runs = grid_runs(parse_structures(["dense", "btt"]), [16, 64], [0], RunSettings())
+        >>> [(r.config.structure, r.config.width) for r in runs]
         [('dense', 64), ('btt(r=0.25)', 64), ('dense', 16), ('btt(r=0.25)', 16)]
     """
-    if not structures:
-        raise EinspaceError(
-            "the candidate list is empty: give structures (e.g. 'dense btt monarch "
-            "low_rank kronecker') or θ-space trials (--trials N)"
-        )
-    if not seeds:
-        raise EinspaceError("no seeds given; expected e.g. [0]")
-    check_widths(structures, widths, mode=settings.mode, pad_tol=settings.pad_tol)
-    configs = [
-        make_config(settings, label, width, seed)
-        for label in structures
-        for width in widths
-        for seed in seeds
-    ]
-    cost = {id(c): c.steps * compute_per_step(c, structures[c.structure], c.width) for c in configs}
-    return sorted(configs, key=lambda c: -cost[id(c)])
+    if structures:
+        first = settings if isinstance(settings, RunSettings) else next(iter(settings.values()))
+        check_widths(structures, widths, mode=first.mode, pad_tol=first.pad_tol)
+    return plan_grid(structures, widths, seeds, settings, tokens_per_param)
+
+
+@dataclass(frozen=True)
+class GridJob:
+    """What a grid worker needs (picklable): where the store is, the sweep, and the
+    search's options (device, checkpoints, lease, wait)."""
+
+    store_target: str
+    sweep: str
+    options: SearchOptions
+
+
+@dataclass(frozen=True)
+class GridItem:
+    """One planned run as a worker sees it (picklable): its config dict, id, trunk, branch
+    step and pinned steps."""
+
+    config: dict[str, Any]
+    run_id: str
+    parent: str | None
+    branch_step: int | None
+    keep_steps: tuple[int, ...]
+
+    @classmethod
+    def of(cls, run: PlannedRun) -> GridItem:
+        """The item of a planned run."""
+        return cls(run.config.to_dict(), run.run_id, run.parent, run.branch_step, run.keep_steps)
+
+    @property
+    def label(self) -> str:
+        """How the progress bars name the run (a branch: with its length)."""
+        c = self.config
+        tail = f" ↳{self.config['steps']}" if self.parent else ""
+        return f"{c['structure']} @{c['width']} s{c['seed']}{tail}"
 
 
 def _summary(result: RunResult) -> dict[str, Any]:
@@ -92,20 +161,18 @@ def _summary(result: RunResult) -> dict[str, Any]:
     }
 
 
-def _done_runs(store: RunStore) -> dict[str, dict[Any, Any]]:
-    """Finished, diverged and failed runs of the store by id (they are never run again)."""
-    runs = store.runs()
-    final = runs[runs["status"].isin(["finished", "diverged", "failed"])]
-    return {str(row["run_id"]): row for row in final.to_dict("records")}
+def _rows(store: RunStore) -> dict[str, dict[Any, Any]]:
+    """Every run of the store by id, as a row."""
+    return {str(row["run_id"]): row for row in store.runs().to_dict("records")}
 
 
-def _stored_summary(config: Mapping[str, Any], row: Mapping[Any, Any]) -> dict[str, Any]:
+def _stored_summary(item: GridItem, row: Mapping[Any, Any]) -> dict[str, Any]:
     loss = row.get("final_eval_loss")
     return {
-        "run_id": row["run_id"],
-        "structure": config["structure"],
-        "width": config["width"],
-        "seed": config["seed"],
+        "run_id": item.run_id,
+        "structure": item.config["structure"],
+        "width": item.config["width"],
+        "seed": item.config["seed"],
         "status": row["status"],
         "final_eval_loss": None if loss is None or math.isnan(loss) else float(loss),
         "cached": True,
@@ -115,61 +182,82 @@ def _stored_summary(config: Mapping[str, Any], row: Mapping[Any, Any]) -> dict[s
     }
 
 
-def _grid_loop(
-    store_target: str,
-    configs: Sequence[Mapping[str, Any]],
-    sweep: str,
-    device: str | None,
-    checkpoint_every: int | None,
-    wid: int,
-    emit: Emit,
-    lease_s: float = 120.0,
-) -> None:
-    """Claim and train each config in turn (a worker; runs in-process or in a child)."""
+def _end_orphan(store: RunStore, item: GridItem, sweep: str, why: str) -> None:
+    """Mark a branch that cannot start (its trunk ended without the branch's checkpoint)
+    failed with the reason, unless another worker holds it."""
+    if store.claim(item.config, sweep=sweep) is not None:
+        store.mark_failed(item.run_id, f"cooldown branch cannot start: {why}")
+
+
+def _train(job: GridJob, store: RunStore, item: GridItem, wid: int, emit: Emit) -> RunResult:
     from search.proxy import run_config
-    from search.store import RunStore, run_id
 
-    with RunStore(store_target, lease_s=lease_s) as store:
-        done = _done_runs(store)
-        for config in configs:
-            rid = run_id(config)
-            if rid in done:  # nothing to train: report it without building the model
-                emit(("done", wid, _stored_summary(config, done[rid])))
+    emit(("start", wid, item.label, int(item.config["steps"])))
+
+    def on_point(point: CurvePoint) -> None:
+        emit(("point", wid, item.label, point.step, point.eval_loss))
+
+    extra: dict[str, Any] = {"keep_steps": list(item.keep_steps)} if item.keep_steps else {}
+    return run_config(
+        item.config,
+        store=store,
+        sweep=job.sweep,
+        device=job.options.device,
+        checkpoint_every=job.options.checkpoint_every,
+        on_point=on_point,
+        **extra,
+    )
+
+
+def grid_loop(job: GridJob, items: Sequence[GridItem], wid: int, emit: Emit) -> None:
+    """Claim and train each run in turn, branches when their trunk's checkpoint is there
+    (a worker; runs in-process or in a child; see the module docs)."""
+    from search.store import RunStore
+
+    with RunStore(job.store_target, lease_s=job.options.lease_s) as store:
+        todo = deque(items)
+        waits, stalled, progress = 0, time.monotonic(), None
+        while todo:
+            item = todo.popleft()
+            rows = _rows(store)
+            if item.run_id in rows and rows[item.run_id]["status"] in DONE:
+                emit(("done", wid, _stored_summary(item, rows[item.run_id])))
+                waits = 0
                 continue
-            label = f"{config['structure']} @{config['width']} s{config['seed']}"
-            emit(("start", wid, label, int(config["steps"])))
+            try:
+                result = _train(job, store, item, wid, emit)
+            except EinspaceError as err:
+                if item.parent is None:
+                    raise
+                _end_orphan(store, item, job.sweep, str(err))
+                emit(("done", wid, _stored_summary(item, _rows(store)[item.run_id])))
+                continue
+            if result.status != "waiting":
+                emit(("done", wid, _summary(result)))
+                waits, stalled = 0, time.monotonic()
+                continue
+            todo.append(item)
+            waits += 1
+            if waits < len(todo):
+                continue
+            seen = tuple(_rows(store).get(str(i.parent), {}).get("last_step") for i in todo)
+            if seen != progress:
+                progress, stalled = seen, time.monotonic()
+            elif time.monotonic() - stalled > job.options.wait_s:
+                raise EinspaceError(
+                    f"{len(todo)} cooldown branch(es) waited {job.options.wait_s:g} s for "
+                    f"trunks that made no progress ({', '.join(str(i.parent) for i in todo)}); "
+                    f"rerun the search to resume, or raise --branch-wait"
+                )
+            time.sleep(POLL_S)
+            waits = 0
 
-            def on_point(point: CurvePoint, label: str = label) -> None:
-                emit(("point", wid, label, point.step, point.eval_loss))
 
-            result = run_config(
-                config,
-                store=store,
-                sweep=sweep,
-                device=device,
-                checkpoint_every=checkpoint_every,
-                on_point=on_point,
-            )
-            emit(("done", wid, _summary(result)))
-
-
-def _grid_worker(
-    store_target: str,
-    configs: Sequence[Mapping[str, Any]],
-    sweep: str,
-    device: str | None,
-    checkpoint_every: int | None,
-    wid: int,
-    threads: int | None,
-    lease_s: float,
-    messages: Any,
-) -> None:
+def _grid_worker(job: GridJob, items: Sequence[GridItem], wid: int, messages: Any) -> None:
     """Entry point of a grid worker process."""
     try:
-        _set_threads(threads)
-        _grid_loop(
-            store_target, configs, sweep, device, checkpoint_every, wid, messages.put, lease_s
-        )
+        set_threads(job.options.threads)
+        grid_loop(job, items, wid, messages.put)
     except KeyboardInterrupt:
         messages.put(("interrupted", wid))
     except BaseException as err:
@@ -178,63 +266,69 @@ def _grid_worker(
         messages.put(("exit", wid))
 
 
-def _run_grid(
-    store_target: str,
-    configs: Sequence[ProxyConfig],
-    *,
-    sweep: str,
-    workers: int,
-    device: str | None,
-    checkpoint_every: int | None,
-    threads: int | None,
-    display: _Display,
-    lease_s: float = 120.0,
+def run_grid(
+    job: GridJob, runs: Sequence[PlannedRun], display: Display, *, workers: int | None = None
 ) -> None:
-    from search.store import RunStore, run_id
+    """Train ``runs`` with ``workers`` processes (default: the options'), reporting to
+    ``display``; what the store already has is reported without starting a worker."""
+    from search.store import RunStore
 
-    dicts = [c.to_dict() for c in configs]
-    with RunStore(store_target, lease_s=lease_s) as store:
-        done = _done_runs(store)
-    display.begin("grid", len(dicts), workers)
-    for config in dicts:  # report what the store already has without starting workers
-        if run_id(config) in done:
-            display.handle(("done", 0, _stored_summary(config, done[run_id(config)])))
-    dicts = [c for c in dicts if run_id(c) not in done]
-    workers = max(1, min(workers, len(dicts)))
-    if not dicts:
+    items = [GridItem.of(r) for r in runs]
+    with RunStore(job.store_target, lease_s=job.options.lease_s) as store:
+        rows = _rows(store)
+    count = job.options.workers if workers is None else workers
+    display.begin("grid", len(items), count)
+    for item in items:
+        row = rows.get(item.run_id)
+        if row is not None and row["status"] in DONE:
+            display.handle(("done", 0, _stored_summary(item, row)))
+    items = [i for i in items if rows.get(i.run_id, {}).get("status") not in DONE]
+    count = max(1, min(count, len(items)))
+    if not items:
         return
-    if workers == 1:
-        with _torch_threads(threads):
-            _grid_loop(
-                store_target, dicts, sweep, device, checkpoint_every, 0, display.handle, lease_s
-            )
+    if count == 1:
+        with torch_threads(job.options.threads):
+            grid_loop(job, items, 0, display.handle)
         return
+    # every worker starts at its own offset, with trunks before branches in each list
+    ordered = [rotate([i for i in items if not i.parent], k, count) for k in range(count)]
+    branches = [i for i in items if i.parent]
+    with processes(
+        _grid_worker,
+        lambda k: (job, ordered[k] + rotate(branches, k, count), k),
+        count,
+        job.options.device,
+    ) as (procs, messages):
+        pump(procs, messages, display.handle)
+    raise_crashes(display)
 
-    def args(i: int) -> tuple[Any, ...]:
-        return (
-            store_target,
-            _rotate(dicts, i, workers),
-            sweep,
-            device,
-            checkpoint_every,
-            i,
-            threads,
-            lease_s,
+
+def grid_frame(store: RunStore, runs: Sequence[PlannedRun]) -> pd.DataFrame:
+    """The stored state of ``runs``: run_id, structure, width, seed, steps, role, parent,
+    tokens_per_param, status, final_eval_loss, last_step (runs the store lacks are left
+    out), sorted by structure, width, seed and steps."""
+    import pandas as pd
+
+    stored = _rows(store)
+    rows = []
+    for run in runs:
+        row = stored.get(run.run_id)
+        if row is None:
+            continue
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "structure": run.config.structure,
+                "width": run.config.width,
+                "seed": run.config.seed,
+                "steps": run.config.steps,
+                "role": run.role,
+                "parent": run.parent,
+                "tokens_per_param": run.tokens_per_param or math.nan,
+                "status": row["status"],
+                "final_eval_loss": row["final_eval_loss"],
+                "last_step": row["last_step"],
+            }
         )
-
-    with _processes(_grid_worker, args, workers, device) as (procs, messages):
-        _pump(procs, messages, display.handle)
-    _raise_crashes(display)
-
-
-def _grid_runs(store: RunStore, run_ids: Sequence[str]) -> pd.DataFrame:
-    runs = store.runs()
-    runs = runs[runs["run_id"].isin(set(run_ids))]
-    columns = ["run_id", "structure", "width", "seed", "status", "final_eval_loss", "last_step"]
-    return runs[columns].sort_values(["structure", "width", "seed"], ignore_index=True)
-
-
-def _run_id_of(settings: RunSettings, label: str, width: int, seed: int) -> str:
-    from search.store import run_id
-
-    return run_id(make_config(settings, label, width, seed).to_dict())
+    frame = pd.DataFrame(rows, columns=list(GRID_COLUMNS))
+    return frame.sort_values(["structure", "width", "seed", "steps"], ignore_index=True)

@@ -1,20 +1,39 @@
-"""What a search shows: rich progress bars with a live best-so-far table, and the θ trials
-and run counts printed at the end (the caller prints the fits)."""
+"""What a search shows: rich progress bars with a live best-so-far table, the plan before
+the spend, and the θ trials and run counts printed at the end (the caller prints the fits).
+
+The workers, the grid, the θ study and the tuning need the display only as a
+:class:`Display` (the protocol below); :class:`ProgressDisplay` is the rich one."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from search.driver import SearchResult
+    from search.options import PlanFormat
+    from search.result import SearchResult
+    from search.run_plan import SearchPlan
 
-__all__ = []
+__all__ = ["Display", "ProgressDisplay", "print_plan", "print_result"]
 
 
-class _Display:
+class Display(Protocol):
+    """What a phase of a search reports to: worker messages (:data:`search.workers.Emit`),
+    and the crashes and deaths of worker processes it collected."""
+
+    crashes: list[str]
+    killed: list[str]
+
+    def begin(self, title: str, total: int, workers: int) -> None:
+        """Start a phase with ``total`` items."""
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        """React to a worker message."""
+
+
+class ProgressDisplay:
     """rich progress bars (overall + one per worker) and a live best-so-far table."""
 
     def __init__(self, console: Console, enabled: bool) -> None:
@@ -31,7 +50,7 @@ class _Display:
         self.outcomes: dict[str, str] = {}
         self.devices: dict[int, str] = {}  # worker → its GPU, when spread over several
 
-    def __enter__(self) -> _Display:
+    def __enter__(self) -> ProgressDisplay:
         if not self.enabled or not self.console.is_terminal:
             # in a pipe or file a live display can only print its last frame, stray progress
             # rows and all, without a final newline: print plain lines instead
@@ -78,7 +97,7 @@ class _Display:
         self._refresh()
 
     def handle(self, message: tuple[Any, ...]) -> None:
-        """React to a worker message (see :func:`_grid_loop` and :func:`_objective`)."""
+        """React to a worker message (see :func:`search.grid.grid_loop` and the θ objective)."""
         kind, wid = message[0], int(message[1])
         if kind == "start" and self._progress is not None:
             label, steps = message[2], message[3]
@@ -140,8 +159,6 @@ class _Display:
     def _advance(self) -> None:
         if self._progress is not None and self._overall is not None:
             self._progress.advance(self._overall)
-        elif self._progress is None:
-            pass
 
     def _refresh(self) -> None:
         if self._live is not None:
@@ -164,7 +181,8 @@ class _Display:
         return Group(self._progress, table, f"runs: {counts}") if self._progress else table
 
 
-def _print_result(console: Console, result: SearchResult) -> None:
+def print_result(console: Console, result: SearchResult) -> None:
+    """Print what a search did: the θ trials, the promoted structures, the run counts."""
     from rich.table import Table
 
     if result.trials is not None and len(result.trials):
@@ -200,3 +218,45 @@ def _print_result(console: Console, result: SearchResult) -> None:
             "[yellow]interrupted[/yellow]: finished runs are kept; run the same command again "
             "to resume the others"
         )
+
+
+def print_plan(console: Console, plan: SearchPlan, form: PlanFormat = "table") -> None:
+    """Print every planned run and the total FLOPs (``--dry-run``): a table, or CSV.
+
+    Examples:
+        >>> import io
+        >>> from rich.console import Console
+        >>> from search.run_plan import SearchPlan
+        >>> out = io.StringIO()
+        >>> print_plan(Console(file=out, width=200), SearchPlan(()), "csv")
+        >>> out.getvalue().splitlines()[0]
+        'role,structure,width,seed,lr,params,tokens_per_param,steps,branch_step,tokens,flops,run_id,parent'
+    """
+    if form == "csv":
+        console.file.write(plan.to_csv())
+        return
+    from rich.table import Table
+
+    table = Table(title="planned runs (a branch resumes from its trunk at its branch step)")
+    columns = ("role", "structure", "width", "seed", "lr", "params", "tpp", "steps", "from")
+    for col in (*columns, "tokens", "FLOPs", "trunk"):
+        left = col in ("role", "structure")
+        table.add_column(col, justify="left" if left else "right", no_wrap=col != "structure")
+    for run in plan.runs:
+        row = run.row()
+        table.add_row(
+            str(row["role"]),
+            str(row["structure"]),
+            str(row["width"]),
+            str(row["seed"]),
+            f"{row['lr']:.3g}",
+            str(row["params"]),
+            "—" if row["tokens_per_param"] is None else f"{row['tokens_per_param']:g}",
+            str(row["steps"]),
+            "" if row["branch_step"] is None else str(row["branch_step"]),
+            f"{row['tokens']:.3g}",
+            f"{row['flops']:.3g}",
+            "" if row["parent"] is None else str(row["parent"])[:8],
+        )
+    console.print(table)
+    console.print(plan.summary(), highlight=False)

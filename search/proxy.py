@@ -19,6 +19,13 @@ layer ``lr``, its readout ``lr · base_width / width``). The MLP's dense layers 
 init ``σ = fan_in^{-1/2} · min(1, √(fan_out / fan_in))`` and zero biases. The optimizer is
 AdamW.
 
+**Learning-rate schedule** (:mod:`search.schedules`). The update of step ``s`` trains every
+parameter group at its own μP rate times the schedule's factor: a linear warmup, then
+``wsd`` (the default: constant, then a ``1 − sqrt`` cooldown to 0 over the last ``cooldown``
+of the run), ``cosine`` (down to ``min_lr``) or ``constant``. A wsd run's rate is the same up
+to its decay start whatever its length, so a long *trunk* pins checkpoints
+(``keep_steps``) from which shorter *cooldown branches* resume (:mod:`search.branches`).
+
 **Compute** (docs/theory.md §6) is training FLOPs: ``6 × MACs-per-token × tokens``. For the MLP a
 token is one example, and MACs-per-token is that of the whole model: ``d_in·width`` for the
 input layer, each hidden layer's :meth:`EinsumLinear.macs` at the training batch size,
@@ -27,11 +34,15 @@ evaluation). After ``s`` optimizer steps of batch ``b``, ``compute = 6·M·b·s`
 example is ``n_ctx`` tokens, so ``compute = 6·M·n_ctx·b·s`` with ``M`` of :mod:`search.lm`
 (attention included); user models: :func:`search.models.macs_per_token`.
 
-**Logged points** ``(step, compute, train_loss, eval_loss)`` are taken at step 0, every
-``eval_every`` steps and at the last step. ``eval_loss`` is the loss on the task's fixed
-evaluation set with the parameters after ``step`` updates. ``train_loss`` is the mean
-loss of the training batches since the previous point, each measured just before its
-update; at step 0 it is the loss of the first batch at initialization.
+**Logged points** ``(step, compute, train_loss, eval_loss, tokens, lr, extra)`` are taken
+at step 0, every ``eval_every`` steps and at the last step. ``eval_loss`` is the loss on the
+task's fixed evaluation set with the parameters after ``step`` updates. ``train_loss`` is the
+mean loss of the training batches since the previous point, each measured just before its
+update; at step 0 it is the loss of the first batch at initialization. ``tokens`` is
+``step × batch × tokens per example``. ``lr`` is the global rate of the update before the
+point (at step 0: of the first update): the config's ``lr`` times the schedule's factor (the
+rate a dense layer at ``base_width`` trains at; μP groups train at their own multiples).
+``extra`` holds any other numbers by name (``None`` here).
 
 **Reproducibility.** The model is built on CPU from ``seed`` (then moved to the device),
 and the batch of step ``s`` is drawn with a generator seeded from ``(seed, s)``
@@ -73,7 +84,7 @@ import math
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -82,6 +93,7 @@ from torch import nn
 
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
+from search.branches import BranchStart, find_branch_start
 from search.checkpoint import restore_checkpoint
 from search.compute import step_flops
 from search.models import ProxyMLP, local_model, local_task, macs_per_token, tokens_per_example
@@ -243,10 +255,19 @@ def run_config(
     checkpoint_every: int | None = None,
     on_point: Callable[[CurvePoint], bool | None] | None = None,
     task: Task | None = None,
+    keep_steps: Sequence[int] = (),
 ) -> RunResult:
     """Run a :class:`ProxyConfig` (or its dict); the arguments are those of :func:`proxy_run`.
 
-    ``task`` overrides building the task from the config.
+    ``task`` overrides building the task from the config. ``keep_steps`` (with a store) are
+    steps at which the run pins a checkpoint that is never dropped: those its cooldown
+    branches start from. They do not change the run (nor its id).
+
+    A config with a ``parent`` is a cooldown branch (:mod:`search.branches`; it needs the
+    store that holds its trunk): it starts from the trunk's pinned checkpoint at its
+    ``branch_step``, its curve begins with the trunk's points before that step, and it trains
+    only its cooldown. While the trunk has not reached that step it returns status
+    ``waiting`` and claims nothing; retry it later.
 
     Examples:
         >>> cfg = ProxyConfig("monarch", width=16, steps=2, eval_every=2,
@@ -274,14 +295,37 @@ def run_config(
     if record is None:
         record = model_padding(model)
     base = RunResult(cfg, "finished", (), rid, params, macs, tokens, record)
+    keep = frozenset(positive_int(s, "keep_steps", allow_zero=True) for s in keep_steps)
     if store is None:
+        if cfg.parent is not None:
+            raise EinspaceError(
+                f"run {rid} is a cooldown branch of {cfg.parent}: give the store that holds "
+                f"its trunk (store=…)"
+            )
         return _train(cfg, the_task, model, dev, base, None, every, on_point, started)
     with _opened(store) as run_store:
+        branch = None
+        if cfg.parent is not None:
+            branch = find_branch_start(run_store, cfg, rid)
+            if branch is None:
+                return replace(base, status="waiting", wall_s=time.perf_counter() - started)
         claim = run_store.claim(cfg.to_dict(), sweep=sweep)
         if claim is None:
             return _stored_result(run_store, base, started)
         # run_store remembers claim.attempt: every write below is fenced by it
-        return _train(cfg, the_task, model, dev, base, run_store, every, on_point, started)
+        return _train(
+            cfg,
+            the_task,
+            model,
+            dev,
+            base,
+            run_store,
+            every,
+            on_point,
+            started,
+            keep_steps=keep,
+            branch=branch,
+        )
 
 
 @contextlib.contextmanager
@@ -349,9 +393,12 @@ def _train(
     checkpoint_every: int,
     on_point: Callable[[CurvePoint], bool | None] | None,
     started: float,
+    *,
+    keep_steps: frozenset[int] = frozenset(),
+    branch: BranchStart | None = None,
 ) -> RunResult:
-    """Train the run (resuming from the store's newest checkpoint of it, if any) and record
-    how it ended in the store: finished, diverged or failed."""
+    """Train the run (resuming from the store's newest checkpoint of it, or a branch from its
+    trunk's) and record how it ended in the store: finished, diverged or failed."""
     rid = base.run_id
     model.to(device)
     optimizer = build_optimizer(model, config)
@@ -363,14 +410,37 @@ def _train(
             state.step, state.window = restore_checkpoint(saved[1], model, optimizer, device)
             resumed = state.step
             state.points = {p.step: p for p in stored_points(store, rid) if p.step < state.step}
-        hooks.append(StoreRecorder(store, rid, config.steps, checkpoint_every))
+        elif branch is not None:
+            diverged = _start_branch(store, rid, branch, state, model, optimizer, device)
+            if diverged is not None:
+                return _ended_diverged(store, base, state, diverged, started)
+            resumed = state.step
+        hooks.append(
+            StoreRecorder(
+                store,
+                rid,
+                config.steps,
+                checkpoint_every,
+                params=base.params,
+                macs_per_token=base.macs_per_token,
+                keep_steps=keep_steps,
+            )
+        )
     if on_point is not None:
         hooks.append(StopWhen(on_point))
     per_step = step_flops(base.macs_per_token * base.tokens_per_example, config.batch_size)
     start, status, error = state.step, "finished", None
     try:
         status = train(
-            config, task, model, optimizer, state, device, per_step=per_step, hooks=hooks
+            config,
+            task,
+            model,
+            optimizer,
+            state,
+            device,
+            per_step=per_step,
+            tokens_per_step=base.tokens_per_example * config.batch_size,
+            hooks=hooks,
         )
     except Diverged as div:
         status, error = "diverged", div.reason
@@ -411,3 +481,46 @@ def _recorded(
     except RunTakenOver as lost:
         return "busy", str(lost)
     return status, error
+
+
+def _start_branch(
+    store: RunStore,
+    rid: str,
+    branch: BranchStart,
+    state: TrainingState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> tuple[int, str] | None:
+    """Put a branch at its start: the trunk's points before the branch step logged as its
+    own, and the trunk's checkpoint loaded; returns the trunk's divergence instead when it
+    diverged before the branch step (then nothing is loaded)."""
+    state.points = {p.step: p for p in branch.points}
+    if branch.points:
+        store.log_points(rid, [p._asdict() for p in branch.points])
+    if branch.diverged is not None:
+        return branch.diverged
+    if branch.blob is None:
+        raise EinspaceError(
+            f"the cooldown branch {rid} has neither a checkpoint of its own nor its trunk's; "
+            f"it cannot resume"
+        )
+    state.step, state.window = restore_checkpoint(branch.blob, model, optimizer, device)
+    return None
+
+
+def _ended_diverged(
+    store: RunStore, base: RunResult, state: TrainingState, at: tuple[int, str], started: float
+) -> RunResult:
+    """A branch whose trunk diverged before the branch step: it diverged there too."""
+    step, reason = at
+    status, error = _recorded(
+        functools.partial(store.mark_diverged, base.run_id, step, reason), "diverged", reason
+    )
+    return replace(
+        base,
+        status=status,
+        points=tuple(state.points[s] for s in sorted(state.points) if s < step),
+        wall_s=time.perf_counter() - started,
+        error=error,
+    )

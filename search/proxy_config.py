@@ -34,6 +34,7 @@ from einspace.proxy_realization import padding_record
 from einspace.realization import Realization
 from einspace.structure import Structure
 from search.compute import step_flops
+from search.schedules import SCHEDULES, decay_start, lr_factor, warmup_steps_of
 from search.settings import RunSettings
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 CONFIG_KIND: Final = "proxy"
-CONFIG_VERSION: Final = 2
+CONFIG_VERSION: Final = 3
 """Bumped when the model or the training loop changes, so old runs are not reused."""
 
 _POSITIVE_INTS: Final = (
@@ -61,6 +62,7 @@ _POSITIVE_INTS: Final = (
     "d_head",
 )
 _NON_NEGATIVE_NUMBERS: Final = ("lr", "weight_decay", "pad_tol")
+_OPTIONAL_KEYS: Final = ("task_repr", "task_digest", "parent", "branch_step", "warmup_steps")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,13 @@ class ProxyConfig(RunSettings):
         width: hidden width (the structured layers are ``width × width``).
         seed: seed of the model init and of the batch order.
         task_digest: the task's ``digest`` (of its data, e.g. the LM corpus), when it has one.
+        parent: the run id of the trunk a cooldown branch resumes from (``None``: a run
+            trained from step 0). A branch is a ``wsd`` run whose own schedule equals its
+            trunk's up to ``branch_step``.
+        branch_step: the trunk step a branch resumes from: its own decay start
+            (:func:`search.schedules.decay_start`), at or before the trunk's.
+        warmup_steps: the warmup in steps (``None``: ``round(warmup × steps)``); a trunk and
+            its branches share one value, so their learning rates agree up to the branch.
 
     A config's ``to_dict`` also records ``padding``: the mode, class sizes and padding of every
     structured layer of the built-in proxies (derived from the other fields).
@@ -91,6 +100,9 @@ class ProxyConfig(RunSettings):
     width: int
     seed: int = field(default=0, kw_only=True)
     task_digest: str | None = field(default=None, kw_only=True)
+    parent: str | None = field(default=None, kw_only=True)
+    branch_step: int | None = field(default=None, kw_only=True)
+    warmup_steps: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         spec = self.structure
@@ -113,6 +125,31 @@ class ProxyConfig(RunSettings):
         if not isinstance(self.task_kwargs, Mapping):
             raise EinspaceError(f"task_kwargs must be a mapping; got {self.task_kwargs!r}")
         object.__setattr__(self, "task_kwargs", dict(self.task_kwargs))
+        _check_schedule(self)
+
+    def schedule_warmup_steps(self) -> int:
+        """The warmup in steps: ``warmup_steps``, or ``round(warmup × steps)``."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return warmup_steps_of(self.steps, self.warmup)
+
+    def lr_factor(self, step: int) -> float:
+        """The factor of the base learning rate at the update of ``step``
+        (:func:`search.schedules.lr_factor` of this run's schedule).
+
+        Examples:
+            >>> cfg = ProxyConfig("dense", 8, steps=10, warmup=0.2, cooldown=0.4)
+            >>> [cfg.lr_factor(s) for s in (0, 1, 5, 6, 7)]
+            [0.5, 1.0, 1.0, 1.0, 0.5]
+        """
+        return lr_factor(
+            step,
+            self.steps,
+            self.schedule,
+            warmup_steps=self.schedule_warmup_steps(),
+            cooldown=self.cooldown,
+            min_lr=self.min_lr,
+        )
 
     def structure_object(self) -> Structure:
         """The parsed structure."""
@@ -126,7 +163,7 @@ class ProxyConfig(RunSettings):
             'dense'
         """
         out = {"kind": CONFIG_KIND, "version": CONFIG_VERSION, **asdict(self)}
-        for key in ("task_repr", "task_digest"):
+        for key in _OPTIONAL_KEYS:
             if out[key] is None:
                 del out[key]
         if not out["model"]:
@@ -183,6 +220,9 @@ def make_config(
     *,
     steps: int | None = None,
     eval_every: int | None = None,
+    parent: str | None = None,
+    branch_step: int | None = None,
+    warmup_steps: int | None = None,
 ) -> ProxyConfig:
     """The :class:`ProxyConfig` of one run of ``settings`` (builds the task, to record its
     ``digest``: imports torch).
@@ -195,6 +235,9 @@ def make_config(
         seed: the run's seed.
         steps: replaces ``settings.steps``.
         eval_every: replaces ``settings.eval_every``.
+        parent: the trunk's run id, for a cooldown branch (see :class:`ProxyConfig`).
+        branch_step: the trunk step the branch resumes from (its own decay start).
+        warmup_steps: the warmup in steps shared by a trunk and its branches.
 
     Examples:
         >>> make_config(RunSettings(steps=50), "dense", 16, steps=8).steps
@@ -207,7 +250,16 @@ def make_config(
         values["eval_every"] = eval_every
     spec = structure if isinstance(structure, str) else str(structure)
     digest = getattr(settings.make_task(), "digest", None)
-    return ProxyConfig(spec, width, seed=seed, task_digest=digest, **values)
+    return ProxyConfig(
+        spec,
+        width,
+        seed=seed,
+        task_digest=digest,
+        parent=parent,
+        branch_step=branch_step,
+        warmup_steps=warmup_steps,
+        **values,
+    )
 
 
 def check_settings(settings: RunSettings) -> None:
@@ -264,6 +316,67 @@ def _non_negative(value: object, name: str) -> float:
     if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
         raise EinspaceError(f"{name} = {value!r} must be finite and positive")
     return float(value)
+
+
+def _fraction(value: object, flag: str, *, low: float, high: float, default: float) -> float:
+    """``value`` as a float in ``[low, high]``, or an error naming ``flag`` and the nearest
+    valid value."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise EinspaceError(f"{flag} {value!r} must be a number in [{low}, {high}], e.g. {default}")
+    if not low <= value <= high:
+        nearest = min(max(value, low), high)
+        raise EinspaceError(
+            f"{flag} {value!r} must be in [{low}, {high}]; the nearest valid value is {nearest}"
+        )
+    return float(value)
+
+
+def _check_schedule(config: ProxyConfig) -> None:
+    """Validate the schedule fields (naming the ``einspace search`` flags) and a branch's
+    ``parent``/``branch_step``."""
+    if config.schedule not in SCHEDULES:
+        raise EinspaceError(
+            f"--schedule {config.schedule!r}; {suggest(str(config.schedule), SCHEDULES)}"
+        )
+    for name, low, default in (("warmup", 0.0, 0.05), ("cooldown", 0.0, 0.2), ("min_lr", 0.0, 0.1)):
+        flag = "--" + name.replace("_", "-")
+        value = _fraction(getattr(config, name), flag, low=low, high=1.0, default=default)
+        object.__setattr__(config, name, value)
+    if config.warmup_steps is not None:
+        positive_int(config.warmup_steps, "warmup_steps", allow_zero=True)
+    warm = config.schedule_warmup_steps()
+    if config.schedule == "wsd" and warm > decay_start(config.steps, config.cooldown):
+        room = max(0.0, 1.0 - config.cooldown)
+        raise EinspaceError(
+            f"--warmup {config.warmup} overlaps --cooldown {config.cooldown}: {warm} warmup steps "
+            f"run past the decay start at step {decay_start(config.steps, config.cooldown)} of "
+            f"{config.steps}; warmup + cooldown must be at most 1 (e.g. --warmup {room:g})"
+        )
+    _check_branch(config)
+
+
+def _check_branch(config: ProxyConfig) -> None:
+    if config.parent is None and config.branch_step is None:
+        return
+    if config.parent is None or config.branch_step is None:
+        raise EinspaceError(
+            f"a cooldown branch needs both parent and branch_step; got parent={config.parent!r}"
+            f", branch_step={config.branch_step!r}"
+        )
+    if not isinstance(config.parent, str) or not config.parent:
+        raise EinspaceError(f"parent {config.parent!r} must be the trunk's run id (a string)")
+    if config.schedule != "wsd":
+        raise EinspaceError(
+            f"a cooldown branch (parent {config.parent!r}) must use --schedule wsd; got "
+            f"{config.schedule!r}"
+        )
+    start = decay_start(config.steps, config.cooldown)
+    step = positive_int(config.branch_step, "branch_step", allow_zero=True)
+    if step != start:
+        raise EinspaceError(
+            f"branch_step {step} must be the branch's decay start, step {start} of "
+            f"{config.steps} (steps − round(cooldown × steps))"
+        )
 
 
 def _parse_structure(spec: object) -> Structure:

@@ -24,12 +24,21 @@ __all__ = ["CurvePoint", "RunResult", "stored_points"]
 
 
 class CurvePoint(NamedTuple):
-    """One logged point of a run (see :mod:`search.proxy` for what each field means)."""
+    """One logged point of a run (see :mod:`search.proxy` for what each field means).
+
+    ``tokens`` is ``step × batch × tokens per example``; ``lr`` the global learning rate of
+    the update that led to the point (the config's ``lr`` times the schedule's factor; μP
+    groups train at their own multiples of it); ``extra`` any other per-point numbers by
+    name (e.g. an auxiliary loss), stored as JSON.
+    """
 
     step: int
     compute: float
     train_loss: float | None
     eval_loss: float | None
+    tokens: int | None = None
+    lr: float | None = None
+    extra: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,8 @@ class RunResult:
             ``on_point`` callback; stored as finished with a shorter curve) or ``busy``
             (another live worker holds the run, or took it over from this one after
             this one missed its lease: then ``error`` says so, and this call wrote no
-            more of it).
+            more of it) or ``waiting`` (a cooldown branch whose trunk has not reached its
+            branch step yet: nothing was claimed; run it again later).
         points: the logged curve, by step (for a diverged run: its good points).
         run_id: the run's id in the store (also computed without a store).
         params: parameters of the whole model.
@@ -51,7 +61,9 @@ class RunResult:
         tokens_per_example: tokens per example of the task.
         padding: mode, class sizes and padding of every structured layer.
         resumed_from: the checkpoint step this call resumed from, if any.
-        trained_steps: optimizer steps this call took (0 when the store had the run).
+        trained_steps: optimizer steps this call took (0 when the store had the run); a
+            branch's own FLOPs are ``trained_steps`` times the compute per step, while each
+            point's ``compute`` counts its whole schedule, trunk part included.
         cached: whether the run came from the store instead of being trained here.
         wall_s: seconds this call spent.
         error: the divergence or failure message.
@@ -82,7 +94,7 @@ class RunResult:
         return self.points[-1].compute if self.points else 0.0
 
     def frame(self) -> pd.DataFrame:
-        """The curve as a DataFrame with columns step, compute, train_loss, eval_loss."""
+        """The curve as a DataFrame with a column per :class:`CurvePoint` field."""
         import pandas as pd
 
         return pd.DataFrame(self.points, columns=list(CurvePoint._fields))
@@ -93,13 +105,23 @@ def stored_points(store: RunStore, run_id: str) -> tuple[CurvePoint, ...]:
     frame = store.points(run_ids=[run_id])
     columns = [frame[c].tolist() for c in CurvePoint._fields]
     return tuple(
-        CurvePoint(int(step), float(compute), _optional(train), _optional(ev))
-        for step, compute, train, ev in zip(*columns, strict=True)
+        CurvePoint(
+            int(step),
+            float(compute),
+            _optional(train),
+            _optional(ev),
+            None if _optional(tokens) is None else int(tokens),
+            _optional(lr),
+            extra if isinstance(extra, dict) else None,
+        )
+        for step, compute, train, ev, tokens, lr, extra in zip(*columns, strict=True)
     )
 
 
 def _optional(value: object) -> float | None:
-    if value is None:
+    import pandas as pd
+
+    if value is None or value is pd.NA:
         return None
     number = float(value)  # type: ignore[arg-type]
     return None if math.isnan(number) else number

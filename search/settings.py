@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError, suggest
 from einspace.structure import Structure
+from search.schedules import Schedule
 from search.space import Mode
 
 if TYPE_CHECKING:
@@ -144,6 +145,33 @@ class RunSettings:
     n_layer: int = field(default=2, metadata=_help("Transformer blocks (LM proxy)."))
     d_head: int = field(default=16, metadata=_help("Head size (LM proxy; width / d_head heads)."))
     tied: bool = field(default=False, metadata=_help("Tie readout and embedding (LM proxy)."))
+    schedule: Schedule = field(
+        default="wsd",
+        metadata=_help(
+            "Learning-rate schedule: 'wsd' (warmup, constant, then a 1 - sqrt cooldown to 0: "
+            "one long run serves every shorter horizon through cooldown branches), 'cosine' "
+            "(down to --min-lr) or 'constant'."
+        ),
+    )
+    warmup: float = field(
+        default=0.05,
+        metadata=_help(
+            "Fraction of the run's steps spent warming the learning rate up linearly from 0; "
+            "5 % lets Adam's moment estimates settle before the full rate and costs little "
+            "of a short run."
+        ),
+    )
+    cooldown: float = field(
+        default=0.2,
+        metadata=_help(
+            "wsd: fraction of the run's steps spent decaying the learning rate to 0 "
+            "(Hägele et al. 2024 find 20 % matches a cosine run)."
+        ),
+    )
+    min_lr: float = field(
+        default=0.1,
+        metadata=_help("cosine: the final learning rate, as a fraction of the peak."),
+    )
     eval_every: int = field(default=25, metadata=_help("Steps between logged points."))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW's decoupled weight decay."))
     base_width: int = field(default=64, metadata=_help("Width at which --lr applies unscaled."))

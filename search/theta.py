@@ -27,17 +27,18 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
+from search.options import MAX_COMPUTE_RATIO, SearchOptions, check_int
 from search.proxy_config import compute_per_step, make_config
-from search.settings import RunSettings, _check_int
+from search.settings import RunSettings
 from search.space import PARAM_NAMES, Mode, snap_theta, theta_point
-from search.workers import Emit, _processes, _pump, _raise_crashes, _set_threads, _torch_threads
+from search.workers import Emit, processes, pump, raise_crashes, set_threads, torch_threads
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
     from sqlalchemy.engine import URL
 
-    from search.progress import _Display
+    from search.progress import Display
     from search.run_result import CurvePoint, RunResult
     from search.store import RunStore
 
@@ -48,10 +49,20 @@ __all__ = [
     "PRUNE_MIN_RESOURCE",
     "PRUNE_REDUCTION",
     "UNREALIZABLE_VIOLATION",
+    "ThetaJob",
     "check_compute_ratio",
     "compute_ratio",
     "costlier_than_dense",
+    "enqueue_points",
     "interpolate_loss",
+    "open_optuna_storage",
+    "promoted",
+    "raw_theta",
+    "requeue_interrupted",
+    "run_theta",
+    "shortfall",
+    "theta_job",
+    "trials_frame",
 ]
 
 
@@ -70,14 +81,6 @@ PRUNE_MIN_RESOURCE: Final = 4
 
 PRUNE_REDUCTION: Final = 2
 """Successive-halving reduction factor: rungs at 1/4 and 1/2 of the budget, half kept."""
-
-
-MAX_COMPUTE_RATIO: Final = 1.0
-"""By default a θ point whose model needs more than this times the dense model's compute per
-step, at the θ width or any grid width, is rejected (``costlier than dense``): the search
-looks for replacements of dense layers, and such a point, once promoted to the grid's fixed
-step counts, would cost its multiple of a dense run (e.g. ρ = d: 128× dense at width 256).
-``run_search(max_compute_ratio=…)`` (``--max-compute-ratio``) sets another bound."""
 
 
 UNREALIZABLE_VIOLATION: Final = 10.0
@@ -177,7 +180,7 @@ def _optuna_url(storage: str | None, store_target: str) -> str:
     return storage
 
 
-def _open_optuna_storage(url: str) -> optuna.storages.RDBStorage:
+def open_optuna_storage(url: str) -> optuna.storages.RDBStorage:
     """optuna RDB storage for ``url``; a malformed URL or missing driver raises."""
     import optuna
     from sqlalchemy import exc
@@ -295,8 +298,23 @@ def interpolate_loss(
 
 
 @dataclass(frozen=True)
-class _ThetaJob:
-    """What a θ-search worker needs (picklable)."""
+class ThetaJob:
+    """What a θ-search worker needs (picklable): the study, the store, the run settings,
+    the search's options (trials, sampler seed, pruning, device, …), and what
+    :func:`theta_job` derived from them.
+
+    Attributes:
+        storage: the optuna RDB storage URL.
+        study: the study name.
+        store_target: the run store.
+        sweep: the grid's sweep (θ runs are under ``<sweep>/theta``).
+        settings: the run settings of every trial.
+        widths: the grid's widths (a point must realize, and pay, at each).
+        theta_width: the trials' width.
+        budget: a trial's compute budget in FLOPs.
+        steps: dense's steps at the θ width for the budget; a trial trains at most 16× it.
+        options: the search's options.
+    """
 
     storage: str
     study: str
@@ -306,13 +324,8 @@ class _ThetaJob:
     widths: tuple[int, ...]
     theta_width: int
     budget: float
-    trials: int
-    sampler_seed: int
-    prune: bool
-    device: str | None
-    checkpoint_every: int | None
-    lease_s: float = 120.0
-    max_compute_ratio: float = MAX_COMPUTE_RATIO
+    steps: int
+    options: SearchOptions
 
 
 def _trained_count(study: optuna.Study) -> int:
@@ -322,7 +335,7 @@ def _trained_count(study: optuna.Study) -> int:
     return sum(1 for t in done if "rejection" not in t.user_attrs)
 
 
-def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callable[[Any], float]:
+def _objective(job: ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callable[[Any], float]:
     import optuna
 
     from search.proxy import run_config
@@ -344,23 +357,25 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
             trial.set_constraint("realizable", UNREALIZABLE_VIOLATION)
         else:
             ratio, at = compute_ratio(job.settings, point.structure, widths)
-            rejection = _costlier_reason(ratio, at, job.max_compute_ratio)
+            rejection = _costlier_reason(ratio, at, job.options.max_compute_ratio)
             if rejection is not None:
-                trial.set_constraint("compute", math.log(ratio / job.max_compute_ratio))
+                trial.set_constraint("compute", math.log(ratio / job.options.max_compute_ratio))
         if point.structure is None or rejection is not None:
             trial.set_user_attr("rejection", rejection)
             emit(("rejected", wid, point.spec, rejection))
             raise optuna.TrialPruned(rejection)
         per_step = compute_per_step(job.settings, point.structure, job.theta_width)
-        steps = min(math.ceil(job.budget / per_step), 16 * job.settings.steps)
+        steps = min(math.ceil(job.budget / per_step), 16 * job.steps)
         every = max(1, math.ceil(steps / EVALS_PER_TRIAL))
         config = make_config(
             job.settings, point.spec, job.theta_width, steps=steps, eval_every=every
         )
-        if not _reserve(trial, job.trials):
-            trial.set_user_attr("rejection", f"the study has its {job.trials} trained trials")
+        if not _reserve(trial, job.options.trials):
+            trial.set_user_attr(
+                "rejection", f"the study has its {job.options.trials} trained trials"
+            )
             trial.study.stop()
-            raise optuna.TrialPruned(f"the study has its {job.trials} trained trials")
+            raise optuna.TrialPruned(f"the study has its {job.options.trials} trained trials")
         label = f"trial {trial.number} {point.spec}"
         emit(("start", wid, label, steps))
 
@@ -373,14 +388,14 @@ def _objective(job: _ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callabl
                 return False
             reported.add(tick)
             trial.report(p.eval_loss, step=tick)
-            return job.prune and trial.should_prune()
+            return job.options.prune and trial.should_prune()
 
         result = run_config(
             config,
             store=store,
             sweep=f"{job.sweep}/theta",
-            device=job.device,
-            checkpoint_every=job.checkpoint_every,
+            device=job.options.device,
+            checkpoint_every=job.options.checkpoint_every,
             on_point=on_point,
         )
         if result.cached:  # the store had it: replay its curve to the pruner
@@ -450,7 +465,7 @@ def _as_pruned(result: RunResult) -> RunResult:
     return replace(result, status="pruned")
 
 
-def _study(job: _ThetaJob, wid: int) -> optuna.Study:
+def _study(job: ThetaJob, wid: int) -> optuna.Study:
     """Load or create the study, with a TPE sampler seeded from ``(sampler_seed, worker,
     trials so far)``: a worker that joins a study later does not repeat the proposals an
     earlier process made from the same seed."""
@@ -458,7 +473,7 @@ def _study(job: _ThetaJob, wid: int) -> optuna.Study:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _open_optuna_storage(job.storage)
+    storage = open_optuna_storage(job.storage)
     pruner = optuna.pruners.SuccessiveHalvingPruner(
         min_resource=PRUNE_MIN_RESOURCE, reduction_factor=PRUNE_REDUCTION
     )
@@ -470,12 +485,12 @@ def _study(job: _ThetaJob, wid: int) -> optuna.Study:
         load_if_exists=True,
     )
     existing = len(study.get_trials(deepcopy=False))
-    seed = np.random.SeedSequence([job.sampler_seed, wid, existing]).generate_state(1)[0]
+    seed = np.random.SeedSequence([job.options.sampler_seed, wid, existing]).generate_state(1)[0]
     study.sampler = optuna.samplers.TPESampler(seed=int(seed))
     return study
 
 
-def _theta_loop(job: _ThetaJob, wid: int, emit: Emit) -> None:
+def _theta_loop(job: ThetaJob, wid: int, emit: Emit) -> None:
     import optuna
 
     from search.store import RunStore
@@ -484,24 +499,24 @@ def _theta_loop(job: _ThetaJob, wid: int, emit: Emit) -> None:
     study = _study(job, wid)
 
     def stop_when_enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if _trained_count(study) >= job.trials:
+        if _trained_count(study) >= job.options.trials:
             study.stop()
 
-    if _trained_count(study) >= job.trials:
+    if _trained_count(study) >= job.options.trials:
         return
-    with RunStore(job.store_target, lease_s=job.lease_s) as store:
+    with RunStore(job.store_target, lease_s=job.options.lease_s) as store:
         study.optimize(
             _objective(job, store, wid, emit),
-            n_trials=PROPOSALS_PER_TRIAL * job.trials,
+            n_trials=PROPOSALS_PER_TRIAL * job.options.trials,
             callbacks=[stop_when_enough],
             catch=(),
         )
 
 
-def _theta_worker(job: _ThetaJob, wid: int, threads: int | None, messages: Any) -> None:
+def _theta_worker(job: ThetaJob, wid: int, threads: int | None, messages: Any) -> None:
     """Entry point of a θ-search worker process."""
     try:
-        _set_threads(threads)
+        set_threads(threads)
         _theta_loop(job, wid, messages.put)
     except KeyboardInterrupt:
         messages.put(("interrupted", wid))
@@ -511,23 +526,25 @@ def _theta_worker(job: _ThetaJob, wid: int, threads: int | None, messages: Any) 
         messages.put(("exit", wid))
 
 
-def _run_theta(job: _ThetaJob, workers: int, threads: int | None, display: _Display) -> None:
-    display.begin("θ trials", job.trials, workers)
-    if _trained_count(_study(job, 0)) >= job.trials:  # a finished study: nothing to start
+def run_theta(job: ThetaJob, workers: int, threads: int | None, display: Display) -> None:
+    """Run the study's trials with ``workers`` processes until it has ``trials`` trained."""
+    display.begin("θ trials", job.options.trials, workers)
+    if _trained_count(_study(job, 0)) >= job.options.trials:  # a finished study: nothing to start
         return
     if workers == 1:
-        with _torch_threads(threads):
+        with torch_threads(threads):
             _theta_loop(job, 0, display.handle)
         return
-    with _processes(_theta_worker, lambda i: (job, i, threads), workers, job.device) as (
+    with processes(_theta_worker, lambda i: (job, i, threads), workers, job.options.device) as (
         procs,
         messages,
     ):
-        _pump(procs, messages, display.handle)
-    _raise_crashes(display)
+        pump(procs, messages, display.handle)
+    raise_crashes(display)
 
 
-def _trials_frame(job: _ThetaJob) -> tuple[pd.DataFrame, optuna.Study]:
+def trials_frame(job: ThetaJob) -> tuple[pd.DataFrame, optuna.Study]:
+    """The study's trials (number, state, value, theta, rejection, run_status, run_id)."""
     import pandas as pd
 
     study = _study(job, 0)
@@ -548,7 +565,7 @@ def _trials_frame(job: _ThetaJob) -> tuple[pd.DataFrame, optuna.Study]:
     return pd.DataFrame(rows, columns=columns), study
 
 
-def _shortfall(trials: pd.DataFrame, wanted: int) -> str | None:
+def shortfall(trials: pd.DataFrame, wanted: int) -> str | None:
     """A sentence for a study that ran out of proposals before ``wanted`` trained trials, or
     None."""
     trained = trials[trials["rejection"].isna() & trials["state"].isin(["complete", "pruned"])]
@@ -566,7 +583,8 @@ def _shortfall(trials: pd.DataFrame, wanted: int) -> str | None:
     )
 
 
-def _promoted(trials: pd.DataFrame, promote: int) -> list[str]:
+def promoted(trials: pd.DataFrame, promote: int) -> list[str]:
+    """The θ specs of the ``promote`` best distinct complete trials."""
     done = trials[(trials["state"] == "complete") & trials["value"].notna()]
     done = done.sort_values(["value", "number"])
     out: list[str] = []
@@ -581,7 +599,7 @@ def _study_name(sweep: str, job_settings: Mapping[str, Any]) -> str:
     return f"{sweep}-theta-{digest}"
 
 
-def _raw_theta(item: Sequence[float] | str) -> tuple[float, ...]:
+def raw_theta(item: Sequence[float] | str) -> tuple[float, ...]:
     """Seven raw numbers from a sequence or a ``"(a|b|c|d|e|f|r)"`` string (validated)."""
     if isinstance(item, str):
         body = item.strip().strip("()[]")
@@ -597,7 +615,7 @@ def _raw_theta(item: Sequence[float] | str) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _enqueue(job: _ThetaJob, points: Sequence[tuple[float, ...]]) -> None:
+def enqueue_points(job: ThetaJob, points: Sequence[tuple[float, ...]]) -> None:
     """Put ``points`` first in a new study (a study that has trials is left as it is)."""
     if not points:
         return
@@ -608,7 +626,7 @@ def _enqueue(job: _ThetaJob, points: Sequence[tuple[float, ...]]) -> None:
         study.enqueue_trial(dict(zip(PARAM_NAMES, raw, strict=True)))
 
 
-def _requeue_interrupted(job: _ThetaJob) -> int:
+def requeue_interrupted(job: ThetaJob) -> int:
     """Enqueue once more the trials an interrupt or a dead worker left failed; return how many.
 
     Trials of dead workers are first failed through optuna's heartbeat. A retry's own
@@ -634,53 +652,56 @@ def _requeue_interrupted(job: _ThetaJob) -> int:
     return count
 
 
-def _theta_job(
+def theta_job(
     settings: RunSettings,
+    options: SearchOptions,
     widths: Sequence[int],
     target: str,
-    sweep: str,
-    trials: int,
-    theta_width: int | None,
-    budget: float | None,
-    storage: str | None,
-    study: str | None,
-    sampler_seed: int,
-    prune: bool,
-    device: str | None,
-    checkpoint_every: int | None,
-    max_compute_ratio: float = MAX_COMPUTE_RATIO,
-) -> _ThetaJob:
-    width = theta_width if theta_width is not None else sorted(widths)[len(widths) // 2]
-    _check_int(width, "theta_width", 1)
-    job = _ThetaJob(
-        storage=_optuna_url(storage, target),
-        study="",
-        store_target=target,
-        sweep=sweep,
-        settings=settings,
-        widths=tuple(widths),
-        theta_width=width,
-        budget=0.0,
-        trials=trials,
-        sampler_seed=sampler_seed,
-        prune=prune,
-        device=device,
-        checkpoint_every=checkpoint_every,
-        max_compute_ratio=float(max_compute_ratio),
-    )
+    dense_steps: Callable[[int], int] | None = None,
+) -> ThetaJob:
+    """The job of a search's θ study: its storage, name, width and budget from ``options``.
+
+    Args:
+        settings: the run settings of the trials.
+        options: the search's options (``theta_width``, ``budget``, ``storage``, ``study``,
+            ``trials``, …).
+        widths: the grid's widths.
+        target: the run store.
+        dense_steps: dense's training steps at a width (default: ``settings.steps``); the
+            default budget is dense's compute over them at the θ width.
+
+    Raises:
+        EinspaceError: a bad θ width, budget or study name.
+    """
+    width = options.theta_width
+    width = width if width is not None else sorted(widths)[len(widths) // 2]
+    check_int(width, "theta_width", 1)
+    steps = dense_steps(width) if dense_steps is not None else int(settings.steps)
+    budget = options.budget
     if budget is None:
-        budget = compute_per_step(settings, _DENSE, width) * settings.steps
+        budget = compute_per_step(settings, _DENSE, width) * steps
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
-        raise EinspaceError(f"budget = {budget!r} must be a positive number of FLOPs, e.g. 1e9")
+        raise EinspaceError(
+            f"budget (--budget) = {budget!r} must be a positive number of FLOPs, e.g. 1e9"
+        )
     identity = {
         **asdict(settings),
         "theta_width": width,
         "budget": float(budget),
         "widths": sorted(widths),
     }
-    name = study if study is not None else _study_name(sweep, identity)
+    name = options.study if options.study is not None else _study_name(options.sweep, identity)
     if not isinstance(name, str) or not name.strip():
-        raise EinspaceError(f"study = {study!r} must be a non-empty name")
-    from dataclasses import replace
-
-    return replace(job, study=name, budget=float(budget))
+        raise EinspaceError(f"study (--study) = {options.study!r} must be a non-empty name")
+    return ThetaJob(
+        storage=_optuna_url(options.storage, target),
+        study=name,
+        store_target=target,
+        sweep=options.sweep,
+        settings=settings,
+        widths=tuple(widths),
+        theta_width=width,
+        budget=float(budget),
+        steps=steps,
+        options=options,
+    )

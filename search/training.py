@@ -21,10 +21,11 @@ Examples:
     >>> task = cfg.make_task()
     >>> model = seeded_model(cfg, task)
     >>> state = TrainingState()
-    >>> train(cfg, task, model, build_optimizer(model, cfg), state, per_step=10.0)
+    >>> train(cfg, task, model, build_optimizer(model, cfg), state, per_step=10.0,
+    ...       tokens_per_step=8)
     'finished'
-    >>> [(p.step, p.compute) for p in state.points.values()]
-    [(0, 0.0), (2, 20.0), (4, 40.0)]
+    >>> [(p.step, p.compute, p.tokens) for p in state.points.values()]
+    [(0, 0.0, 0), (2, 20.0, 16), (4, 40.0, 32)]
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "build_optimizer",
     "evaluate",
     "seeded_model",
+    "set_lr",
     "train",
     "train_batch",
 ]
@@ -106,9 +108,19 @@ def seeded_model(config: ProxyConfig, task: Task) -> nn.Module:
 
 def build_optimizer(model: nn.Module, config: ProxyConfig) -> torch.optim.AdamW:
     """AdamW with μP groups for the whole model (:func:`einspace.nn.param_groups`): per-factor
-    rates for structured layers, input/hidden/readout rates for plain layers by ``mup_role``."""
+    rates for structured layers, input/hidden/readout rates for plain layers by ``mup_role``.
+    Each group keeps its own peak rate as ``base_lr``; :func:`set_lr` scales it."""
     groups = param_groups(model, config.lr, optimizer="adam", base_width=config.base_width)
-    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
+    return optimizer
+
+
+def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Set every parameter group's rate to its own ``base_lr`` times ``factor``."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
 
 
 def train_batch(
@@ -138,6 +150,7 @@ def train(
     device: torch.device | None = None,
     *,
     per_step: float,
+    tokens_per_step: int = 0,
     hooks: Sequence[TrainingHook] = (),
 ) -> str:
     """Train ``model`` from ``state.step`` to ``config.steps``; returns ``"finished"`` or
@@ -145,8 +158,9 @@ def train(
 
     Points are logged at step 0, every ``eval_every`` steps and at the last step (at a
     resumed start the checkpoint's point is logged again, identically); ``compute`` is
-    ``per_step × step``. ``state`` is updated as the run goes, so it holds the points
-    logged so far when an error escapes.
+    ``per_step × step`` and ``tokens`` ``tokens_per_step × step``. The update of step ``s``
+    trains at each group's ``base_lr`` times ``config.lr_factor(s)``. ``state`` is updated
+    as the run goes, so it holds the points logged so far when an error escapes.
 
     Raises:
         Diverged: a non-finite training or evaluation loss.
@@ -156,7 +170,8 @@ def train(
     for step in range(state.step, config.steps + 1):
         state.step = step
         if step % config.eval_every == 0 or step == config.steps:
-            point = _measure(config, task, model, eval_data, dev, state, per_step)
+            point = _measure(config, task, model, eval_data, dev, state)
+            point = point._replace(compute=per_step * step, tokens=tokens_per_step * step)
             state.window = []
             state.points[step] = point
             stop = [hook.on_point(point) for hook in hooks]
@@ -171,6 +186,7 @@ def train(
             raise Diverged(step, f"training loss became {value} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        set_lr(optimizer, config.lr_factor(step))
         optimizer.step()
         state.window.append(value)
         snapshot = functools.partial(checkpoint_bytes, step + 1, model, optimizer, state.window)
@@ -195,26 +211,38 @@ class StopWhen:
 
 @dataclass
 class StoreRecorder:
-    """Log a run's points into a run store as they come, save a checkpoint every
-    ``checkpoint_every`` steps (not at the last), and heartbeat the claim in between so that
-    the run's lease (``store.lease_s``) never lapses while it trains (every quarter lease)."""
+    """Log a run's points (and its model's size) into a run store as they come, save a
+    checkpoint every ``checkpoint_every`` steps (not at the last) and a pinned one at each of
+    ``keep_steps`` (those cooldown branches resume from), and heartbeat the claim in between
+    so that the run's lease (``store.lease_s``) never lapses while it trains (every quarter
+    lease)."""
 
     store: RunStore
     run_id: str
     steps: int
     checkpoint_every: int
+    params: int | None = None
+    macs_per_token: float | None = None
+    keep_steps: frozenset[int] = frozenset()
     last_beat: float = field(default_factory=time.monotonic)
 
     def on_point(self, point: CurvePoint) -> bool:
         """Log ``point``."""
-        self.store.log_points(self.run_id, [point._asdict()])
+        self.store.log_points(
+            self.run_id,
+            [point._asdict()],
+            params=self.params,
+            macs_per_token=self.macs_per_token,
+        )
         self.last_beat = time.monotonic()
         return False
 
     def on_step(self, done: int, snapshot: Callable[[], bytes]) -> None:
-        """Checkpoint at multiples of ``checkpoint_every``, else heartbeat when due."""
-        if done % self.checkpoint_every == 0 and done < self.steps:
-            self.store.save_checkpoint(self.run_id, done, snapshot())
+        """Checkpoint at multiples of ``checkpoint_every`` and at ``keep_steps`` (pinned),
+        else heartbeat when due."""
+        pin = done in self.keep_steps
+        if pin or (done % self.checkpoint_every == 0 and done < self.steps):
+            self.store.save_checkpoint(self.run_id, done, snapshot(), pin=pin)
             self.last_beat = time.monotonic()
         elif time.monotonic() - self.last_beat > self.store.lease_s / 4:
             self.store.heartbeat(self.run_id)
@@ -228,10 +256,12 @@ def _measure(
     eval_data: tuple[Tensor, Tensor],
     device: torch.device,
     state: TrainingState,
-    per_step: float,
 ) -> CurvePoint:
-    """The point of ``state.step``: the eval loss now, and the mean training loss of the
-    window (at step 0: the loss of the first batch at initialization)."""
+    """The point of ``state.step``: the eval loss now, the mean training loss of the window
+    (at step 0: the loss of the first batch at initialization), the learning rate of the
+    update before it (at step 0: of the first update) and, when the model has a
+    ``point_extra()`` method (e.g. a mixture of experts: its auxiliary loss and expert load),
+    the numbers it returns by name; compute and tokens are left 0."""
     step, window = state.step, state.window
     eval_loss = evaluate(model, task, eval_data)
     if not math.isfinite(eval_loss):
@@ -244,9 +274,10 @@ def _measure(
             raise Diverged(0, f"training loss is {train_loss} at initialization")
     else:
         train_loss = float(sum(window) / len(window)) if window else math.nan
-    return CurvePoint(
-        step, per_step * step, None if math.isnan(train_loss) else train_loss, eval_loss
-    )
+    lr = config.lr * config.lr_factor(max(step - 1, 0))
+    extra = model.point_extra() if callable(getattr(model, "point_extra", None)) else None
+    train = None if math.isnan(train_loss) else train_loss
+    return CurvePoint(step, 0.0, train, eval_loss, 0, lr, None if extra is None else dict(extra))
 
 
 def _seed_from(*words: int) -> int:

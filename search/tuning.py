@@ -4,9 +4,14 @@ smallest width and carried to larger widths by μP.
 With one shared base learning rate a structure can look better than dense only because that
 rate suits it and not dense; even under structure-aware μP the best base rate differs between
 structures. So before the grid, :func:`tune_lrs` trains every structure at the smallest grid
-width, with the first seed and the grid's own steps, once per value of a log grid
-(:func:`lr_grid`), stores these runs under the sweep ``<sweep>/lr``, and picks the value with
-the lowest final eval loss. When the best value is at an edge of a grid given as a count, the
+width, with the first seed, once per value of a log grid (:func:`lr_grid`), stores these
+runs under the sweep ``<sweep>/lr``, and picks the value with the lowest final eval loss.
+The tuning run is the structure's longest grid run there (:func:`search.run_plan.plan_tuning`):
+the run of ``--steps``; with several horizons (``--tokens-per-param``) the longest one, as
+an independent run (cosine, constant) or as the wsd trunk, with the checkpoints its cooldown
+branches resume from, so that the winner's branches train from it. A trunk family shares one
+learning rate (a branch only decays it), so the trunk's horizon is where it is chosen.
+When the best value is at an edge of a grid given as a count, the
 grid is extended by one more step in that direction, at most twice. The grid then trains that
 structure with that ``lr`` at every width; ``base_width`` stays fixed, so μP rescales the
 per-layer rates with the width (the transfer).
@@ -39,20 +44,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError
-from einspace.structure import Structure
-from search.grid import _grid_runs, _run_grid
-from search.proxy_config import make_config
-from search.settings import RunSettings
+from search.grid import GridJob, grid_frame, run_grid
+from search.options import LRGrid
+from search.run_plan import PlannedRun
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from search.progress import _Display
+    from search.progress import Display
 
 __all__ = ["LRGrid", "lr_grid", "tune_lrs"]
-
-LRGrid = int | str | Sequence[float]
-"""A count of log-spaced values (over two decades around the center), or the values."""
 
 _MAX_EXTENSIONS = 2
 
@@ -105,22 +106,16 @@ def _step(values: Sequence[float]) -> float:
 
 
 def tune_lrs(
-    target: str,
-    structures: Mapping[str, Structure],
-    width: int,
-    seed: int,
-    settings: RunSettings,
-    grid: LRGrid,
-    *,
-    sweep: str,
-    workers: int,
-    device: str | None,
-    checkpoint_every: int | None,
-    threads: int | None,
-    display: _Display,
-    lease_s: float = 120.0,
+    job: GridJob, templates: Mapping[str, PlannedRun], grid: LRGrid, display: Display
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Tune each structure's base ``lr`` at ``width`` (see the module docs).
+    """Tune each structure's base ``lr`` on its tuning run (see the module docs).
+
+    Args:
+        job: the grid's job (its sweep; tuning runs go to ``<sweep>/lr``).
+        templates: per structure label, its tuning run
+            (:func:`search.run_plan.plan_tuning`) at the center of the grid.
+        grid: the learning rates (:func:`lr_grid`, around each template's ``lr``).
+        display: where progress goes.
 
     Returns:
         the best ``lr`` per structure label, and a frame of every tuning run (structure,
@@ -128,13 +123,14 @@ def tune_lrs(
     """
     import pandas as pd
 
-    from search.store import RunStore, run_id
+    from search.store import RunStore
 
-    values = {label: lr_grid(grid, settings.lr) for label in structures}
+    values = {label: lr_grid(grid, t.config.lr) for label, t in templates.items()}
     extend = isinstance(grid, int) or (isinstance(grid, str) and grid.strip().isdigit())
     rows: dict[tuple[str, float], dict[str, Any]] = {}
     best: dict[str, float] = {}
     extended = dict.fromkeys(values, 0)
+    tuning = replace(job, sweep=f"{job.sweep}/lr")
     for _ in range(_MAX_EXTENSIONS + 1):
         todo = [
             (label, lr)
@@ -144,16 +140,13 @@ def tune_lrs(
         ]
         if not todo:
             break
-        configs = [make_config(replace(settings, lr=lr), label, width, seed) for label, lr in todo]
-        _run_grid(
-            target, configs, sweep=f"{sweep}/lr", workers=workers, device=device,
-            checkpoint_every=checkpoint_every, threads=threads, display=display, lease_s=lease_s,
-        )  # fmt: skip
-        with RunStore(target, lease_s=lease_s) as store:
-            stored = _grid_runs(store, [run_id(c.to_dict()) for c in configs])
+        runs = [templates[label].with_lr(lr) for label, lr in todo]
+        run_grid(tuning, runs, display, workers=1)  # see the module docs
+        with RunStore(job.store_target, lease_s=job.options.lease_s) as store:
+            stored = grid_frame(store, runs)
         by_id = {r["run_id"]: r for r in stored.to_dict("records")}
-        for (label, lr), config in zip(todo, configs, strict=True):
-            row = by_id.get(run_id(config.to_dict()), {})
+        for (label, lr), run in zip(todo, runs, strict=True):
+            row = by_id.get(run.run_id, {})
             loss = row.get("final_eval_loss")
             ok = row.get("status") == "finished" and loss is not None and math.isfinite(loss)
             rows[(label, lr)] = {
@@ -170,6 +163,7 @@ def tune_lrs(
             losses = [rows[(label, lr)]["final_eval_loss"] for lr in lrs]
             finite = [i for i, v in enumerate(losses) if math.isfinite(v)]
             if not finite:
+                width = templates[label].config.width
                 raise EinspaceError(
                     f"every learning rate of the grid {lrs} diverged or failed for {label!r} at "
                     f"width {width}; give lower values with --lr-grid"

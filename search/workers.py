@@ -2,7 +2,7 @@
 
 A worker reports through a queue of tuples (``("start", wid, label, steps)``,
 ``("point", …)``, ``("done", wid, summary)``, ``("crashed", wid, text)``, …) that
-:class:`search.progress._Display` shows.
+:class:`search.progress.Display` shows.
 
 With ``device="cuda"`` and several visible GPUs, worker ``i`` trains on ``cuda:i`` modulo
 the GPU count (:func:`worker_device`): the worker makes that GPU its current device before
@@ -12,7 +12,7 @@ so with a ``("device", wid, "cuda:i")`` message. Checkpoints are loaded with
 GPU resumes on another.
 
 Examples:
-    >>> _rotate([1, 2, 3, 4], 1, 2)
+    >>> rotate([1, 2, 3, 4], 1, 2)
     [3, 4, 1, 2]
     >>> worker_device("cuda:1", 5), worker_device("cpu", 5), worker_device(None, 5)
     ('cuda:1', 'cpu', None)
@@ -34,15 +34,26 @@ from typing import TYPE_CHECKING, Any, Final
 from einspace.errors import EinspaceError
 
 if TYPE_CHECKING:
-    from search.progress import _Display
+    from search.progress import Display
 
-__all__ = ["Emit", "worker_device"]
+__all__ = [
+    "Emit",
+    "processes",
+    "pump",
+    "raise_crashes",
+    "rotate",
+    "set_threads",
+    "torch_threads",
+    "worker_device",
+]
 
 
 Emit = Callable[[tuple[Any, ...]], None]
 
 
-def _set_threads(threads: int | None) -> None:
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads of this process (a worker's), unless ``threads`` is 0
+    or None."""
     if threads:
         import torch
 
@@ -75,7 +86,7 @@ def _use_device(device: str | None, wid: int, emit: Emit) -> None:
     emit(("device", wid, device))
 
 
-def _rotate(items: Sequence[Any], k: int, n: int) -> list[Any]:
+def rotate(items: Sequence[Any], k: int, n: int) -> list[Any]:
     """``items`` started at the k-th of n equal offsets (workers start apart)."""
     if not items:
         return []
@@ -84,7 +95,7 @@ def _rotate(items: Sequence[Any], k: int, n: int) -> list[Any]:
 
 
 @contextlib.contextmanager
-def _processes(
+def processes(
     target: Callable[..., None],
     args: Callable[[int], tuple[Any, ...]],
     workers: int,
@@ -206,7 +217,7 @@ _PRELOAD: Final = [
 ]
 
 
-def _pump(procs: Sequence[Any], messages: Any, handle: Callable[[tuple[Any, ...]], None]) -> None:
+def pump(procs: Sequence[Any], messages: Any, handle: Callable[[tuple[Any, ...]], None]) -> None:
     """Forward worker messages to ``handle`` until every worker has exited.
 
     A worker that dies without saying so (killed, out of memory) is reported as
@@ -259,7 +270,7 @@ def _death(wid: int, proc: Any, held: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
+def torch_threads(threads: int | None) -> Iterator[None]:
     """Set torch's intra-op threads for the block (in this process), then restore them."""
     if not threads:
         yield
@@ -274,7 +285,8 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _raise_crashes(display: _Display) -> None:
+def raise_crashes(display: Display) -> None:
+    """Raise :class:`EinspaceError` for the worker processes that crashed or died."""
     if display.killed and not display.crashes:
         raise EinspaceError(
             f"{len(display.killed)} worker process(es) died: {'; '.join(display.killed)}. "

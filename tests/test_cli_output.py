@@ -128,9 +128,17 @@ def test_left_out_columns_are_named_and_can_be_picked() -> None:
     assert "omega_eff" in note and "--columns" in note
     assert "omega_eff" not in out.split("left out")[0]
     out = run(
-        "score", "--d-in", "1024", "-c", "dense", "--format", "table",
-        "--columns", "candidate,omega_eff", columns=80,
-    )  # fmt: skip
+        "score",
+        "--d-in",
+        "1024",
+        "-c",
+        "dense",
+        "--format",
+        "table",
+        "--columns",
+        "candidate,omega_eff",
+        columns=80,
+    )
     assert "omega_eff" in out and "left out" not in out and "params" not in out
     out = run("score", "--d-in", "1024", "-c", "dense", "--columns", "macs,candidate")
     assert out.splitlines()[0] == "macs,candidate"

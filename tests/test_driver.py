@@ -149,10 +149,19 @@ def test_search_rejects_an_enqueued_point_costlier_than_dense(tmp_path: Path) ->
     # a looser bound admits it: the same point trains in a new study
     ratio, _ = compute_ratio(replace(TINY, mode="exact"), Structure.parse(rho_d), [16])
     loose = run_search(
-        ["dense"], [16], settings=replace(TINY, mode="exact"), store=tmp_path / "runs.sqlite",
-        sweep="loose", workers=1, trials=1, promote=0, enqueue=[rho_d], console=_quiet(),
-        max_compute_ratio=ratio * 1.01, **QUIET,
-    )  # fmt: skip
+        ["dense"],
+        [16],
+        settings=replace(TINY, mode="exact"),
+        store=tmp_path / "runs.sqlite",
+        sweep="loose",
+        workers=1,
+        trials=1,
+        promote=0,
+        enqueue=[rho_d],
+        console=_quiet(),
+        max_compute_ratio=ratio * 1.01,
+        **QUIET,
+    )
     assert loose.trials is not None
     first = loose.trials.sort_values("number").iloc[0]
     assert first["theta"] == rho_d and first["rejection"] is None and first["state"] != "fail"
@@ -161,9 +170,15 @@ def test_search_rejects_an_enqueued_point_costlier_than_dense(tmp_path: Path) ->
     for bad, trials in itertools.product((0, -1.0, math.inf, math.nan, True, "2"), (0, 1)):
         with pytest.raises(EinspaceError, match=r"max_compute_ratio = .* must be a positive"):
             run_search(
-                ["dense"], [16], settings=TINY, store=":memory:", trials=trials,
-                max_compute_ratio=bad, console=_quiet(), **QUIET,  # type: ignore[arg-type]
-            )  # fmt: skip
+                ["dense"],
+                [16],
+                settings=TINY,
+                store=":memory:",
+                trials=trials,
+                max_compute_ratio=bad,
+                console=_quiet(),
+                **QUIET,  # type: ignore[arg-type]
+            )
 
 
 def test_rejected_theta_points_steer_the_sampler_and_a_shortfall_is_said(
@@ -179,8 +194,12 @@ def test_rejected_theta_points_steer_the_sampler_and_a_shortfall_is_said(
 
     exact = replace(TINY, steps=4, eval_every=2, depth=1, mode="exact")
     kwargs: dict[str, Any] = {
-        "settings": exact, "workers": 1, "promote": 0, "theta_width": 16, **QUIET,
-    }  # fmt: skip
+        "settings": exact,
+        "workers": 1,
+        "promote": 0,
+        "theta_width": 16,
+        **QUIET,
+    }
     store = tmp_path / "runs.sqlite"
     result = run_search(["dense"], [8, 16], store=store, sweep="steer", trials=3, **kwargs)
     trials = result.trials
@@ -202,9 +221,15 @@ def test_rejected_theta_points_steer_the_sampler_and_a_shortfall_is_said(
     console = _quiet()
     rho_d = "(0.15|0.2|0.65|0.3|0.35|0.35|1)"
     short = run_search(
-        ["dense"], [16], store=store, sweep="short", trials=1, enqueue=[rho_d],
-        console=console, **kwargs,
-    )  # fmt: skip
+        ["dense"],
+        [16],
+        store=store,
+        sweep="short",
+        trials=1,
+        enqueue=[rho_d],
+        console=console,
+        **kwargs,
+    )
     assert short.trials is not None and len(short.trials) == 1
     text = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
     assert (

@@ -22,7 +22,8 @@ def test_proxy_config_is_the_settings_plus_the_run() -> None:
     for f in settings_fields():
         assert getattr(config, f.name) == getattr(defaults, f.name), f.name
     own = {f.name for f in dataclasses.fields(ProxyConfig)} - {f.name for f in settings_fields()}
-    assert own == {"structure", "width", "seed", "task_digest", "task_repr"}
+    per_run = {"structure", "width", "seed", "task_digest", "task_repr"}
+    assert own == per_run | {"parent", "branch_step", "warmup_steps"}
     assert config.settings() == defaults
 
 

@@ -477,15 +477,61 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     with RunStore(path) as store:
         rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
         store.finish(rid)
-    with sqlite3.connect(path) as conn:  # make it what schema version 1 wrote
-        conn.execute("ALTER TABLE runs DROP COLUMN claimed_at")
-        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    _downgrade(path, "1")
     with RunStore(path) as store:
         assert store.runs()["status"].tolist() == ["finished"]
         assert store.claim({"width": 16}) is not None
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            "2",
+            "3",
+        )
+
+
+_V2_LACKS = {
+    "points": ("tokens", "lr", "extra"),
+    "runs": ("params", "macs_per_token"),
+    "checkpoints": ("pinned",),
+}
+
+
+def _downgrade(path: Path, version: str) -> None:
+    """Make the store at ``path`` what schema ``version`` wrote (drop the later columns)."""
+    with sqlite3.connect(path) as conn:
+        for table, columns in _V2_LACKS.items():
+            for column in columns:
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        if version == "1":
+            conn.execute("ALTER TABLE runs DROP COLUMN claimed_at")
+        conn.execute(f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'")
+
+
+def test_a_version_2_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    with RunStore(path) as store:
+        rid = store.claim({"width": 8, "steps": 4}).run_id  # type: ignore[union-attr]
+        store.log_points(rid, [{"step": 0, "compute": 0.0}, {"step": 4, "compute": 8.0}])
+        store.finish(rid)
+        running = store.claim({"width": 16}).run_id  # type: ignore[union-attr]
+        store.save_checkpoint(running, 3, b"state")
+    _downgrade(path, "2")
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(points)")}
+        assert "lr" not in columns and "eval_loss" in columns
+    with RunStore(path) as store:
+        points = store.points(run_ids=[rid])
+        assert points["step"].tolist() == [0, 4]
+        assert points["lr"].isna().all() and points["tokens"].isna().all()
+        assert points["extra"].tolist() == [None, None]
+        assert points["final"].tolist() == [False, True]  # a finished run at its steps
+        assert store.load_checkpoint(running) == (3, b"state")  # an old checkpoint, unpinned
+        store.save_checkpoint(running, 5, b"newer")
+        assert store.load_checkpoint(running, step=3) is None  # dropped by keep=1
+        store.log_points(running, [{"step": 1, "compute": 1.0, "lr": 0.5}], params=7)
+        assert store.points(run_ids=[running])["lr"].tolist() == [0.5]
+        assert store.runs()["params"].tolist()[1] == 7
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "3",
         )
 
 

@@ -16,10 +16,10 @@ import typer
 
 from analysis.search_fits import fit_search
 from einspace.cli.app import app, cli_words, friendly
-from einspace.cli.options import settings_options
+from einspace.cli.options import search_options, settings_options
 from einspace.errors import EinspaceError
+from search.options import SearchOptions
 from search.settings import RunSettings
-from search.theta import MAX_COMPUTE_RATIO
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,6 +64,7 @@ def _fail(console: Console, err: EinspaceError) -> typer.Exit:
 @app.command("search")
 @friendly
 @settings_options
+@search_options
 def search_command(
     ctx: typer.Context,
     structures: Annotated[
@@ -77,55 +78,7 @@ def search_command(
     widths: Annotated[str, typer.Option(help="Hidden widths, comma-separated.")] = "16,64,256",
     seeds: Annotated[str, typer.Option(help="Seeds, comma-separated.")] = "0",
     settings: RunSettings = RunSettings(),
-    store: Annotated[
-        str, typer.Option(help="Run store: SQLite path or SQLAlchemy URL.")
-    ] = "einspace-runs.sqlite",
-    sweep: Annotated[str, typer.Option(help="Sweep name of the grid's runs.")] = "search",
-    workers: Annotated[int, typer.Option(help="Worker processes (each claims runs).")] = 1,
-    device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda.")] = None,
-    threads: Annotated[
-        int, typer.Option(help="torch threads per worker (0: torch's default).")
-    ] = 1,
-    trials: Annotated[
-        int,
-        typer.Option(
-            help="θ-space TPE trials that train, in the study as a whole: processes that "
-            "share the study share the N (0: grid only)."
-        ),
-    ] = 0,
-    promote: Annotated[int, typer.Option(help="Best θ structures added to the grid.")] = 3,
-    theta_width: Annotated[
-        int | None, typer.Option(help="Width of θ trials (default: middle width).")
-    ] = None,
-    budget: Annotated[
-        float | None,
-        typer.Option(help="θ trials' compute budget in FLOPs (default: dense's at --steps)."),
-    ] = None,
-    storage: Annotated[
-        str | None, typer.Option(help="optuna RDB storage URL (default: the run store).")
-    ] = None,
-    study: Annotated[str | None, typer.Option(help="optuna study name to share.")] = None,
-    sampler_seed: Annotated[int, typer.Option(help="TPE sampler seed.")] = 0,
-    prune: Annotated[bool, typer.Option(help="Successive-halving pruning of θ trials.")] = True,
-    enqueue: Annotated[
-        list[str] | None,
-        typer.Option(help="θ point a new study tries first, '(α|β|γ|δ|ε|φ|ρ)'; repeatable."),
-    ] = None,
-    max_compute_ratio: Annotated[
-        float,
-        typer.Option(
-            help="Reject θ points whose model costs more than this times dense's compute "
-            "per step at the θ width or a grid width."
-        ),
-    ] = MAX_COMPUTE_RATIO,
-    lease: Annotated[
-        float,
-        typer.Option(
-            help="Seconds a worker's run stays its own without a heartbeat; a run whose "
-            "worker misses it (paused, cut off) is taken over by another worker."
-        ),
-    ] = 120.0,
-    progress: Annotated[bool, typer.Option(help="Show progress bars and live table.")] = True,
+    options: SearchOptions = SearchOptions(),
     text: Annotated[
         Path | None,
         typer.Option(help="Your own text file for the LM task (implies --task lm)."),
@@ -134,20 +87,15 @@ def search_command(
         Path | None,
         typer.Option(help="CIFAR-10 python batches folder (implies --task cifar10)."),
     ] = None,
-    lr_grid: Annotated[
-        str,
-        typer.Option(
-            help="Tune each structure's --lr at the smallest width first: a count of "
-            "log-spaced values over two decades around --lr, or values '0.003,0.01'; "
-            "'0' or an explicit --lr skips tuning."
-        ),
-    ] = "5",
 ) -> None:
-    """Train proxy runs over structures × widths × seeds (and θ-space trials), then fit
-    scaling laws and print each structure's compute multiplier against dense.
+    """Train proxy runs over structures × widths × seeds × horizons (and θ-space trials),
+    then fit scaling laws and print each structure's compute multiplier against dense.
 
-    By default each structure's base learning rate is tuned first at the smallest width
-    (runs of sweep '<sweep>/lr') and transferred to larger widths by μP.
+    By default each structure trains to 5, 10, 20 and 40 tokens per parameter (with the
+    wsd schedule: one trunk and three cooldown branches per width and seed; --steps N for
+    one fixed length), and its base learning rate is tuned first at the smallest width
+    (runs of sweep '<sweep>/lr') and transferred to larger widths by μP. --dry-run prints
+    the planned runs and their FLOPs without training.
 
     Re-running the same command skips finished runs and resumes interrupted ones. Several
     processes may share --store (and --storage/--study for θ trials).
@@ -155,44 +103,43 @@ def search_command(
     from rich.console import Console
 
     console = Console()
-    source = ctx.get_parameter_source("lr")
-    fixed_lr = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
-    grid = None if fixed_lr or lr_grid.strip() in ("0", "") else lr_grid
+    options = cli_defaults(ctx, options)
     try:
         from search.driver import parse_seeds, parse_widths, run_search
 
-        settings = with_data(settings, text, data)
         result = run_search(
             structures or [],
             parse_widths(widths),
             parse_seeds(seeds),
-            settings=settings,
-            store=store,
-            sweep=sweep,
-            workers=workers,
-            device=device,
-            threads=threads or None,
-            trials=trials,
-            promote=promote,
-            theta_width=theta_width,
-            budget=budget,
-            storage=storage,
-            study=study,
-            sampler_seed=sampler_seed,
-            prune=prune,
-            enqueue=enqueue or [],
-            lease_s=lease,
-            progress=progress,
+            settings=with_data(settings, text, data),
+            options=options,
             console=console,
-            lr_grid=grid,
-            max_compute_ratio=max_compute_ratio,
         )
     except EinspaceError as err:
         raise _fail(console, err) from None
+    if result.dry_run:
+        return
     print_lrs(console, result)
     print_fits(console, fit_search(result), result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def cli_defaults(ctx: typer.Context, options: SearchOptions) -> SearchOptions:
+    """The options of ``einspace search`` after its two command-line rules: an explicit
+    ``--lr`` skips learning-rate tuning, an explicit ``--steps`` trains that one length
+    (no ``--tokens-per-param`` horizons)."""
+    from dataclasses import replace
+
+    def given(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+    if given("lr"):
+        options = replace(options, lr_grid=None)
+    if given("steps") and not given("tokens_per_param"):
+        options = replace(options, tokens_per_param=None)
+    return options
 
 
 def with_data(settings: RunSettings, text: Path | None, data: Path | None) -> RunSettings:
@@ -277,9 +224,13 @@ def demo_command(
             raise EinspaceError(f"demo task {task!r}; expected one of {list(DEMO_TASKS)}")
         _demo_space(console, max(DEMO_TASKS[task]["widths"]))
         result = run_demo(
-            out, workers=workers, progress=progress, console=console, task=task,
+            out,
+            workers=workers,
+            progress=progress,
+            console=console,
+            task=task,
             seeds=parse_seeds(seeds),
-        )  # fmt: skip
+        )
     except EinspaceError as err:
         raise _fail(console, err) from None
     print_lrs(console, result)

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from typing import Final
 
-from sqlalchemy import exc, insert, inspect, text, update
+from sqlalchemy import exc, insert, inspect, text
 from sqlalchemy.engine import URL, Connection, Engine
 
 from einspace.errors import EinspaceError
@@ -27,6 +27,7 @@ from search.store.schema import (
     _meta,
     _metadata,
     _read_meta,
+    upgrade_schema,
 )
 
 __all__ = ["open_schema"]
@@ -97,7 +98,8 @@ def _check_schema(shown: str, names: set[str], meta: dict[str, str]) -> None:
 
 def _create_or_read_schema(conn: Connection) -> tuple[set[str], dict[str, str]]:
     """In one locked transaction: create an empty database's tables, upgrade a
-    version-1 store, or just read the meta rows."""
+    store of an older schema version (:func:`~search.store.schema.upgrade_schema`), or just
+    read the meta rows."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
     names = set(inspect(conn).get_table_names())
@@ -112,10 +114,8 @@ def _create_or_read_schema(conn: Connection) -> tuple[set[str], dict[str, str]]:
         )
         return set(TABLES), {"application": _APPLICATION, "schema_version": str(SCHEMA_VERSION)}
     meta = _read_meta(conn) if "meta" in names else {}
-    if meta.get("application") == _APPLICATION and meta.get("schema_version") == "1":
-        conn.execute(text("ALTER TABLE runs ADD COLUMN claimed_at FLOAT"))
-        conn.execute(
-            update(_meta).where(_meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
-        )
+    if meta.get("application") == _APPLICATION and upgrade_schema(
+        conn, meta.get("schema_version", "")
+    ):
         meta["schema_version"] = str(SCHEMA_VERSION)
     return names, meta

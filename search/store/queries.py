@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _CHUNK: Final = 500  # bound parameters per IN (...) list
+_FROM_CONFIG: Final = ("parent", "final")  # point columns derived from the run's config
 
 
 def runs_frame(conn: Connection, sweep: str | None, status: str | None) -> pd.DataFrame:
@@ -44,11 +45,24 @@ def runs_frame(conn: Connection, sweep: str | None, status: str | None) -> pd.Da
 def points_frame(
     conn: Connection, run_ids: Sequence[str] | None, sweep: str | None
 ) -> pd.DataFrame:
-    """Logged points joined with their run's labels and status, by run and step."""
+    """Logged points joined with their run's labels, status and size, by run and step, with
+    the run's ``parent`` (its config's, for a cooldown branch) and ``final``: whether the
+    point ends a finished run whose schedule completed (its step is the config's ``steps``,
+    where the config has one; a run stopped early by pruning has no final point)."""
     import pandas as pd
 
-    from_runs = ("sweep", "structure", "task", "width", "seed", "status")
-    columns = [_runs.c[c] if c in from_runs else _points.c[c] for c in _POINT_COLUMNS]
+    from_runs = (
+        "sweep",
+        "structure",
+        "task",
+        "width",
+        "seed",
+        "status",
+        "params",
+        "macs_per_token",
+    )
+    stored = [c for c in _POINT_COLUMNS if c not in _FROM_CONFIG]
+    columns = [_runs.c[c] if c in from_runs else _points.c[c] for c in stored]
     base = (
         select(*columns)
         .join_from(_points, _runs, _points.c.run_id == _runs.c.run_id)
@@ -64,14 +78,36 @@ def points_frame(
         for chunk in chunks(ids):
             query = base.where(_points.c.run_id.in_(chunk))
             rows.extend(dict(r) for r in conn.execute(query).mappings())
-    frame = pd.DataFrame(rows, columns=list(_POINT_COLUMNS))
+    frame = pd.DataFrame(rows, columns=stored)
     if run_ids is not None:
         frame = frame.sort_values(["run_id", "step"], ignore_index=True)
-    for column in ("width", "seed", "step"):
+    for column in ("width", "seed", "step", "tokens", "params"):
         frame[column] = frame[column].astype("Int64")
-    for column in ("compute", "train_loss", "eval_loss"):
+    for column in ("compute", "train_loss", "eval_loss", "lr", "macs_per_token"):
         frame[column] = frame[column].astype(float)
-    return frame
+    frame["extra"] = [None if text is None else json.loads(text) for text in frame["extra"]]
+    configs = _configs(conn, sorted(set(frame["run_id"])))
+    frame["parent"] = [configs[rid].get("parent") for rid in frame["run_id"]]
+    last = frame.groupby("run_id")["step"].transform("max")
+    horizon = [_steps(configs[rid], step) for rid, step in zip(frame["run_id"], last, strict=True)]
+    ends = (frame["step"] == last) & (frame["step"] == pd.Series(horizon, index=frame.index))
+    frame["final"] = (ends & (frame["status"] == "finished")).fillna(False).astype(bool)
+    return frame[list(_POINT_COLUMNS)]
+
+
+def _steps(config: dict[str, Any], default: int) -> int:
+    """A run's horizon: its config's ``steps``, or ``default`` where it has none."""
+    steps = config.get("steps")
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else default
+
+
+def _configs(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The stored config of each run, by id."""
+    out: dict[str, dict[str, Any]] = {}
+    for chunk in chunks(run_ids):
+        query = select(_runs.c.run_id, _runs.c.config).where(_runs.c.run_id.in_(chunk))
+        out.update({str(rid): json.loads(text) for rid, text in conn.execute(query)})
+    return out
 
 
 def summary_frame(conn: Connection) -> pd.DataFrame:

@@ -263,15 +263,23 @@ class RunStore:
             )
 
     def log_points(
-        self, run_id: str, rows: Iterable[Mapping[str, Any]], *, attempt: int | None = None
+        self,
+        run_id: str,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        attempt: int | None = None,
+        params: int | None = None,
+        macs_per_token: float | None = None,
     ) -> int:
         """Store logged points of a running run; return how many (fenced like
         :meth:`heartbeat`).
 
         Each row has ``step`` (int ≥ 0) and ``compute`` (finite, ≥ 0), and optionally
-        ``train_loss`` and ``eval_loss`` (finite or None). A step logged again replaces
-        the earlier values. Logging also refreshes the heartbeat. A NaN or infinite
-        loss is refused: report it with :meth:`mark_diverged`.
+        ``train_loss`` and ``eval_loss`` (finite or None), ``tokens`` (int ≥ 0), ``lr``
+        and ``extra`` (a mapping of names to finite numbers, stored as JSON). A step
+        logged again replaces the earlier values. Logging also refreshes the heartbeat. A
+        NaN or infinite loss is refused: report it with :meth:`mark_diverged`. ``params``
+        and ``macs_per_token``, when given, are stored on the run (the model's size).
 
         Examples:
             >>> store = RunStore("sqlite://")
@@ -300,18 +308,33 @@ class RunStore:
                 )
             conn.execute(insert(_points), [{"run_id": run_id, **clean[s]} for s in steps])
             last = max(steps[-1], current["last_step"] if current["last_step"] is not None else -1)
+            size = {"params": params, "macs_per_token": macs_per_token}
             conn.execute(
                 update(_runs)
                 .where(*self._fenced(run_id, token))
-                .values(last_step=last, heartbeat_at=now, updated_at=now)
+                .values(
+                    last_step=last,
+                    heartbeat_at=now,
+                    updated_at=now,
+                    **{k: v for k, v in size.items() if v is not None},
+                )
             )
         return len(steps)
 
     def save_checkpoint(
-        self, run_id: str, step: int, blob: bytes, *, keep: int = 1, attempt: int | None = None
+        self,
+        run_id: str,
+        step: int,
+        blob: bytes,
+        *,
+        keep: int = 1,
+        pin: bool = False,
+        attempt: int | None = None,
     ) -> None:
         """Store a checkpoint of a running run at ``step``; keep only the newest ``keep``
-        (fenced like :meth:`heartbeat`).
+        unpinned ones (fenced like :meth:`heartbeat`). A ``pin``-ned checkpoint is never
+        dropped, not even when the run finishes: a trunk pins those its cooldown branches
+        resume from (:meth:`load_checkpoint` with ``step``).
 
         Examples:
             >>> store = RunStore("sqlite://")
@@ -339,12 +362,12 @@ class RunStore:
             )
             conn.execute(
                 insert(_checkpoints).values(
-                    run_id=run_id, step=step, blob=bytes(blob), created_at=now
+                    run_id=run_id, step=step, blob=bytes(blob), created_at=now, pinned=pin
                 )
             )
             steps = conn.execute(
                 select(_checkpoints.c.step)
-                .where(_checkpoints.c.run_id == run_id)
+                .where(_checkpoints.c.run_id == run_id, _checkpoints.c.pinned.is_(False))
                 .order_by(_checkpoints.c.step.desc())
             ).scalars()
             old = list(steps)[keep:]
@@ -360,19 +383,28 @@ class RunStore:
                 .values(heartbeat_at=now, updated_at=now)
             )
 
-    def load_checkpoint(self, run_id: str) -> tuple[int, bytes] | None:
-        """Return ``(step, blob)`` of the newest checkpoint of a run, or ``None``.
+    def load_checkpoint(self, run_id: str, step: int | None = None) -> tuple[int, bytes] | None:
+        """Return ``(step, blob)`` of the newest checkpoint of a run (or of the one at
+        ``step``), or ``None``.
 
         Examples:
             >>> store = RunStore("sqlite://")
-            >>> store.load_checkpoint(store.claim({"width": 8}).run_id) is None
+            >>> rid = store.claim({"width": 8}).run_id
+            >>> store.load_checkpoint(rid) is None
             True
+            >>> store.save_checkpoint(rid, 10, b"early", pin=True)
+            >>> store.save_checkpoint(rid, 20, b"late")
+            >>> store.load_checkpoint(rid), store.load_checkpoint(rid, step=10)
+            ((20, b'late'), (10, b'early'))
         """
+        where = [_checkpoints.c.run_id == run_id]
+        if step is not None:
+            where.append(_checkpoints.c.step == check_step(step, "step"))
         with self._read("load a checkpoint") as conn:
             self._run_row(conn, run_id)
             row = conn.execute(
                 select(_checkpoints.c.step, _checkpoints.c.blob)
-                .where(_checkpoints.c.run_id == run_id)
+                .where(*where)
                 .order_by(_checkpoints.c.step.desc())
                 .limit(1)
             ).first()
@@ -394,7 +426,8 @@ class RunStore:
         """Mark a running run finished, with its final losses (fenced like :meth:`heartbeat`).
 
         A loss not given is taken from the last logged point that has one. Checkpoints
-        are dropped unless ``drop_checkpoints=False``; points are kept for good.
+        are dropped unless ``drop_checkpoints=False`` (pinned ones are kept); points are
+        kept for good.
 
         Examples:
             >>> store = RunStore("sqlite://")
@@ -419,7 +452,11 @@ class RunStore:
                         .limit(1)
                     ).scalar()
             if drop_checkpoints:
-                conn.execute(delete(_checkpoints).where(_checkpoints.c.run_id == run_id))
+                conn.execute(
+                    delete(_checkpoints).where(
+                        _checkpoints.c.run_id == run_id, _checkpoints.c.pinned.is_(False)
+                    )
+                )
             return {
                 "final_train_loss": finals["train_loss"],
                 "final_eval_loss": finals["eval_loss"],

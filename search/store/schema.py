@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Final
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Float,
@@ -21,15 +23,27 @@ from sqlalchemy import (
     Table,
     Text,
     exc,
+    false,
     select,
+    text,
+    update,
 )
 from sqlalchemy.engine import Connection
 
-__all__ = ["LABEL_KEYS", "POINT_FIELDS", "RUN_STATUSES", "SCHEMA_VERSION", "TABLES"]
+__all__ = [
+    "LABEL_KEYS",
+    "POINT_FIELDS",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "upgrade_schema",
+]
 
-SCHEMA_VERSION: Final = 2
-"""Version of the table layout; a store of another version is refused (version 1, without
-``runs.claimed_at``, is upgraded in place when opened)."""
+SCHEMA_VERSION: Final = 3
+"""Version of the table layout; a store of another version is refused, except that older
+versions are upgraded in place when opened (:func:`upgrade_schema`): version 1 lacks
+``runs.claimed_at``; version 2 lacks ``points.tokens``/``lr``/``extra``,
+``runs.params``/``macs_per_token`` and ``checkpoints.pinned``."""
 
 RUN_STATUSES: Final = ("pending", "running", "finished", "diverged", "failed")
 """Every status a run can have, in lifecycle order."""
@@ -37,8 +51,10 @@ RUN_STATUSES: Final = ("pending", "running", "finished", "diverged", "failed")
 LABEL_KEYS: Final = ("structure", "task", "width", "seed")
 """Config keys copied into columns of ``runs`` for analysis (all optional)."""
 
-POINT_FIELDS: Final = ("step", "compute", "train_loss", "eval_loss")
-"""Keys of a logged point; ``step`` and ``compute`` are required."""
+POINT_FIELDS: Final = ("step", "compute", "train_loss", "eval_loss", "tokens", "lr", "extra")
+"""Keys of a logged point; ``step`` and ``compute`` are required. ``tokens`` is the tokens
+trained on so far, ``lr`` the learning rate the point was trained at, ``extra`` a mapping of
+other numbers by name (stored as JSON text)."""
 
 _APPLICATION: Final = "einspace"
 _DONE: Final = frozenset({"finished", "diverged", "failed"})
@@ -75,6 +91,8 @@ _runs = Table(
     Column("final_train_loss", Float),
     Column("final_eval_loss", Float),
     Column("error", Text),
+    Column("params", BigInteger),
+    Column("macs_per_token", Float),
     CheckConstraint(
         "status IN ({})".format(", ".join(f"'{s}'" for s in RUN_STATUSES)),
         name="runs_status_valid",
@@ -94,6 +112,9 @@ _points = Table(
     Column("compute", Float, nullable=False),
     Column("train_loss", Float),
     Column("eval_loss", Float),
+    Column("tokens", BigInteger),
+    Column("lr", Float),
+    Column("extra", Text),
 )
 
 _checkpoints = Table(
@@ -108,6 +129,7 @@ _checkpoints = Table(
     Column("step", Integer, primary_key=True),
     Column("blob", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("pinned", Boolean, nullable=False, server_default=false()),
 )
 
 TABLES: Final = frozenset(_metadata.tables)
@@ -123,9 +145,49 @@ _POINT_COLUMNS: Final = (
     "status",
     "step",
     "compute",
+    "tokens",
+    "lr",
     "train_loss",
     "eval_loss",
+    "params",
+    "macs_per_token",
+    "parent",
+    "final",
+    "extra",
 )
+
+_ADDED: Final = {
+    "1": (("runs", "claimed_at"),),
+    "2": (
+        ("points", "tokens"),
+        ("points", "lr"),
+        ("points", "extra"),
+        ("runs", "params"),
+        ("runs", "macs_per_token"),
+        ("checkpoints", "pinned"),
+    ),
+}
+"""The columns each old schema version lacks (what its successor added)."""
+
+
+def upgrade_schema(conn: Connection, version: str) -> bool:
+    """Bring a store of schema ``version`` to :data:`SCHEMA_VERSION` in place, adding the
+    columns later versions added (old rows get NULL, checkpoints ``pinned = false``); returns
+    whether it did (False: a version it cannot upgrade, or already current)."""
+    if version not in _ADDED:
+        return False
+    missing = [c for v in sorted(_ADDED) if int(v) >= int(version) for c in _ADDED[v]]
+    for table, name in missing:
+        column = _metadata.tables[table].c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        default = ""
+        if not column.nullable:
+            default = " NOT NULL DEFAULT " + ("false" if conn.dialect.name == "postgresql" else "0")
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{default}"))
+    conn.execute(
+        update(_meta).where(_meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+    )
+    return True
 
 
 def _read_meta(conn: Connection) -> dict[str, str]:

@@ -1,12 +1,16 @@
 """Checks of what workers log into a run store: steps, losses and curve points.
 
 Examples:
-    >>> check_point({"step": 10, "compute": 6e6, "train_loss": 1.5}, 0)
-    {'step': 10, 'compute': 6000000.0, 'train_loss': 1.5, 'eval_loss': None}
+    >>> point = check_point({"step": 10, "compute": 6e6, "train_loss": 1.5}, 0)
+    >>> point["compute"], point["eval_loss"], point["tokens"]
+    (6000000.0, None, None)
+    >>> check_point({"step": 1, "compute": 0, "lr": 1e-3, "extra": {"aux": 0.5}}, 0)["extra"]
+    '{"aux": 0.5}'
 """
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 from collections.abc import Mapping
@@ -66,4 +70,21 @@ def check_point(row: Mapping[str, Any], index: int) -> dict[str, Any]:
     for key in ("train_loss", "eval_loss"):
         value = row.get(key)
         point[key] = None if value is None else check_loss(value, key, where)
+    tokens = row.get("tokens")
+    point["tokens"] = None if tokens is None else check_step(tokens, f"tokens of point {index}")
+    lr = row.get("lr")
+    point["lr"] = None if lr is None else check_loss(lr, "lr", where)
+    point["extra"] = _extra_json(row.get("extra"), where)
     return point
+
+
+def _extra_json(extra: object, where: str) -> str | None:
+    """A point's ``extra`` numbers as canonical JSON text (keys sorted), or None."""
+    if extra is None:
+        return None
+    if not isinstance(extra, Mapping) or not all(isinstance(k, str) for k in extra):
+        raise EinspaceError(
+            f"extra must be a mapping of names to numbers or None; got {extra!r} ({where})"
+        )
+    values = {key: check_loss(extra[key], f"extra[{key!r}]", where) for key in sorted(extra)}
+    return json.dumps(values)
