@@ -94,7 +94,7 @@ class _FakeContext:
 def test_processes_hand_each_worker_its_device(gpus: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     gpus(3)
     monkeypatch.setattr(workers, "_context", lambda: _FakeContext)
-    with workers._processes(print, lambda i: ("job", i), 5, "cuda") as (procs, messages):
+    with workers.processes(print, lambda i: ("job", i), 5, "cuda") as (procs, messages):
         pass
     # _child(parent, wid, device, target, *args, messages)
     assert [p.args[1:3] for p in procs] == [
@@ -105,14 +105,14 @@ def test_processes_hand_each_worker_its_device(gpus: Any, monkeypatch: pytest.Mo
         (4, "cuda:1"),
     ]
     assert all(p.started and p.args[4:] == ("job", p.args[1], messages) for p in procs)
-    with workers._processes(print, lambda i: (i,), 2, "cpu") as (procs, _):
+    with workers.processes(print, lambda i: (i,), 2, "cpu") as (procs, _):
         pass
     assert [p.args[2] for p in procs] == ["cpu", "cpu"]
 
 
 def test_display_shows_each_workers_gpu() -> None:
     out = io.StringIO()
-    display = progress._Display(Console(file=out, width=120), enabled=True)
+    display = progress.ProgressDisplay(Console(file=out, width=120), enabled=True)
     with display:
         display.handle(("device", 1, "cuda:1"))
         display.handle(("device", 0, "cuda:0"))

@@ -494,7 +494,11 @@ class RunStore:
 
         def settle(conn: Connection, now: float) -> dict[str, Any]:
             conn.execute(delete(_points).where(_points.c.run_id == run_id, _points.c.step >= step))
-            conn.execute(delete(_checkpoints).where(_checkpoints.c.run_id == run_id))
+            conn.execute(
+                delete(_checkpoints).where(
+                    _checkpoints.c.run_id == run_id, _checkpoints.c.pinned.is_(False)
+                )
+            )
             return {
                 "last_step": step,
                 "error": f"diverged at step {step}: {reason}",
