@@ -86,7 +86,15 @@ from search.progress import Display, ProgressDisplay, print_plan, print_result
 from search.proxy_config import check_settings
 from search.result import SearchResult
 from search.run_plan import PlannedRun, SearchPlan, plan_tuning
-from search.settings import RunSettings, parse_seeds, parse_structures, parse_widths
+from search.settings import (
+    Candidate,
+    RunSettings,
+    parse_candidate,
+    parse_seeds,
+    parse_structures,
+    parse_widths,
+    width_structure,
+)
 from search.space import check_widths
 from search.theta import (
     ThetaJob,
@@ -159,7 +167,7 @@ class _Search:
     options: SearchOptions
     widths: list[int]
     seeds: list[int]
-    candidates: dict[str, Structure]
+    candidates: dict[str, Candidate]
     target: str
 
     def grid(
@@ -184,7 +192,7 @@ class _Search:
 
 
 def _prepare(
-    structures: Sequence[str | Structure],
+    structures: Sequence[str | Candidate],
     widths: str | Sequence[int],
     seeds: Sequence[int],
     settings: RunSettings,
@@ -203,7 +211,8 @@ def _prepare(
         grid_runs(candidates, width_list, seed_list, settings)  # raises: empty list
     for item in options.enqueue:
         raw_theta(item)
-    check_widths(candidates, width_list, mode=settings.mode, pad_tol=settings.pad_tol)
+    layers = {label: width_structure(c) for label, c in candidates.items()}
+    check_widths(layers, width_list, mode=settings.mode, pad_tol=settings.pad_tol)
     target = _store_target(options.store)
     return _Search(settings, options, width_list, seed_list, candidates, target)
 
@@ -258,7 +267,7 @@ def _theta_stage(job: ThetaJob, search: _Search, display: Display, out: Console)
         out.print(f"[yellow]{missing}[/yellow]", highlight=False)
     chosen = promoted(frame, options.promote)
     for spec in chosen:
-        search.candidates.setdefault(spec, Structure.parse(spec))
+        search.candidates.setdefault(spec, parse_candidate(spec))
     return chosen
 
 
@@ -279,7 +288,7 @@ def _grid_stage(search: _Search, job: GridJob, display: Display) -> tuple[Any, A
 
 
 def run_search(
-    structures: Sequence[str | Structure] = (),
+    structures: Sequence[str | Candidate] = (),
     widths: str | Sequence[int] = (16, 64, 256),
     seeds: Sequence[int] = (0,),
     *,
@@ -293,7 +302,8 @@ def run_search(
     """Search structures with proxy runs (see the module docs); fitting is the caller's.
 
     Args:
-        structures: grid candidates: names (``"btt"``), ``"btt:r=0.5"``, θ strings.
+        structures: grid candidates: names (``"btt"``), ``"btt:r=0.5"``, θ strings, sparse
+            specs (``"btt_moe:e=4,k=1"``, ``"moe:e=4,k=1"``: docs/moe.md).
         widths: hidden widths (a list or ``"16,64,256"``); every structure must realize at
             each.
         seeds: seeds per structure and width.

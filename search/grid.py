@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from einspace.errors import EinspaceError
-from einspace.structure import Structure
 from search.options import SearchOptions
 from search.run_plan import PlannedRun, plan_grid
-from search.settings import RunSettings
+from search.settings import Candidate, RunSettings, width_structure
 from search.space import check_widths
 from search.workers import (
     Emit,
@@ -58,6 +57,7 @@ __all__ = [
     "POLL_S",
     "GridItem",
     "GridJob",
+    "collapsed_by_run",
     "grid_frame",
     "grid_loop",
     "grid_runs",
@@ -79,6 +79,7 @@ GRID_COLUMNS: Final = (
     "status",
     "final_eval_loss",
     "last_step",
+    "collapsed",
 )
 """The columns of :func:`grid_frame` (a search result's ``runs``)."""
 
@@ -87,7 +88,7 @@ POLL_S: Final = 1.0
 
 
 def grid_runs(
-    structures: Mapping[str, Structure],
+    structures: Mapping[str, Candidate],
     widths: Sequence[int],
     seeds: Sequence[int],
     settings: RunSettings | Mapping[str, RunSettings],
@@ -108,7 +109,8 @@ def grid_runs(
     """
     if structures:
         first = settings if isinstance(settings, RunSettings) else next(iter(settings.values()))
-        check_widths(structures, widths, mode=first.mode, pad_tol=first.pad_tol)
+        layers = {label: width_structure(c) for label, c in structures.items()}
+        check_widths(layers, widths, mode=first.mode, pad_tol=first.pad_tol)
     return plan_grid(structures, widths, seeds, settings, tokens_per_param)
 
 
@@ -159,6 +161,29 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "resumed_from": result.resumed_from,
         "error": result.error,
     }
+
+
+def collapsed_by_run(points: pd.DataFrame) -> dict[str, float]:
+    """Per run whose points log routers (a mixture of experts, ``extra["collapsed"]``):
+    the fraction of its routed layers collapsed at its last logged point after step 0
+    (:func:`einspace.moe.collapsed`; the zero-initialized gate ties every logit at step 0,
+    so that point looks collapsed by construction and is never judged). 0 is healthy.
+
+    Examples:
+        >>> import pandas as pd
+        >>> points = pd.DataFrame({"run_id": ["a", "a", "a", "b"], "step": [0, 5, 10, 0],
+        ...     "extra": [{"collapsed": 1.0}, {"collapsed": 0.5}, {"collapsed": 0.25}, None]})
+        >>> collapsed_by_run(points)
+        {'a': 0.25}
+    """
+    out: dict[str, float] = {}
+    if points.empty:
+        return out
+    ordered = points.sort_values(["run_id", "step"])
+    for rid, step, extra in zip(ordered["run_id"], ordered["step"], ordered["extra"], strict=True):
+        if step > 0 and isinstance(extra, dict) and "collapsed" in extra:
+            out[str(rid)] = float(extra["collapsed"])
+    return out
 
 
 def _rows(store: RunStore) -> dict[str, dict[Any, Any]]:
@@ -305,11 +330,15 @@ def run_grid(
 
 def grid_frame(store: RunStore, runs: Sequence[PlannedRun]) -> pd.DataFrame:
     """The stored state of ``runs``: run_id, structure, width, seed, steps, role, parent,
-    tokens_per_param, status, final_eval_loss, last_step (runs the store lacks are left
-    out), sorted by structure, width, seed and steps."""
+    tokens_per_param, status, final_eval_loss, last_step, collapsed (a mixture of experts'
+    routers, :func:`collapsed_by_run`; NaN for other runs) — runs the store lacks are left
+    out — sorted by structure, width, seed and steps."""
     import pandas as pd
 
     stored = _rows(store)
+    collapse = collapsed_by_run(
+        store.points(run_ids=[r.run_id for r in runs if r.run_id in stored])
+    )
     rows = []
     for run in runs:
         row = stored.get(run.run_id)
@@ -328,6 +357,7 @@ def grid_frame(store: RunStore, runs: Sequence[PlannedRun]) -> pd.DataFrame:
                 "status": row["status"],
                 "final_eval_loss": row["final_eval_loss"],
                 "last_step": row["last_step"],
+                "collapsed": collapse.get(run.run_id, math.nan),
             }
         )
     frame = pd.DataFrame(rows, columns=list(GRID_COLUMNS))

@@ -451,6 +451,11 @@ class GPT(nn.Module):
         empty for a model without routed layers."""
         return routing_stats(self, self.config.aux_weight)
 
+    def point_extra(self) -> dict[str, float]:
+        """What a run logs per point beside the losses (:func:`search.training.train`): the
+        routers' health, :meth:`moe_stats` (empty for a model without routed layers)."""
+        return self.moe_stats()
+
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters; ``non_embedding`` leaves out the token and position embeddings (a
         tied readout's weights then count nowhere)."""

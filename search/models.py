@@ -285,9 +285,11 @@ class ProxyMLP(nn.Module):
         depth: number of structured hidden layers.
         structure: their structure (a :class:`Structure` or spec), or a BTT-MoE spec
             (``"btt_moe:e=4,k=1"``; its ``macs`` are then the active MACs, and a training
-            loop adds :func:`einspace.nn.moe.aux_loss` to the loss).
+            loop adds :meth:`aux_loss` to the loss). The standard MoE (``"moe:…"``) replaces
+            transformer MLP blocks, which this model has none of: it is refused.
         mode: sizes of the structured layers (``"auto"``, ``"round"`` or ``"exact"``).
         pad_tol: padding tolerance of round mode.
+        aux_weight: the weight of the BTT-MoE layers' auxiliary loss in :meth:`aux_loss`.
 
     Examples:
         >>> model = ProxyMLP(8, 1, 16, 1, "dense")
@@ -307,14 +309,21 @@ class ProxyMLP(nn.Module):
         *,
         mode: str = "auto",
         pad_tol: float = 0.15,
+        aux_weight: float = 0.01,
     ) -> None:
         from einspace.nn import BTTMoE, EinsumLinear
 
         super().__init__()
         self.d_in, self.d_out, self.width, self.depth = d_in, d_out, width, depth
+        self.aux_weight = aux_weight
         self.embed = nn.Linear(d_in, width)
         if is_moe_spec(structure):  # BTT-MoE hidden layers, experts at the proxy's Monarch
             spec = MoESpec.parse(str(structure))
+            if spec.kind != "btt_moe":
+                raise EinspaceError(
+                    f"{spec} replaces transformer MLP blocks; the MLP proxy has none (use "
+                    f"--task lm, or btt_moe:e={spec.experts},k={spec.top_k})"
+                )
             expert = realize_layer("monarch", width, width, mode, pad_tol)
             self.hidden = nn.ModuleList(
                 BTTMoE(width, width, spec.experts, spec.top_k, expert=expert) for _ in range(depth)
@@ -337,6 +346,21 @@ class ProxyMLP(nn.Module):
         """MACs per example: dense layers ``d_in·d_out``, structured layers their own count."""
         hidden = sum(int(cast(Any, layer).macs(batch=batch)) for layer in self.hidden)
         return mlp_macs_per_token(self.d_in, self.d_out, self.width, 1, hidden)
+
+    def aux_loss(self) -> Tensor:
+        """The BTT-MoE layers' auxiliary loss of the last forward pass times ``aux_weight``
+        (:func:`einspace.nn.moe.aux_loss`; zero without routed layers): a training loop adds
+        it to the loss."""
+        from einspace.nn.moe import aux_loss
+
+        return aux_loss(self, self.aux_weight)
+
+    def point_extra(self) -> dict[str, float]:
+        """The routers' health in the last forward pass, for a run's logged points
+        (:func:`einspace.nn.moe.routing_stats`); empty without routed layers."""
+        from einspace.nn.moe import routing_stats
+
+        return routing_stats(self, self.aux_weight)
 
     def forward(self, x: Tensor) -> Tensor:
         h = torch.relu(self.embed(x))  # (B, width)
@@ -397,6 +421,7 @@ def build_model(config: ProxyConfig, task: Task | None = None) -> nn.Module:
             base_width=config.base_width,
             mode=config.mode,
             pad_tol=config.pad_tol,
+            aux_weight=config.aux_weight,
         )
     return ProxyMLP(
         the_task.d_in,
@@ -406,20 +431,28 @@ def build_model(config: ProxyConfig, task: Task | None = None) -> nn.Module:
         config.structure,
         mode=config.mode,
         pad_tol=config.pad_tol,
+        aux_weight=config.aux_weight,
     )
 
 
 def padding(model: nn.Module) -> dict[str, dict[str, object]]:
-    """Per structured layer of ``model``: mode, class sizes, input/output padding.
+    """Per structured layer of ``model``: mode, class sizes, input/output padding (for a
+    BTT-MoE layer, its experts' Monarch).
 
     Examples:
         >>> padding(ProxyMLP(8, 1, 128, 1, "monarch"))["hidden.0"]["mode"]
         'exact'
+        >>> padding(ProxyMLP(8, 1, 64, 1, "btt_moe:e=4,k=1"))["hidden.0"]["sizes"]
+        {'α': 8, 'γ': 8, 'ε': 8, 'φ': 8}
     """
-    from einspace.nn import EinsumLinear
+    from einspace.nn import BTTMoE, EinsumLinear
 
     return padding_record(
-        {n: m.realization for n, m in model.named_modules() if isinstance(m, EinsumLinear)}
+        {
+            n: m.monarch if isinstance(m, BTTMoE) else m.realization
+            for n, m in model.named_modules()
+            if isinstance(m, EinsumLinear | BTTMoE)
+        }
     )
 
 

@@ -10,13 +10,14 @@ import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import pandas as pd
     from rich.console import Console
 
     from search.options import PlanFormat
     from search.result import SearchResult
     from search.run_plan import SearchPlan
 
-__all__ = ["Display", "ProgressDisplay", "print_plan", "print_result"]
+__all__ = ["Display", "ProgressDisplay", "print_collapsed", "print_plan", "print_result"]
 
 
 class Display(Protocol):
@@ -213,11 +214,35 @@ def print_result(console: Console, result: SearchResult) -> None:
         f"{result.store}; {result.wall_s:.1f} s",
         highlight=False,
     )
+    print_collapsed(console, result.runs)
     if result.interrupted:
         console.print(
             "[yellow]interrupted[/yellow]: finished runs are kept; run the same command again "
             "to resume the others"
         )
+
+
+def print_collapsed(console: Console, runs: pd.DataFrame) -> None:
+    """Flag the runs whose mixture-of-experts routers collapsed (the grid's ``collapsed``
+    column > 0: that fraction of their routed layers sends almost every token to the same
+    few experts at their last point); nothing when none did."""
+    if "collapsed" not in runs:
+        return
+    bad = runs[runs["collapsed"].fillna(0.0) > 0]
+    if bad.empty:
+        return
+    shown = ", ".join(
+        f"{r['structure']} @{r['width']} s{r['seed']} {int(r['steps'])} steps "
+        f"({r['collapsed']:.0%} of layers)"
+        for r in bad.head(8).to_dict("records")
+    )
+    more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
+    console.print(
+        f"[yellow]experts collapsed[/yellow] in {len(bad)} of {len(runs)} runs (load entropy "
+        f"< 0.5 of its maximum at the last point): {shown}{more}; raise --aux-weight or lower "
+        f"--lr",
+        highlight=False,
+    )
 
 
 def print_plan(console: Console, plan: SearchPlan, form: PlanFormat = "table") -> None:

@@ -92,7 +92,6 @@ import torch
 from torch import nn
 
 from einspace.errors import EinspaceError
-from einspace.structure import Structure
 from search.branches import BranchStart, find_branch_start
 from search.checkpoint import restore_checkpoint
 from search.compute import step_flops
@@ -106,7 +105,7 @@ from search.proxy_config import (
     positive_int,
 )
 from search.run_result import CurvePoint, RunResult, stored_points
-from search.settings import RunSettings, with_settings
+from search.settings import Candidate, RunSettings, with_settings
 from search.store import RunStore, run_id
 from search.store.runs import RunTakenOver
 from search.tasks import TASKS, Task
@@ -135,7 +134,7 @@ __all__ = [
 
 
 def proxy_run(
-    structure: Structure | str,
+    structure: Candidate | str,
     task: Task | str | None = None,
     width: int = 64,
     steps: int | None = None,
@@ -153,7 +152,8 @@ def proxy_run(
     """Train one proxy model and return its curve (see the module docs).
 
     Args:
-        structure: the hidden layers' structure (object or spec string).
+        structure: the hidden layers' structure (object or spec string), or a sparse spec
+            (``"btt_moe:e=4,k=1"``; ``"moe:e=4,k=1"`` on the LM task; docs/moe.md).
         task: a registered task name, ``"module:attr"`` (a task object, class or function,
             imported by path), or any object with the :class:`~search.tasks.Task` attributes
             (then ``task_kwargs`` must be empty, and its ``name`` and ``repr`` identify its

@@ -30,12 +30,12 @@ from typing import Any, Final
 import numpy as np
 
 from einspace.errors import EinspaceError, suggest
+from einspace.moe import MoESpec
 from einspace.proxy_realization import padding_record
 from einspace.realization import Realization
-from einspace.structure import Structure
 from search.compute import step_flops
 from search.schedules import SCHEDULES, decay_start, lr_factor, warmup_steps_of
-from search.settings import RunSettings
+from search.settings import Candidate, RunSettings, parse_candidate
 
 __all__ = [
     "CONFIG_KIND",
@@ -71,11 +71,13 @@ class ProxyConfig(RunSettings):
 
     A :class:`~search.settings.RunSettings` (task, steps, lr, …: the settings a search's
     runs share, with their defaults) plus what differs per run. ``structure`` is
-    normalized to the canonical spec ``str(Structure.parse(spec))`` (``"btt"`` becomes
-    ``"btt(r=0.25)"``), which parses back to the same structure.
+    normalized to the canonical spec ``str(parse_candidate(spec))`` (``"btt"`` becomes
+    ``"btt(r=0.25)"``, ``"btt_moe:e=4,k=1"`` becomes ``"btt_moe(e=4, k=1)"``), which parses
+    back to the same candidate.
 
     Attributes:
-        structure: the hidden layers' structure spec.
+        structure: the hidden layers' structure spec, or a sparse spec (docs/moe.md): the LM
+            proxy builds ``btt_moe`` and ``moe``, the MLP proxy ``btt_moe`` only.
         width: hidden width (the structured layers are ``width × width``).
         seed: seed of the model init and of the batch order.
         task_digest: the task's ``digest`` (of its data, e.g. the LM corpus), when it has one.
@@ -88,7 +90,10 @@ class ProxyConfig(RunSettings):
             its branches share one value, so their learning rates agree up to the branch.
 
     A config's ``to_dict`` also records ``padding``: the mode, class sizes and padding of every
-    structured layer of the built-in proxies (derived from the other fields).
+    structured layer of the built-in proxies (derived from the other fields; for a sparse
+    spec the run result takes it from the built model). ``aux_weight`` is part of the
+    identity only where it can act: for a sparse spec or a user model (so the ids of
+    dense and structured runs do not depend on it).
 
     Examples:
         >>> cfg = ProxyConfig("btt", width=64, steps=100)
@@ -105,9 +110,7 @@ class ProxyConfig(RunSettings):
     warmup_steps: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
-        spec = self.structure
-        structure = spec if isinstance(spec, Structure) else _parse_structure(spec)
-        object.__setattr__(self, "structure", str(structure))
+        object.__setattr__(self, "structure", str(parse_candidate(self.structure)))
         for name in _POSITIVE_INTS:
             positive_int(getattr(self, name), name, allow_zero=name == "depth")
         positive_int(self.seed, "seed", allow_zero=True)
@@ -126,6 +129,7 @@ class ProxyConfig(RunSettings):
             raise EinspaceError(f"task_kwargs must be a mapping; got {self.task_kwargs!r}")
         object.__setattr__(self, "task_kwargs", dict(self.task_kwargs))
         _check_schedule(self)
+        _check_sparse(self)
 
     def schedule_warmup_steps(self) -> int:
         """The warmup in steps: ``warmup_steps``, or ``round(warmup × steps)``."""
@@ -151,9 +155,19 @@ class ProxyConfig(RunSettings):
             min_lr=self.min_lr,
         )
 
-    def structure_object(self) -> Structure:
-        """The parsed structure."""
-        return Structure.parse(self.structure)
+    def structure_object(self) -> Candidate:
+        """The parsed structure (or sparse spec)."""
+        return parse_candidate(self.structure)
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the structure is a sparse spec (``btt_moe``, ``moe``).
+
+        Examples:
+            >>> ProxyConfig("btt_moe:e=4,k=1", 16).sparse, ProxyConfig("btt", 16).sparse
+            (True, False)
+        """
+        return isinstance(self.structure_object(), MoESpec)
 
     def to_dict(self) -> dict[str, Any]:
         """The run config as stored (JSON-ready; ``kind`` and ``version`` included).
@@ -168,6 +182,8 @@ class ProxyConfig(RunSettings):
                 del out[key]
         if not out["model"]:
             del out["model"]
+            if not self.sparse:
+                del out["aux_weight"]
         record = self.padding()
         if record is not None:
             out["padding"] = record
@@ -175,13 +191,14 @@ class ProxyConfig(RunSettings):
 
     def padding(self) -> dict[str, dict[str, object]] | None:
         """Mode, class sizes and padding of every structured layer of the built-in proxy
-        (``None`` with a user model: its run result has them).
+        (``None`` with a user model or a sparse spec: its run result takes them from the
+        built model).
 
         Examples:
             >>> ProxyConfig("monarch", 128, depth=1).padding()["hidden.0"]["input"]
             0
         """
-        if self.model:
+        if self.model or self.sparse:
             return None
         return _padding_of(self)
 
@@ -214,7 +231,7 @@ class ProxyConfig(RunSettings):
 
 def make_config(
     settings: RunSettings,
-    structure: str | Structure,
+    structure: str | Candidate,
     width: int,
     seed: int = 0,
     *,
@@ -276,7 +293,7 @@ def check_settings(settings: RunSettings) -> None:
     make_config(settings, "dense", 16)  # validates every number
 
 
-def compute_per_step(settings: RunSettings, structure: Structure | str, width: int) -> float:
+def compute_per_step(settings: RunSettings, structure: Candidate | str, width: int) -> float:
     """Training FLOPs of one optimizer step of a run of ``settings`` at ``width`` (imports
     torch): ``6 × MACs per token × tokens per example × batch``
     (:func:`search.models.macs_per_token`; the model is built once per process to count it).
@@ -286,7 +303,7 @@ def compute_per_step(settings: RunSettings, structure: Structure | str, width: i
         >>> compute_per_step(s, "dense", 16) == 6 * (8 * 16 + 16 * 16 + 16 * 1) * 2
         True
     """
-    spec = str(structure if isinstance(structure, Structure) else Structure.parse(structure))
+    spec = str(parse_candidate(structure))
     values = {f.name: getattr(settings, f.name) for f in fields(RunSettings)}
     return _step_compute(json.dumps(values, sort_keys=True, default=str), spec, width)
 
@@ -379,13 +396,26 @@ def _check_branch(config: ProxyConfig) -> None:
         )
 
 
-def _parse_structure(spec: object) -> Structure:
-    if not isinstance(spec, str):
+def _check_sparse(config: ProxyConfig) -> None:
+    """Validate ``aux_weight`` (naming ``--aux-weight``) and refuse the standard MoE on a
+    proxy without transformer blocks (naming ``--task``)."""
+    w = config.aux_weight
+    if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+        nearest = "; the nearest valid value is 0" if isinstance(w, int | float) and w < 0 else ""
+        raise EinspaceError(f"--aux-weight {w!r} must be a finite number >= 0, e.g. 0.01{nearest}")
+    object.__setattr__(config, "aux_weight", float(w))
+    spec = config.structure_object()
+    if config.model or not isinstance(spec, MoESpec) or spec.kind != "moe":
+        return
+    from search.tasks import model_kind
+
+    if model_kind(config.make_task()) != "lm":
         raise EinspaceError(
-            f"structure {spec!r} must be a Structure or a spec string such as 'btt', "
-            f"'btt:r=0.5' or '(0.5|0|0.5|0|0.5|0.5|0.25)'"
+            f"structure {config.structure!r} (the standard MoE) replaces transformer MLP "
+            f"blocks, and --task {config.task!r} trains an MLP proxy without them; use "
+            f"--task lm, or 'btt_moe:e={spec.experts},k={spec.top_k}', which the MLP proxy "
+            f"builds"
         )
-    return Structure.parse(spec)
 
 
 def _check_task(task: object, task_repr: str | None) -> None:

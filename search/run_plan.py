@@ -47,11 +47,10 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from einspace.errors import EinspaceError
-from einspace.structure import Structure
 from search.compute import step_flops
 from search.proxy_config import make_config
 from search.schedules import decay_start, warmup_steps_of
-from search.settings import RunSettings
+from search.settings import Candidate, RunSettings, parse_candidate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,7 +102,7 @@ class ModelSize:
     tokens_per_example: int
 
 
-def model_size(settings: RunSettings, structure: str | Structure, width: int) -> ModelSize:
+def model_size(settings: RunSettings, structure: str | Candidate, width: int) -> ModelSize:
     """The :class:`ModelSize` of the model a run of ``settings`` trains at ``width`` (builds
     the model once per process; imports torch).
 
@@ -112,7 +111,7 @@ def model_size(settings: RunSettings, structure: str | Structure, width: int) ->
         >>> size.params == (8 * 16 + 16) + (16 * 16 + 16) + (16 * 1 + 1)
         True
     """
-    spec = str(structure if isinstance(structure, Structure) else Structure.parse(structure))
+    spec = str(parse_candidate(structure))
     values = {f.name: getattr(settings, f.name) for f in fields(RunSettings)}
     return _model_size(json.dumps(values, sort_keys=True, default=str), spec, width)
 
@@ -348,7 +347,7 @@ def _horizons(
 
 
 def plan_grid(
-    structures: Mapping[str, Structure],
+    structures: Mapping[str, Candidate],
     widths: Sequence[int],
     seeds: Sequence[int],
     settings: RunSettings | Mapping[str, RunSettings],

@@ -16,6 +16,7 @@ from dataclasses import Field, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError, suggest
+from einspace.moe import MoESpec, parse_spec
 from einspace.structure import Structure
 from search.schedules import Schedule
 from search.space import Mode
@@ -24,13 +25,20 @@ if TYPE_CHECKING:
     from search.tasks import Task
 
 __all__ = [
+    "Candidate",
     "RunSettings",
+    "parse_candidate",
     "parse_seeds",
     "parse_structures",
     "parse_widths",
     "settings_fields",
+    "width_structure",
     "with_settings",
 ]
+
+Candidate = Structure | MoESpec
+"""What a search compares: a structure, or a sparse spec (:mod:`einspace.moe`:
+``btt_moe:e=4,k=1``, ``moe:e=4,k=1``) that only the proxies build (docs/moe.md)."""
 
 
 def _parse_ints(values: str | Iterable[int], what: str, low: int, example: str) -> list[int]:
@@ -77,23 +85,60 @@ def parse_seeds(seeds: str | Iterable[int]) -> list[int]:
     return _parse_ints(seeds, "seed", 0, "0,1,2")
 
 
-def parse_structures(specs: Iterable[str | Structure]) -> dict[str, Structure]:
-    """Parse structure specs into ``{canonical label: structure}``, dropping repeats.
-
-    The label is ``str(structure)``: ``"btt"`` becomes ``"btt(r=0.25)"``, a θ string keeps
-    its paper form. Labels parse back to the same structure.
+def parse_candidate(spec: str | Candidate) -> Candidate:
+    """A search candidate from what a user typed: a structure spec (``"btt"``,
+    ``"low_rank:r=0.25"``, a θ string) or a sparse spec (``"btt_moe:e=4,k=1"``,
+    ``"moe:e=4,k=1"``). Its label, ``str(candidate)``, parses back to it.
 
     Raises:
         EinspaceError: a spec that does not parse (the message names it).
 
     Examples:
-        >>> list(parse_structures(["low_rank:r=0.25", "(1|0|0|1|0|0|0)"]))
-        ['low_rank(r=0.25)', '(1|0|0|1|0|0|0)']
+        >>> str(parse_candidate("btt")), str(parse_candidate("btt_moe:e=4,k=1"))
+        ('btt(r=0.25)', 'btt_moe(e=4, k=1)')
+        >>> parse_candidate(str(parse_candidate("moe:e=8"))) == parse_candidate("moe(e=8, k=2)")
+        True
     """
-    out: dict[str, Structure] = {}
+    if not isinstance(spec, str | Structure | MoESpec):
+        raise EinspaceError(
+            f"structure {spec!r} must be a Structure or a spec string such as 'btt', "
+            f"'btt:r=0.5', '(0.5|0|0.5|0|0.5|0.5|0.25)' or 'btt_moe:e=4,k=1'"
+        )
+    return parse_spec(spec)
+
+
+def width_structure(candidate: Candidate) -> Structure:
+    """The structure whose realizations decide at which widths ``candidate`` runs: itself,
+    or for a sparse spec the layer its experts are (``btt_moe``: Monarch; ``moe``: dense).
+
+    Examples:
+        >>> str(width_structure(parse_candidate("btt_moe:e=4,k=1")))
+        'monarch'
+    """
+    if isinstance(candidate, MoESpec):
+        return Structure.named("monarch" if candidate.kind == "btt_moe" else "dense")
+    return candidate
+
+
+def parse_structures(specs: Iterable[str | Candidate]) -> dict[str, Candidate]:
+    """Parse structure specs (and sparse specs, :func:`parse_candidate`) into
+    ``{canonical label: candidate}``, dropping repeats.
+
+    The label is ``str(candidate)``: ``"btt"`` becomes ``"btt(r=0.25)"``, a θ string keeps
+    its paper form, ``"btt_moe:e=4,k=1"`` becomes ``"btt_moe(e=4, k=1)"``. Labels parse back
+    to the same candidate.
+
+    Raises:
+        EinspaceError: a spec that does not parse (the message names it).
+
+    Examples:
+        >>> list(parse_structures(["low_rank:r=0.25", "(1|0|0|1|0|0|0)", "moe:e=4,k=1"]))
+        ['low_rank(r=0.25)', '(1|0|0|1|0|0|0)', 'moe(e=4, k=1)']
+    """
+    out: dict[str, Candidate] = {}
     for spec in specs:
-        structure = spec if isinstance(spec, Structure) else Structure.parse(str(spec))
-        out.setdefault(str(structure), structure)
+        candidate = parse_candidate(spec)
+        out.setdefault(str(candidate), candidate)
     return out
 
 
@@ -145,6 +190,14 @@ class RunSettings:
     n_layer: int = field(default=2, metadata=_help("Transformer blocks (LM proxy)."))
     d_head: int = field(default=16, metadata=_help("Head size (LM proxy; width / d_head heads)."))
     tied: bool = field(default=False, metadata=_help("Tie readout and embedding (LM proxy)."))
+    aux_weight: float = field(
+        default=0.01,
+        metadata=_help(
+            "Weight of the mixture-of-experts auxiliary loss (load balancing + 0.1 × z-loss, "
+            "averaged over the routed layers) added to the training loss of sparse "
+            "candidates (btt_moe, moe); the paper's 0.01. Logged losses stay the task's."
+        ),
+    )
     schedule: Schedule = field(
         default="wsd",
         metadata=_help(

@@ -15,6 +15,12 @@ checkpoint (:mod:`search.checkpoint`) continues bit for bit on CPU.
 **Divergence.** A non-finite training or evaluation loss raises :class:`Diverged` naming the
 step; the points measured before it stay in the :class:`TrainingState`.
 
+**Mixture of experts.** The optimizer minimizes :func:`training_objective`: the task loss plus
+the model's ``aux_loss()`` when it has one (the routers' load-balancing and z-loss, weighted
+by ``--aux-weight``); the logged ``train_loss`` and ``eval_loss`` stay the task's, and each
+point's ``extra`` holds the model's ``point_extra()`` (for a sparse model: ``aux_loss``,
+``load_entropy``, ``load_max``, ``collapsed``…, measured on the evaluation set).
+
 Examples:
     >>> from search.proxy_config import ProxyConfig
     >>> cfg = ProxyConfig("dense", 8, steps=4, eval_every=2, task_kwargs={"n_eval": 16})
@@ -35,7 +41,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -63,6 +69,7 @@ __all__ = [
     "set_lr",
     "train",
     "train_batch",
+    "training_objective",
 ]
 
 _STREAM_INIT, _STREAM_BATCH = 1, 2
@@ -184,8 +191,9 @@ def train(
         value = float(loss.detach())
         if not math.isfinite(value):
             raise Diverged(step, f"training loss became {value} at step {step}")
+        objective = training_objective(model, loss, step)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         set_lr(optimizer, config.lr_factor(step))
         optimizer.step()
         state.window.append(value)
@@ -193,6 +201,33 @@ def train(
         for hook in hooks:
             hook.on_step(step + 1, snapshot)
     return "finished"
+
+
+def training_objective(model: nn.Module, loss: Tensor, step: int = 0) -> Tensor:
+    """What the optimizer minimizes: the task ``loss`` plus the model's ``aux_loss()`` when
+    it has one (a mixture of experts' load-balancing and z-loss, already weighted:
+    :meth:`search.lm.GPT.aux_loss`); the logged losses stay the task's.
+
+    Raises:
+        Diverged: a non-finite auxiliary loss.
+
+    Examples:
+        >>> from search.models import ProxyMLP
+        >>> net = ProxyMLP(8, 1, 64, 1, "btt_moe:e=4,k=1")
+        >>> loss = net(torch.randn(16, 8)).square().mean()
+        >>> float(training_objective(net, loss) - loss) == float(net.aux_loss())
+        True
+    """
+    aux: object = getattr(model, "aux_loss", None)
+    if not callable(aux):
+        return loss
+    extra = aux()
+    if not isinstance(extra, Tensor):
+        return loss
+    value = float(extra.detach())
+    if not math.isfinite(value):
+        raise Diverged(step, f"auxiliary loss became {value} at step {step}")
+    return loss + extra
 
 
 @dataclass
@@ -261,11 +296,15 @@ def _measure(
     (at step 0: the loss of the first batch at initialization), the learning rate of the
     update before it (at step 0: of the first update) and, when the model has a
     ``point_extra()`` method (e.g. a mixture of experts: its auxiliary loss and expert load),
-    the numbers it returns by name; compute and tokens are left 0."""
+    the numbers it returns by name (read right after the evaluation, so a mixture of experts
+    reports its routers on the evaluation set; an empty dict logs nothing); compute and
+    tokens are left 0."""
     step, window = state.step, state.window
     eval_loss = evaluate(model, task, eval_data)
     if not math.isfinite(eval_loss):
         raise Diverged(step, f"eval loss became {eval_loss} at step {step}")
+    point_extra: Any = getattr(model, "point_extra", None)
+    extra = point_extra() if callable(point_extra) else None
     if step == 0 and not window:
         x, y = train_batch(task, config, 0, device)
         with torch.no_grad():
@@ -275,9 +314,8 @@ def _measure(
     else:
         train_loss = float(sum(window) / len(window)) if window else math.nan
     lr = config.lr * config.lr_factor(max(step - 1, 0))
-    extra = model.point_extra() if callable(getattr(model, "point_extra", None)) else None
     train = None if math.isnan(train_loss) else train_loss
-    return CurvePoint(step, 0.0, train, eval_loss, 0, lr, None if extra is None else dict(extra))
+    return CurvePoint(step, 0.0, train, eval_loss, 0, lr, dict(extra) if extra else None)
 
 
 def _seed_from(*words: int) -> int:

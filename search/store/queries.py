@@ -85,7 +85,10 @@ def points_frame(
         frame[column] = frame[column].astype("Int64")
     for column in ("compute", "train_loss", "eval_loss", "lr", "macs_per_token"):
         frame[column] = frame[column].astype(float)
-    frame["extra"] = [None if text is None else json.loads(text) for text in frame["extra"]]
+    # pandas 3 infers a string column from mixed None and text and turns None into NaN
+    frame["extra"] = [
+        json.loads(text) if isinstance(text, str) else None for text in frame["extra"]
+    ]
     configs = _configs(conn, sorted(set(frame["run_id"])))
     frame["parent"] = [configs[rid].get("parent") for rid in frame["run_id"]]
     last = frame.groupby("run_id")["step"].transform("max")
