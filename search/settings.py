@@ -9,6 +9,7 @@ Examples:
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 from collections.abc import Iterable, Mapping
@@ -16,7 +17,7 @@ from dataclasses import Field, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError, suggest
-from einspace.moe import MoESpec, parse_spec
+from einspace.moe import MOE_KINDS, MoESpec, parse_spec
 from einspace.structure import Structure
 from search.schedules import Schedule
 from search.space import Mode
@@ -104,7 +105,14 @@ def parse_candidate(spec: str | Candidate) -> Candidate:
             f"structure {spec!r} must be a Structure or a spec string such as 'btt', "
             f"'btt:r=0.5', '(0.5|0|0.5|0|0.5|0.5|0.25)' or 'btt_moe:e=4,k=1'"
         )
-    return parse_spec(spec)
+    try:
+        return parse_spec(spec)
+    except EinspaceError as err:
+        name = str(spec).strip().split(":")[0].split("(")[0].lower()
+        close = difflib.get_close_matches(name, MOE_KINDS, n=1, cutoff=0.75)
+        if not close or isinstance(spec, Structure | MoESpec):
+            raise
+        raise EinspaceError(f"{err}; or the sparse spec '{close[0]}:e=4,k=1'") from None
 
 
 def width_structure(candidate: Candidate) -> Structure:
