@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from einspace import EinspaceError, Realization, Structure
+from einspace import EinspaceError, Realization, Structure, realize_sizes
 from einspace.cases import random_realization
 from einspace.family import Family
 from einspace.index_classes import universe
@@ -53,10 +53,10 @@ def wide_realization(seed: int) -> Realization:
     for i in range(len(sizes)):  # size-1 classes are legal and must be dropped by the plan
         if rng.random() < 0.15:
             sizes[i] = 1
-    probe = Realization.from_sizes(fam, sizes, 1, 1)
+    probe = realize_sizes(fam, sizes, 1, 1)
     d_in = max(1, probe.padded_in + rng.randint(-(probe.padded_in // 4), probe.padded_in // 4))
     d_out = max(1, probe.padded_out + rng.randint(-(probe.padded_out // 4), probe.padded_out // 4))
-    return Realization.from_sizes(fam, sizes, d_in, d_out)
+    return realize_sizes(fam, sizes, d_in, d_out)
 
 
 def randomized(layer: EinsumLinear, seed: int = 0) -> EinsumLinear:
@@ -283,7 +283,7 @@ def test_repr_echoes_constructor() -> None:
         "EinsumLinear(d_in=64, d_out=64, structure='monarch', bias=False, zero_init=True, "
         "dtype=torch.float64)"
     )
-    r = Realization.from_sizes("xA,By,AB", (8, 8, 2), 8, 8)
+    r = realize_sizes("xA,By,AB", (8, 8, 2), 8, 8)
     text = repr(EinsumLinear(8, 8, r))
     assert eval(text, {"EinsumLinear": EinsumLinear, "Realization": Realization}).realization == r
 

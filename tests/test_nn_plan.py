@@ -62,9 +62,9 @@ def test_copies_are_tile_transposes() -> None:
 
 
 def test_size_one_classes_are_dropped() -> None:
-    from einspace import Realization
+    from einspace import realize_sizes
 
-    r = Realization.from_sizes("xA,xAB,By,ABy,AB", (4, 4, 4, 4, 1), 16, 16)
+    r = realize_sizes("xA,xAB,By,ABy,AB", (4, 4, 4, 4, 1), 16, 16)
     plan = ExecutionPlan.compile(r)
     assert all(4 not in s.layout_in and 4 not in s.layout_out for s in plan.steps)
     assert all(4 in s.weight_axes for s in plan.steps)

@@ -422,7 +422,7 @@ class EinsumLinear(nn.Module):
         s = self._structure_arg
         if isinstance(s, Realization):
             return (
-                f"Realization.from_sizes({str(s.family)!r}, {s.class_sizes!r}, {s.d_in}, {s.d_out})"
+                f"realize_sizes({str(s.family)!r}, {s.class_sizes!r}, {s.d_in}, {s.d_out})"
             )
         return repr(str(s))
 

@@ -47,7 +47,7 @@ from einspace.nn.mup import init_factors, spectral_sigmas
 from einspace.nn.widths import flatten_input, resize_last
 from einspace.plan import ExecutionPlan, Z
 from einspace.realization import Realization
-from einspace.structure import Structure
+from einspace.structure import Structure, realize_sizes
 
 __all__ = ["BTTMoE"]
 
@@ -106,7 +106,7 @@ class BTTMoE(nn.Module):
         self.dispatch = dispatch
         self._options = {"top_k": top_k, "bias": bias, "mode": mode, "pad_tol": pad_tol}
         self.monarch = monarch
-        self.realization = Realization.from_sizes(
+        self.realization = realize_sizes(
             _BTT, {"α": n["α"], "γ": n["γ"], "ε": n["ε"], "φ": n["φ"], "ρ": experts}, d_in, d_out
         )
         self.plan = ExecutionPlan.compile(self.realization)
