@@ -43,7 +43,7 @@ from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import FACTOR_LETTERS, X, Y, factor_bit
 from einspace.rank import RankMethod, TrueRank, certified_lower, rank_method
-from einspace.sizing import SizingMode, exact_sizes, reference_dim, round_sizes
+from einspace.sizing import SizingMode, exact_sizes, round_sizes
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -235,7 +235,9 @@ class Realization:
         """The rank of the computed (d_out, d_in) matrix and how it is known: proven, measured
         or the bound, by the one rule of :func:`einspace.rank.rank_method`."""
         upper = self.rank_bound
-        lower = int(certified_lower(self.family.classes, [self.class_sizes], self.d_in, self.d_out)[0])
+        lower = int(
+            certified_lower(self.family.classes, [self.class_sizes], self.d_in, self.d_out)[0]
+        )
         if lower > upper:  # pragma: no cover - a specialization cannot beat the min-cut
             raise AssertionError(f"certified rank {lower} above the min-cut {upper} for {self}")
         method = cast(RankMethod, str(rank_method(lower, upper, self.k, self.d_in, self.d_out)))

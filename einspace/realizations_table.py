@@ -12,8 +12,8 @@ The ``rank`` column is the rank of the layer's matrix, decided by the same rule 
 :attr:`einspace.Realization.true_rank` (:func:`einspace.rank.rank_method`): proven where the
 partial-permutation lower bound meets the min-cut (every k ≤ 2 paper-space row at powers of two),
 else measured by SVD when k ≤ 2 and d_in · d_out ≤ :data:`einspace.rank.SVD_MAX_ENTRIES`
-(128 × 128), else the bound with ``rank_is_bound = True``. A row and the realization built from its sizes report
-the same rank.
+(128 × 128), else the bound with ``rank_is_bound = True``. A row and the realization built
+from its sizes report the same rank.
 
 Examples:
     >>> df = enumerate_realizations(16, 16)

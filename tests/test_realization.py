@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from einspace import EinspaceError, Realization, Structure, enumerate_realizations, realize_sizes
+from einspace import EinspaceError, Structure, enumerate_realizations, realize_sizes
 from einspace.cases import random_realization
 from einspace.realization import Realization as _R
 

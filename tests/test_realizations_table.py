@@ -8,7 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from einspace import EinspaceError, Realization, enumerate_families, enumerate_realizations, realize_sizes
+from einspace import (
+    EinspaceError,
+    enumerate_families,
+    enumerate_realizations,
+    realize_sizes,
+)
 from einspace.index_classes import X, Y, permute_class
 from einspace.sizing import divisors
 

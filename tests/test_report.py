@@ -21,7 +21,6 @@ from analysis.report import cost, space
 from analysis.report import report as build_report
 from analysis.scaling import fit_table
 from einspace import (
-    Realization,
     Structure,
     enumerate_families,
     enumerate_realizations,
