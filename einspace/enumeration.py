@@ -27,6 +27,7 @@ import numpy.typing as npt
 from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import X, Y, factor_bit, permute_class, transpose_class, universe
+from einspace.validation import check_int
 
 __all__ = [
     "MAX_EXHAUSTIVE_K",
@@ -45,9 +46,7 @@ Codes = npt.NDArray[np.uint32]
 
 def check_k(k: object) -> int:
     """Validate a number of factors: an integer ≥ 1."""
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise EinspaceError(f"k = {k!r}: the number of factors must be an integer ≥ 1")
-    return int(k)
+    return check_int(k, "k", example=2, what="a number of factors")
 
 
 def _tensor_masks(k: int, classes: tuple[int, ...]) -> list[int]:
@@ -220,8 +219,7 @@ def sample_families(
         True
     """
     k = check_k(k)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise EinspaceError(f"n = {n!r}: the sample size must be a positive integer")
+    n = check_int(n, "n", example=100, what="a sample size")
     classes = universe(k, diagonal)
     if k <= MAX_EXHAUSTIVE_K and n > len(enumerate_families(k, diagonal, modulo_transpose)):
         count = len(enumerate_families(k, diagonal, modulo_transpose))

@@ -44,6 +44,7 @@ from einspace.family import Family
 from einspace.index_classes import FACTOR_LETTERS, X, Y, factor_bit
 from einspace.rank import RankMethod, TrueRank, certified_lower, rank_method
 from einspace.sizing import SizingMode, exact_sizes, round_sizes
+from einspace.validation import check_int
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -57,14 +58,8 @@ BATCH = "z"
 
 
 def check_width(value: object, name: str) -> int:
-    """Validate a layer width: a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        if isinstance(value, float) and value.is_integer() and value > 0:
-            return int(value)
-        raise EinspaceError(f"{name} = {value!r} must be a positive integer width, e.g. 1024")
-    if value <= 0:
-        raise EinspaceError(f"{name} = {value!r} must be positive; e.g. {name} = 1024")
-    return int(value)
+    """Validate a layer width: an integer ≥ 1 (:func:`einspace.validation.check_int`)."""
+    return check_int(value, name, example=1024, what="a width")
 
 
 @dataclass(frozen=True)

@@ -202,12 +202,12 @@ def test_round_mode_pads_and_truncates_within_tolerance() -> None:
 @pytest.mark.parametrize(
     ("d", "message"),
     [
-        (0, r"d_in = 0 must be positive"),
-        (-4, r"d_in = -4 must be positive"),
-        (1.5, r"d_in = 1.5 must be a positive integer"),
-        ("64", r"d_in = '64' must be a positive integer"),
-        (True, r"d_in = True must be a positive integer"),
-        (math.nan, r"d_in = nan must be a positive integer"),
+        (0, r"d_in = 0 must be a width ≥ 1; the nearest valid value is d_in = 1$"),
+        (-4, r"d_in = -4 must be a width ≥ 1; the nearest valid value is d_in = 1$"),
+        (1.5, r"d_in = 1.5 must be a width ≥ 1; e.g. d_in = 1024"),
+        ("64", r"d_in = '64' must be a width ≥ 1; e.g. d_in = 1024"),
+        (True, r"d_in = True must be a width ≥ 1; e.g. d_in = 1024"),
+        (math.nan, r"d_in = nan must be a width ≥ 1; e.g. d_in = 1024"),
     ],
 )
 def test_bad_widths(d: object, message: str) -> None:
