@@ -33,7 +33,7 @@ from einspace.realization import Realization
 from einspace.sizing import SizingMode, reference_dim
 from einspace.structure import Structure
 
-__all__ = ["TUNABLE", "Tuned", "parse_budget", "tune_to_budget"]
+__all__ = ["TUNABLE", "Tuned", "parse_budget", "parse_compute_flops", "tune_to_budget"]
 
 TUNABLE: Final = ("btt", "tt", "low_rank")
 """Named structures whose rank exponent ``r`` is tuned to a budget when ``r`` is not given."""
@@ -72,6 +72,29 @@ def parse_budget(text: str | float, d_in: int, d_out: int) -> float:
             )
         return _check(value, text, dense)
     raise EinspaceError(f"budget {text!r} is not a number of MACs or a fraction; {_EXAMPLES}")
+
+
+def parse_compute_flops(text: str | float, flag: str = "--trial-budget") -> float:
+    """A total compute in FLOPs written with the units of :func:`parse_budget` (``2e12 flops``,
+    ``1.5T FLOPs``, ``5e11 MACs``, ``500G macs``; 1 MAC = 2 FLOPs). The unit is required: a
+    bare number could mean either. ``flag`` names the option in messages.
+
+    Examples:
+        >>> parse_compute_flops("5.6M macs"), parse_compute_flops("2e9 flops")
+        (11200000.0, 2000000000.0)
+    """
+    hint = f"write the unit, e.g. {flag} '2e12 flops' or {flag} '1T macs' (1 MAC = 2 FLOPs)"
+    t = str(text).strip().lower().replace(" ", "")
+    m = _COUNT.fullmatch(t)
+    if m is None:
+        raise EinspaceError(f"{flag} {text!r} is not a compute with a unit; {hint}")
+    if not m.group(3):
+        raise EinspaceError(f"{flag} {text!r} has no unit (FLOPs or MACs?); {hint}")
+    value = float(m.group(1)) * _PREFIX[m.group(2)]
+    flops = value if m.group(3).startswith("flop") else 2.0 * value
+    if not math.isfinite(flops) or flops <= 0:
+        raise EinspaceError(f"{flag} {text!r} must be positive and finite; {hint}")
+    return flops
 
 
 def _check(value: float, text: str, dense: float, fraction: bool = False) -> float:

@@ -18,6 +18,7 @@ from analysis.search_fits import fit_search
 from einspace.cli.app import app, cli_words, friendly
 from einspace.cli.options import settings_options
 from einspace.errors import EinspaceError
+from search.budget import parse_compute_flops
 from search.settings import RunSettings
 from search.theta import MAX_COMPUTE_RATIO
 
@@ -97,9 +98,12 @@ def search_command(
     theta_width: Annotated[
         int | None, typer.Option(help="Width of θ trials (default: middle width).")
     ] = None,
-    budget: Annotated[
-        float | None,
-        typer.Option(help="θ trials' compute budget in FLOPs (default: dense's at --steps)."),
+    trial_budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Compute of each θ trial, with its unit: '2e12 flops', '1T macs' (the units "
+            "of score --budget; default: dense's at --steps)."
+        ),
     ] = None,
     storage: Annotated[
         str | None, typer.Option(help="optuna RDB storage URL (default: the run store).")
@@ -175,7 +179,7 @@ def search_command(
             trials=trials,
             promote=promote,
             theta_width=theta_width,
-            budget=budget,
+            budget=None if trial_budget is None else parse_compute_flops(trial_budget),
             storage=storage,
             study=study,
             sampler_seed=sampler_seed,
