@@ -224,7 +224,7 @@ def sample_families(
     if k <= MAX_EXHAUSTIVE_K and n > len(enumerate_families(k, diagonal, modulo_transpose)):
         count = len(enumerate_families(k, diagonal, modulo_transpose))
         raise EinspaceError(f"n = {n} exceeds the {count} families with k = {k}; use n ≤ {count}")
-    rng = random.Random(seed)
+    rng = random.Random(check_int(seed, "seed", low=0))
     seen: dict[Family, None] = {}
     for _ in range(max_tries):
         bits = rng.getrandbits(len(classes))

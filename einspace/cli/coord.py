@@ -16,6 +16,7 @@ import typer
 
 from einspace.cli.app import app, friendly
 from einspace.errors import EinspaceError
+from einspace.files import ensure_folder
 
 __all__ = ["coord_check_command"]
 
@@ -70,9 +71,7 @@ def coord_check_command(
     sizes = parse_widths(widths)
     settings = RunSettings(task=task, task_kwargs=kwargs, base_width=min(sizes))
     the_task = settings.make_task()
-    if out.exists() and not out.is_dir():
-        raise EinspaceError(f"--out {str(out)!r} is a file; expected a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out, "--out")
     console = Console()
 
     def factory(structure: object, width: int, task_obj: object) -> object:

@@ -18,6 +18,7 @@ from analysis.search_fits import fit_search
 from einspace.cli.app import app, cli_words, friendly
 from einspace.cli.options import settings_options
 from einspace.errors import EinspaceError
+from einspace.files import ensure_parent
 from search.budget import parse_compute_flops
 from search.settings import RunSettings
 from search.theta import MAX_COMPUTE_RATIO
@@ -159,6 +160,7 @@ def search_command(
     from rich.console import Console
 
     console = Console()
+    ensure_parent(store, "--store")
     source = ctx.get_parameter_source("lr")
     fixed_lr = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
     grid = None if fixed_lr or lr_grid.strip() in ("0", "") else lr_grid
