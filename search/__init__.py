@@ -29,6 +29,7 @@ from search.store import (
 )
 
 if TYPE_CHECKING:
+    from search.coord import coord_check
     from search.driver import SearchResult, run_search
     from search.models import build_model
     from search.proxy import CurvePoint, ProxyConfig, RunResult, proxy_run
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from search.space import ThetaPoint, sample_points, snap_theta, theta_point
 
 _LAZY = {
+    "coord_check": "search.coord",
     "build_model": "search.models",
     "CurvePoint": "search.proxy",
     "ProxyConfig": "search.proxy",
@@ -67,6 +69,7 @@ __all__ = [
     "ThetaPoint",
     "build_model",
     "canonical_config",
+    "coord_check",
     "parse_budget",
     "proxy_run",
     "register_objective",
