@@ -49,7 +49,7 @@ def parse_budget(text: str | float, d_in: int, d_out: int) -> float:
     module docstring); a bad value raises :class:`~einspace.errors.EinspaceError`."""
     dense = float(d_in) * float(d_out)
     if isinstance(text, int | float) and not isinstance(text, bool):
-        return _check(float(text), repr(text), dense)
+        return _check(float(text), repr(text))
     if not isinstance(text, str):
         raise EinspaceError(f"budget {text!r} is not a number or text; {_EXAMPLES}")
     t = text.strip().lower().replace("×", "x").replace(" ", "")
@@ -57,10 +57,10 @@ def parse_budget(text: str | float, d_in: int, d_out: int) -> float:
         num, den = float(m.group(1)), float(m.group(2))
         if den == 0:
             raise EinspaceError(f"budget {text!r} divides by zero; {_EXAMPLES}")
-        return _check(num / den * dense, text, dense, fraction=True)
+        return _check(num / den * dense, text, fraction=True)
     if m := re.fullmatch(rf"({_NUMBER})(x|%)", t):
         share = float(m.group(1)) / (100.0 if m.group(2) == "%" else 1.0)
-        return _check(share * dense, text, dense, fraction=True)
+        return _check(share * dense, text, fraction=True)
     if m := _COUNT.fullmatch(t):
         value = float(m.group(1)) * _PREFIX[m.group(2)]
         if (m.group(3) or "").startswith("flop"):
@@ -70,7 +70,7 @@ def parse_budget(text: str | float, d_in: int, d_out: int) -> float:
                 f"budget {text!r} is less than one MAC; for a fraction of dense write "
                 f"{m.group(1)}x or a ratio such as 1/8"
             )
-        return _check(value, text, dense)
+        return _check(value, text)
     raise EinspaceError(f"budget {text!r} is not a number of MACs or a fraction; {_EXAMPLES}")
 
 
@@ -97,7 +97,7 @@ def parse_compute_flops(text: str | float, flag: str = "--trial-budget") -> floa
     return flops
 
 
-def _check(value: float, text: str, dense: float, fraction: bool = False) -> float:
+def _check(value: float, text: str, fraction: bool = False) -> float:
     if not math.isfinite(value) or value <= 0:
         raise EinspaceError(f"budget {text!r} must be positive and finite; {_EXAMPLES}")
     if fraction and value < 1:
