@@ -133,3 +133,47 @@ def test_the_core_modules_have_no_cycle() -> None:
     graph, _ = import_graph()
     core = graph.subgraph(n for n in graph if n.split(".")[0] == "einspace")
     assert not import_cycles(nx.DiGraph(core)), import_cycles(nx.DiGraph(core))
+
+
+# ---------------------------------------------------------------- dependencies as used
+#: import name → distribution name, where they differ
+DISTRIBUTION = {"sklearn": "scikit-learn", "yaml": "pyyaml"}
+
+
+def third_party_imports() -> dict[str, list[str]]:
+    """Top-level third-party module → the files importing it (function-level included)."""
+    import sys
+
+    ours = set(PACKAGES)
+    found: dict[str, list[str]] = {}
+    for name, path in all_modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top not in ours and top not in sys.stdlib_module_names and top != "__future__":
+                    found.setdefault(top, []).append(name)
+    return found
+
+
+def test_every_third_party_import_is_declared() -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {
+        re.split(r"[<>=!~\[ ;]", dep, maxsplit=1)[0].lower().replace("_", "-")
+        for dep in project["dependencies"]
+    }
+    missing = {
+        top: files
+        for top, files in third_party_imports().items()
+        if DISTRIBUTION.get(top, top).lower().replace("_", "-") not in declared
+    }
+    assert not missing, f"imported but not in [project] dependencies: {missing}"
+    assert "scipy" in third_party_imports()  # the check sees the import it was written for
