@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from einspace.structure import Structure
-    from search.tasks import Task
 
 __all__ = ["coord_check"]
 
@@ -55,12 +54,11 @@ def coord_check(
     def factory(spec: object, width: int, task_obj: object) -> nn.Module:
         return build_model(settings.config(str(spec), width), the_task)
 
-    task_obj: Task = the_task
     return trace_widths(
         structure,
         sizes,
         model=factory,
-        task=task_obj,  # type: ignore[arg-type]
+        task=the_task,
         steps=steps,
         lr=lr,
         batch_size=batch_size,
