@@ -291,7 +291,9 @@ def test_repr_echoes_constructor() -> None:
     )
     r = realize_sizes("xA,By,AB", (8, 8, 2), 8, 8)
     text = repr(EinsumLinear(8, 8, r))
-    assert eval(text, {"EinsumLinear": EinsumLinear, "realize_sizes": realize_sizes}).realization == r
+    assert (
+        eval(text, {"EinsumLinear": EinsumLinear, "realize_sizes": realize_sizes}).realization == r
+    )
 
 
 def test_leading_dims_and_empty_batch() -> None:
