@@ -275,7 +275,8 @@ def _measure(
     else:
         train_loss = float(sum(window) / len(window)) if window else math.nan
     lr = config.lr * config.lr_factor(max(step - 1, 0))
-    extra = model.point_extra() if callable(getattr(model, "point_extra", None)) else None
+    point_extra = getattr(model, "point_extra", None)
+    extra = point_extra() if callable(point_extra) else None
     train = None if math.isnan(train_loss) else train_loss
     return CurvePoint(step, 0.0, train, eval_loss, 0, lr, None if extra is None else dict(extra))
 
