@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import networkx as nx
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("einspace", "search", "analysis")
@@ -95,12 +94,6 @@ def import_cycles(graph: nx.DiGraph) -> list[list[str]]:
     return [sorted(c) for c in nx.strongly_connected_components(g) if len(c) > 1]
 
 
-# lead: remove xfail after merge
-@pytest.mark.xfail(
-    strict=False,
-    reason="main's search/ (settings ↔ proxy) and private imports "
-    "in files other engineers own are fixed in their branches; see the failure message",
-)
 def test_no_import_cycle_and_no_private_import_across_modules() -> None:
     graph, private = import_graph()
     cycles = import_cycles(graph)
