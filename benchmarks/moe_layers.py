@@ -45,7 +45,7 @@ from torch import nn
 from einspace.moe import BTT_FAMILY
 from einspace.nn import BTTMoE, EinsumLinear
 from einspace.nn.moe import auto_dispatch
-from einspace.realization import Realization
+from einspace.structure import realize_sizes
 
 IMPLS = ("linear", "btt", "all", "sel", "grp")
 
@@ -61,7 +61,7 @@ def layers(d: int, experts: int, top_k: int) -> dict[str, nn.Module]:
     moe_grp = BTTMoE(d, d, experts, top_k, bias=False, dispatch="grouped")
     moe_grp.load_state_dict(moe_all.state_dict())
     n = moe_all.monarch.sizes
-    btt = Realization.from_sizes(BTT_FAMILY, {**n, "ρ": top_k}, d, d)
+    btt = realize_sizes(BTT_FAMILY, {**n, "ρ": top_k}, d, d)
     return {
         "linear": nn.Linear(d, d, bias=False),
         "btt": EinsumLinear(d, d, btt, bias=False),

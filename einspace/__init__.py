@@ -18,7 +18,7 @@ from einspace.moe import MoESpec
 from einspace.named import NAMED
 from einspace.realization import Realization
 from einspace.realizations_table import enumerate_realizations
-from einspace.structure import Structure
+from einspace.structure import Structure, realize_sizes
 
 __all__ = [
     "NAMED",
@@ -29,6 +29,7 @@ __all__ = [
     "Structure",
     "enumerate_families",
     "enumerate_realizations",
+    "realize_sizes",
     "sample_families",
 ]
 

@@ -25,7 +25,7 @@ from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import X, Y, universe
 from einspace.realization import Realization
-from einspace.structure import Structure
+from einspace.structure import Structure, realize_sizes
 
 __all__ = [
     "random_family",
@@ -103,7 +103,7 @@ def random_realization(
     if pad:
         d_in = max(1, round(p_in * rng.uniform(0.8, 1.25)))
         d_out = max(1, round(p_out * rng.uniform(0.8, 1.25)))
-    return Realization.from_sizes(fam, sizes, d_in, d_out)
+    return realize_sizes(fam, sizes, d_in, d_out)
 
 
 def random_round_realization(

@@ -27,8 +27,16 @@ import numpy.typing as npt
 from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import X, Y, factor_bit, permute_class, transpose_class, universe
+from einspace.validation import check_int
 
-__all__ = ["MAX_EXHAUSTIVE_K", "count_families", "enumerate_families", "sample_families"]
+__all__ = [
+    "MAX_EXHAUSTIVE_K",
+    "check_k",
+    "count_families",
+    "enumerate_families",
+    "sample_families",
+    "too_many_message",
+]
 
 MAX_EXHAUSTIVE_K = 3
 _CHUNK = 1 << 22
@@ -36,10 +44,9 @@ _CHUNK = 1 << 22
 Codes = npt.NDArray[np.uint32]
 
 
-def _check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise EinspaceError(f"k = {k!r}: the number of factors must be an integer ≥ 1")
-    return int(k)
+def check_k(k: object) -> int:
+    """Validate a number of factors: an integer ≥ 1."""
+    return check_int(k, "k", example=2, what="a number of factors")
 
 
 def _tensor_masks(k: int, classes: tuple[int, ...]) -> list[int]:
@@ -139,13 +146,14 @@ def count_families(k: int, diagonal: bool = False, modulo_transpose: bool = Fals
         >>> count_families(3)
         40378
     """
-    k = _check_k(k)
+    k = check_k(k)
     if k > MAX_EXHAUSTIVE_K:
-        raise EinspaceError(_too_many(k, diagonal))
+        raise EinspaceError(too_many_message(k, diagonal))
     return len(_canonical_set(k, bool(diagonal), bool(modulo_transpose)))
 
 
-def _too_many(k: int, diagonal: bool) -> str:
+def too_many_message(k: int, diagonal: bool) -> str:
+    """Why k is beyond exhaustive listing, and what to do instead."""
     n = len(universe(k, diagonal))
     return (
         f"k = {k}: exhaustive listing covers k ≤ {MAX_EXHAUSTIVE_K} (k = {k} has 2^{n} "
@@ -183,9 +191,9 @@ def enumerate_families(
         >>> [f.name for f in fams if f.name]
         ['low_rank', 'kronecker', 'monarch', 'tt', 'btt']
     """
-    k = _check_k(k)
+    k = check_k(k)
     if k > MAX_EXHAUSTIVE_K:
-        raise EinspaceError(_too_many(k, diagonal))
+        raise EinspaceError(too_many_message(k, diagonal))
     return list(_enumerate(k, bool(diagonal), bool(modulo_transpose)))
 
 
@@ -210,14 +218,13 @@ def sample_families(
         >>> fams == sample_families(4, n=3, seed=1)
         True
     """
-    k = _check_k(k)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise EinspaceError(f"n = {n!r}: the sample size must be a positive integer")
+    k = check_k(k)
+    n = check_int(n, "n", example=100, what="a sample size")
     classes = universe(k, diagonal)
     if k <= MAX_EXHAUSTIVE_K and n > len(enumerate_families(k, diagonal, modulo_transpose)):
         count = len(enumerate_families(k, diagonal, modulo_transpose))
         raise EinspaceError(f"n = {n} exceeds the {count} families with k = {k}; use n ≤ {count}")
-    rng = random.Random(seed)
+    rng = random.Random(check_int(seed, "seed", low=0))
     seen: dict[Family, None] = {}
     for _ in range(max_tries):
         bits = rng.getrandbits(len(classes))

@@ -56,11 +56,6 @@ def _bad(a: Lin, b: Lin) -> int:
     return 2 * both.bit_count() + ((a[2] ^ b[1]) & ~(pos_a | pos_b) & neg).bit_count()
 
 
-def _box_ge(a: Lin, b: Lin) -> bool:
-    """a ≥ b everywhere on θ ∈ [0, 1]: min over the box of a − b ≥ 0."""
-    return a[0] - b[0] - _bad(a, b) >= 0
-
-
 def _nonneg_ge(a: Expr, b: Expr) -> bool:
     """a ≥ b for every θ ≥ 0 (what sympy's assumptions prove for linear forms)."""
     if _is_node(a) or _is_node(b):

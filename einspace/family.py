@@ -38,7 +38,6 @@ from einspace.index_classes import (
     class_name,
     class_sort_key,
     class_token,
-    factor_bit,
     factor_indices,
     factors_mask,
     parse_class,
@@ -282,10 +281,6 @@ class Family:
             else:
                 out.append(rank)
         return tuple(out)
-
-    def factor_classes(self, factor: int) -> tuple[int, ...]:
-        """The classes containing factor ``factor`` (bitmasks, class order)."""
-        return tuple(m for m in self.classes if m & factor_bit(factor))
 
 
 @lru_cache(maxsize=4)

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from einspace.enumeration import _check_k, _too_many
+from einspace.enumeration import check_k, too_many_message
 from einspace.errors import EinspaceError
 from einspace.exponent_text import exponent_texts
 from einspace.index_classes import X, Y, factor_bit, universe
@@ -117,9 +117,9 @@ def family_table(
     ``omega_symbolic``, ``psi_symbolic`` — what ``str(family.symbolic()[…])`` prints, built
     without sympy (:mod:`einspace.exponent_text`; about 0.1 ms a family). Row order and ids
     match :func:`einspace.enumerate_families`."""
-    k = _check_k(k)
+    k = check_k(k)
     if k > 3:
-        raise EinspaceError(_too_many(k, diagonal))
+        raise EinspaceError(too_many_message(k, diagonal))
     if symbolic is None:
         symbolic = k <= 2
     from einspace.enumeration import enumerate_families

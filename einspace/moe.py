@@ -47,7 +47,7 @@ from typing import Literal
 from einspace.errors import EinspaceError, suggest
 from einspace.realization import Realization
 from einspace.sizing import SizingMode
-from einspace.structure import Structure
+from einspace.structure import Structure, realize_sizes
 
 __all__ = [
     "BTT_FAMILY",
@@ -234,7 +234,7 @@ class MoERealization:
         """The whole BTT: Monarch's α, γ, ε, φ and ρ = E."""
         n = self.expert.sizes
         sizes = {"α": n["α"], "γ": n["γ"], "ε": n["ε"], "φ": n["φ"], "ρ": self.experts}
-        return Realization.from_sizes(BTT_FAMILY, sizes, self.d_in, self.d_out)
+        return realize_sizes(BTT_FAMILY, sizes, self.d_in, self.d_out)
 
     @property
     def params(self) -> int:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Final, Literal
 
 from einspace.errors import EinspaceError
 from einspace.index_classes import X, Y
@@ -31,7 +32,17 @@ from einspace.realization import Realization
 from einspace.sizing import reference_dim
 from einspace.structure import Structure
 
-__all__ = ["padding_record", "proxy_realization"]
+__all__ = ["DEFAULT_LAYER_SIZING", "LayerSizing", "padding_record", "proxy_realization"]
+
+LayerSizing = Literal["auto", "round", "exact"]
+"""How a model's structured layers are sized: ``"auto"`` (exact and most balanced where the
+width factors, :func:`proxy_realization`; round otherwise), or one of
+:data:`einspace.sizing.SizingMode` (``"round"``, ``"exact"``) for
+:meth:`einspace.Structure.realize`. The one alias of the proxy runs, the θ space and the LM."""
+
+DEFAULT_LAYER_SIZING: Final[LayerSizing] = "auto"
+"""The default everywhere a model's layers are sized (``--mode`` of the search, the LM, the θ
+space)."""
 
 
 def proxy_realization(

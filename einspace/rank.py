@@ -27,20 +27,34 @@ the first ``c`` columns keeps every column whose leading input class index is be
 ``c // S`` (S the product of the later input sizes); restricting the index ranges of random
 factors gives random factors of smaller sizes.
 
-When this lower bound meets the upper bound the rank is proven (``method = "proof"``). This
-covers every exact k = 2 realization at powers of two from 16 to 4096 and most others.
-Otherwise, and for k ≥ 3 or block-diagonal classes, the rank is measured by SVD of the
-materialized matrix when ``d_out · d_in ≤ SVD_MAX_ENTRIES`` (``method = "svd"``). The factors are
-seeded standard normals, so the SVD rank is the generic rank with probability 1. The tolerance
-is numpy's: singular values above ``σ_max · max(d_in, d_out) · ε_float64`` count. Beyond that
-size the rank is reported as the bound (``method = "bound"``, ``is_bound = True``).
+**Block-diagonal classes.** A class holding both x and y (``xy``, ``xAy``, …) of size g makes an
+exact realization's matrix block diagonal with g blocks, each a generic realization of the
+family without that class, so its rank is g times the rank of one block and the bound above,
+taken on the other classes, times g is a lower bound. (With padding or truncation the blocks
+are cut unevenly and no lower bound is claimed.)
+
+**The decision (one rule, every door).** :func:`certified_lower` gives the lower bound,
+:func:`rank_method` decides: when the lower bound meets the upper bound the rank is proven
+(``"proof"``; every exact k = 2 realization at powers of two from 16 to 4096, and most others);
+otherwise, for k ≤ ``SVD_MAX_FACTORS`` (2) factors and ``d_out · d_in ≤ SVD_MAX_ENTRIES``
+(2¹⁴, 128 × 128), it is measured by SVD of the materialized matrix (``"svd"``); otherwise it
+is reported as the bound (``"bound"``, ``is_bound = True``).
+:attr:`einspace.Realization.true_rank` (``show``, ``score([spec])``) and
+:func:`einspace.enumerate_realizations` (``score("all")``, the report) both use this rule, so
+they report the same rank for the same realization. The limits are set by the table, which
+must measure every unproven row: at 96 → 96 it measures 764 rows of 96 × 96 (about a second);
+a limit of 2²⁰ would have a 768 → 768 table measure 3779 rows of 768 × 768 (minutes), and
+measuring k = 3 rows would have the 8 → 8 table measure 246 304 rows (six minutes).
+:meth:`einspace.Realization.numeric_rank` measures any one realization on request.
+The factors are seeded standard normals, so the SVD rank is the generic rank with
+probability 1. The tolerance is numpy's: singular values above
+``σ_max · max(d_in, d_out) · ε_float64`` count.
 
 Examples:
-    >>> from einspace import Realization
-    >>> r = Realization.from_sizes("xA,xB,Ay,By,ABy", {"α": 12, "β": 4, "δ": 8, "ε": 3, "φ": 2},
-    ...                            48, 48)
-    >>> rep = true_rank(r)
-    >>> r.rank_bound, rep.rank, rep.method
+    >>> from einspace import realize_sizes
+    >>> r = realize_sizes("xA,xB,Ay,By,ABy", {"α": 12, "β": 4, "δ": 8, "ε": 3, "φ": 2},
+    ...                   48, 48)
+    >>> r.rank_bound, r.rank, r.rank_method
     (48, 40, 'svd')
     >>> int(packing_lower_bound(32, 1, 32, 1, 32, 32, 6))  # BTT at 1024 → 1024 is full rank
     1024
@@ -49,39 +63,31 @@ Examples:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from einspace.index_classes import GREEK, class_token
-
-if TYPE_CHECKING:
-    from einspace.family import Family
-    from einspace.realization import Realization
+from einspace.index_classes import GREEK, X, Y, class_token
 
 __all__ = [
     "SVD_MAX_ENTRIES",
-    "TABLE_SVD_MAX_ENTRIES",
-    "TABLE_SVD_MAX_ROWS",
+    "SVD_MAX_FACTORS",
     "RankMethod",
     "TrueRank",
-    "k2_sizes",
+    "certified_lower",
     "packing_lower_bound",
     "prefix_boxes",
-    "true_rank",
+    "rank_method",
 ]
 
-SVD_MAX_ENTRIES: Final = 1 << 20
-"""Materialize and SVD a realization when d_out · d_in is at most this (1024 × 1024, ~1 s)."""
+SVD_MAX_ENTRIES: Final = 1 << 14
+"""Measure an unproven rank by SVD when d_out · d_in is at most this (128 × 128)…"""
 
-TABLE_SVD_MAX_ENTRIES: Final = 1 << 12
-"""The per-row SVD threshold of :func:`einspace.enumerate_realizations` (64 × 64): a table has
-thousands of rows, so only small matrices are measured there."""
-
-TABLE_SVD_MAX_ROWS: Final = 2000
-"""…and only when at most this many rows lack a proof (each SVD costs about a millisecond)."""
+SVD_MAX_FACTORS: Final = 2
+"""…and the realization has at most this many factors (module docstring)."""
 
 RankMethod = Literal["proof", "svd", "bound"]
 
@@ -149,20 +155,6 @@ def packing_lower_bound(
     return best
 
 
-def k2_sizes(family: Family, class_sizes: tuple[int, ...]) -> dict[str, int] | None:
-    """Greek name → size (1 for absent classes) when ``family`` is a paper-space family of
-    k ≤ 2, else None."""
-    if family.k > 2:
-        return None
-    out = dict.fromkeys(_GREEK_ORDER, 1)
-    for m, n in zip(family.classes, class_sizes, strict=True):
-        name = GREEK.get(class_token(m))
-        if name is None:
-            return None  # a block-diagonal class
-        out[name] = n
-    return out
-
-
 def prefix_boxes(sizes: list[int], keep: int) -> list[list[int]]:
     """Boxes inside the first ``keep`` row-major indices of a grid of ``sizes``.
 
@@ -182,35 +174,81 @@ def prefix_boxes(sizes: list[int], keep: int) -> list[list[int]]:
     return out or [[1] * len(sizes)]
 
 
-def _certified_lower(r: Realization) -> int:
-    sizes = k2_sizes(r.family, r.class_sizes)
-    if sizes is None:
-        return 0
-    ins, outs = ("α", "β", "γ"), ("δ", "ε", "φ")
-    cols, rows = min(r.d_in, r.padded_in), min(r.d_out, r.padded_out)
-    best = 0
-    for box_in in prefix_boxes([sizes[c] for c in ins], cols):
-        for box_out in prefix_boxes([sizes[c] for c in outs], rows):
-            reduced = dict(sizes, **dict(zip(ins, box_in, strict=True)))
-            reduced.update(zip(outs, box_out, strict=True))
-            best = max(best, int(packing_lower_bound(*(reduced[c] for c in _GREEK_ORDER))))
-    return best
+def _prefix_boxes(sizes: list[IntArray], keep: IntArray) -> list[list[IntArray]]:
+    """:func:`prefix_boxes` vectorized over rows (a box with a 0 side bounds nothing)."""
+    out = []
+    for j in range(len(sizes)):
+        later = np.prod(sizes[j + 1 :], axis=0) if j + 1 < len(sizes) else np.ones_like(keep)
+        q = np.minimum(sizes[j], keep // later)
+        out.append([np.ones_like(keep)] * j + [q] + sizes[j + 1 :])
+    return out
 
 
-def true_rank(r: Realization, svd_max_entries: int = SVD_MAX_ENTRIES) -> TrueRank:
-    """The rank of ``r``'s (d_out, d_in) matrix: proven, measured by SVD, or the bound.
+def certified_lower(
+    classes: Sequence[int], sizes: npt.ArrayLike, d_in: int, d_out: int
+) -> IntArray:
+    """The proven lower bound on the rank of each row of ``sizes`` (rows of class sizes
+    aligned with ``classes``, 1 = absent) realized at d_in → d_out; 0 where none applies
+    (a class of a third factor, or a block-diagonal class with padding or truncation).
 
     Examples:
-        >>> from einspace import Structure
-        >>> true_rank(Structure.named("btt").realize(4096, 4096))
-        TrueRank(rank=4096, is_bound=False, method='proof', lower=4096, upper=4096)
+        >>> from einspace import Family
+        >>> fam = Family.parse("xA,xB,Ay,By,ABy")  # α, β, δ, ε, φ
+        >>> certified_lower(fam.classes, [[12, 4, 8, 3, 2], [16, 3, 12, 4, 1]], 48, 48)
+        array([24, 36])
+        >>> certified_lower(Family.parse("xA,Ay,xAy").classes, [[4, 4, 3]], 12, 12)  # 3 blocks
+        array([12])
     """
-    upper = r.rank_bound
-    lower = _certified_lower(r)
-    if lower > upper:  # pragma: no cover - a specialization cannot beat the min-cut
-        raise AssertionError(f"certified rank {lower} above the min-cut {upper} for {r}")
-    if lower == upper:
-        return TrueRank(upper, False, "proof", lower, upper)
-    if r.d_in * r.d_out <= svd_max_entries:
-        return TrueRank(r.numeric_rank(seed=0), False, "svd", lower, upper)
-    return TrueRank(upper, True, "bound", lower, upper)
+    rows = np.atleast_2d(np.asarray(sizes, dtype=np.int64))
+    ones = np.ones(len(rows), dtype=np.int64)
+    greek = dict.fromkeys(_GREEK_ORDER, ones)
+    blocks, other = ones, np.zeros(len(rows), dtype=bool)
+    in_all, out_all = ones, ones
+    for j, m in enumerate(classes):
+        col = rows[:, j]
+        in_all = in_all * col if m & X else in_all
+        out_all = out_all * col if m & Y else out_all
+        name = GREEK.get(class_token(m))
+        if name is not None:
+            greek[name] = col
+        elif m & X and m & Y:
+            blocks = blocks * col
+        else:  # a class of a third factor: no construction
+            other |= col > 1
+    exact = (in_all == d_in) & (out_all == d_out)
+    other |= (blocks > 1) & ~exact
+    keep_in = np.minimum(d_in, in_all) // blocks
+    keep_out = np.minimum(d_out, out_all) // blocks
+    best = packing_lower_bound(*(greek[c] for c in _GREEK_ORDER))
+    cut = np.flatnonzero(~exact & ~other)  # padded or truncated: boxes inside the prefix
+    if len(cut):
+        ins, outs = ("α", "β", "γ"), ("δ", "ε", "φ")
+        part = {c: greek[c][cut] for c in _GREEK_ORDER}
+        best[cut] = 0  # the full box is not inside the prefix
+        for box_in in _prefix_boxes([part[c] for c in ins], keep_in[cut]):
+            for box_out in _prefix_boxes([part[c] for c in outs], keep_out[cut]):
+                reduced = dict(part, **dict(zip(ins + outs, box_in + box_out, strict=True)))
+                box = packing_lower_bound(*(reduced[c] for c in _GREEK_ORDER))
+                best[cut] = np.maximum(best[cut], box)
+    return np.where(other, 0, blocks * best)
+
+
+def rank_method(
+    lower: npt.ArrayLike, upper: npt.ArrayLike, k: int, d_in: int, d_out: int
+) -> npt.NDArray[np.str_]:
+    """How the rank of a k-factor realization at d_in → d_out is known, per row: ``"proof"``
+    when the certified lower bound meets the upper bound, else ``"svd"`` when
+    k ≤ :data:`SVD_MAX_FACTORS` and d_out · d_in ≤ :data:`SVD_MAX_ENTRIES`, else ``"bound"``.
+
+    This is the one decision every door uses (:attr:`einspace.Realization.true_rank` and
+    :func:`einspace.enumerate_realizations`).
+
+    Examples:
+        >>> rank_method([48, 32], [48, 48], 2, 48, 48).tolist()
+        ['proof', 'svd']
+        >>> str(rank_method(96, 192, 2, 192, 192)), str(rank_method(8, 9, 3, 9, 9))
+        ('bound', 'bound')
+    """
+    measurable = k <= SVD_MAX_FACTORS and d_in * d_out <= SVD_MAX_ENTRIES
+    unproven = "svd" if measurable else "bound"
+    return np.where(np.asarray(lower) >= np.asarray(upper), "proof", unproven)

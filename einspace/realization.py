@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 
@@ -42,8 +42,9 @@ from einspace.contraction import OptimalPath, best_sequential, optimal_contracti
 from einspace.errors import EinspaceError
 from einspace.family import Family
 from einspace.index_classes import FACTOR_LETTERS, X, Y, factor_bit
-from einspace.rank import TrueRank, true_rank
-from einspace.sizing import SizingMode, exact_sizes, reference_dim, round_sizes
+from einspace.rank import RankMethod, TrueRank, certified_lower, rank_method
+from einspace.sizing import SizingMode, exact_sizes, round_sizes
+from einspace.validation import check_int
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -57,14 +58,8 @@ BATCH = "z"
 
 
 def check_width(value: object, name: str) -> int:
-    """Validate a layer width: a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        if isinstance(value, float) and value.is_integer() and value > 0:
-            return int(value)
-        raise EinspaceError(f"{name} = {value!r} must be a positive integer width, e.g. 1024")
-    if value <= 0:
-        raise EinspaceError(f"{name} = {value!r} must be positive; e.g. {name} = 1024")
-    return int(value)
+    """Validate a layer width: an integer ≥ 1 (:func:`einspace.validation.check_int`)."""
+    return check_int(value, name, example=1024, what="a width")
 
 
 @dataclass(frozen=True)
@@ -84,52 +79,6 @@ class Realization:
     d_out: int
     class_sizes: tuple[int, ...]
     mode: Literal["round", "exact", "given"] = "given"
-
-    @classmethod
-    def from_sizes(
-        cls, family: Family | str, sizes: dict[str, int] | Sequence[int], d_in: int, d_out: int
-    ) -> Realization:
-        """Realize a family at given class sizes (names, tokens or a sequence in class order).
-
-        Examples:
-            >>> r = Realization.from_sizes("xA,xB,Ay,By", {"α": 4, "β": 8, "δ": 8, "ε": 4}, 32, 32)
-            >>> r.params, r.macs()
-            (64, 256)
-        """
-        from einspace.structure import Structure
-
-        fam = Family.parse(family) if isinstance(family, str) else family
-        if isinstance(sizes, dict):
-            by_name = {}
-            for key, v in sizes.items():
-                matches = [
-                    p
-                    for p, (n, t) in enumerate(zip(fam.names, fam.tokens, strict=True))
-                    if key in (n, t)
-                ]
-                if not matches:
-                    raise EinspaceError(
-                        f"size given for {key!r}, which is not a class of {fam}; "
-                        f"classes: {', '.join(fam.names)}"
-                    )
-                by_name[matches[0]] = v
-            if len(by_name) != len(fam.classes):
-                missing = [n for p, n in enumerate(fam.names) if p not in by_name]
-                raise EinspaceError(f"sizes for {fam}: missing {missing}")
-            values = [by_name[p] for p in range(len(fam.classes))]
-        else:
-            values = list(sizes)
-            if len(values) != len(fam.classes):
-                raise EinspaceError(
-                    f"{len(values)} sizes given for the {len(fam.classes)} classes of {fam}"
-                )
-        n = tuple(check_width(v, f"size of {c}") for c, v in zip(fam.names, values, strict=True))
-        d_in, d_out = check_width(d_in, "d_in"), check_width(d_out, "d_out")
-        theta = tuple(
-            math.log(v) / math.log(max(2, reference_dim(m, d_in, d_out)))
-            for m, v in zip(fam.classes, n, strict=True)
-        )
-        return cls(Structure(fam, theta), d_in, d_out, n, "given")
 
     # ------------------------------------------------------------------ layout
     @property
@@ -278,9 +227,17 @@ class Realization:
 
     @cached_property
     def true_rank(self) -> TrueRank:
-        """The rank of the computed (d_out, d_in) matrix and how it is known
-        (:func:`einspace.rank.true_rank`)."""
-        return true_rank(self)
+        """The rank of the computed (d_out, d_in) matrix and how it is known: proven, measured
+        or the bound, by the one rule of :func:`einspace.rank.rank_method`."""
+        upper = self.rank_bound
+        lower = int(
+            certified_lower(self.family.classes, [self.class_sizes], self.d_in, self.d_out)[0]
+        )
+        if lower > upper:  # pragma: no cover - a specialization cannot beat the min-cut
+            raise AssertionError(f"certified rank {lower} above the min-cut {upper} for {self}")
+        method = cast(RankMethod, str(rank_method(lower, upper, self.k, self.d_in, self.d_out)))
+        rank = self.numeric_rank(seed=0) if method == "svd" else upper
+        return TrueRank(rank, method == "bound", method, lower, upper)
 
     @property
     def rank(self) -> int:

@@ -8,12 +8,12 @@ are products over columns. Realizations that a factor renaming maps onto each ot
 automorphisms, e.g. swapping the two Kronecker factors) are the same layer and are listed
 once: the row kept is the lexicographically largest size vector of its orbit.
 
-The ``rank`` column is the rank of the layer's matrix (:mod:`einspace.rank`): proven where the
+The ``rank`` column is the rank of the layer's matrix, decided by the same rule as
+:attr:`einspace.Realization.true_rank` (:func:`einspace.rank.rank_method`): proven where the
 partial-permutation lower bound meets the min-cut (every k ≤ 2 paper-space row at powers of two),
-else measured by SVD when d_in · d_out ≤ :data:`einspace.rank.TABLE_SVD_MAX_ENTRIES` and at most
-:data:`einspace.rank.TABLE_SVD_MAX_ROWS` rows lack a proof, else the bound with
-``rank_is_bound = True`` (so k ≥ 3 tables mostly report bounds; a single
-:class:`einspace.Realization` measures up to 1024 × 1024).
+else measured by SVD when k ≤ 2 and d_in · d_out ≤ :data:`einspace.rank.SVD_MAX_ENTRIES`
+(128 × 128), else the bound with ``rank_is_bound = True``. A row and the realization built
+from its sizes report the same rank.
 
 Examples:
     >>> df = enumerate_realizations(16, 16)
@@ -40,10 +40,11 @@ from einspace.contraction import subset_indices
 from einspace.enumeration import enumerate_families
 from einspace.errors import EinspaceError
 from einspace.family import Family
-from einspace.index_classes import GREEK, X, Y, class_name, class_token, permute_class, universe
-from einspace.rank import TABLE_SVD_MAX_ENTRIES, TABLE_SVD_MAX_ROWS, packing_lower_bound
-from einspace.realization import Realization, check_width
+from einspace.index_classes import X, Y, class_name, permute_class, universe
+from einspace.rank import certified_lower, rank_method
+from einspace.realization import check_width
 from einspace.sizing import divisors, factorizations, prime_count
+from einspace.structure import realize_sizes
 
 __all__ = ["enumerate_realizations", "family_size_grid"]
 
@@ -143,30 +144,25 @@ def _true_ranks(
     sizes: Sizes,
     uni: tuple[int, ...],
     bound: npt.NDArray[np.int64],
+    k: int,
     d_in: int,
     d_out: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.object_]]:
-    """(rank, rank_is_bound, rank_method) per row; see the module docstring."""
-    greek = {g: np.ones(len(sizes), dtype=np.int64) for g in ("α", "β", "γ", "δ", "ε", "φ", "ρ")}
-    other = np.zeros(len(sizes), dtype=bool)
-    for j, m in enumerate(uni):
-        name = GREEK.get(class_token(m))
-        if name is None:  # a block-diagonal class or a third factor
-            other |= sizes[:, j] > 1
-        else:
-            greek[name] = sizes[:, j]
-    lower = np.where(other, 0, packing_lower_bound(*greek.values()))
+    """(rank, rank_is_bound, rank_method) per row, by the rule every door uses
+    (:func:`einspace.rank.rank_method`); the SVDs of one table share a shape and run stacked."""
+    lower = certified_lower(uni, sizes, d_in, d_out)
+    method = rank_method(lower, bound, k, d_in, d_out).astype(object)
     rank = bound.copy()
-    is_bound = lower < bound
-    method = np.where(is_bound, "bound", "proof").astype(object)
-    if d_in * d_out <= TABLE_SVD_MAX_ENTRIES and is_bound.sum() <= TABLE_SVD_MAX_ROWS:
-        for i in np.flatnonzero(is_bound):
+    measure = np.flatnonzero(method == "svd")
+    for chunk in np.array_split(measure, max(1, len(measure) // 256)):
+        mats = []
+        for i in chunk:
             fam = fams[int(family_id[i])]
             row = [int(sizes[i, uni.index(m)]) for m in fam.classes]
-            rank[i] = Realization.from_sizes(fam, row, d_in, d_out).numeric_rank(seed=0)
-        method[is_bound] = "svd"
-        is_bound[:] = False
-    return rank, is_bound, method
+            mats.append(realize_sizes(fam, row, d_in, d_out).materialize(seed=0))
+        if mats:
+            rank[chunk] = np.linalg.matrix_rank(np.stack(mats))
+    return rank, method == "bound", method
 
 
 def enumerate_realizations(
@@ -262,7 +258,7 @@ def enumerate_realizations(
         out[col] = full[:, j]
     seq, params = data["macs_sequential"], data["params"]
     bound = np.minimum(data["cut"], min(d_in, d_out))
-    rank, rank_is_bound, rank_method = _true_ranks(fams, fid_arr, full, uni, bound, d_in, d_out)
+    rank, rank_is_bound, rank_method = _true_ranks(fams, fid_arr, full, uni, bound, k, d_in, d_out)
     log_d = math.log(math.sqrt(d_in * d_out))
     m = min(d_in, d_out)
     extra = {

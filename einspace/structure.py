@@ -40,14 +40,14 @@ from einspace.index_classes import (
     universe,
 )
 from einspace.named import check_params, lookup, named_classes
-from einspace.sizing import SizingMode
+from einspace.realization import Realization, check_width, realize
+from einspace.sizing import SizingMode, reference_dim
 
 if TYPE_CHECKING:
     import sympy
 
-    from einspace.realization import Realization
 
-__all__ = ["SUM_TOL", "Structure"]
+__all__ = ["SUM_TOL", "Structure", "realize_sizes"]
 
 #: Tolerance on the input and output exponent sums.
 SUM_TOL = 1e-2
@@ -347,14 +347,59 @@ class Structure:
             >>> r.sizes, r.params, r.macs()
             ({'α': 32, 'γ': 32, 'ε': 32, 'φ': 32}, 65536, 65536)
         """
-        from einspace.realization import realize
-
         return realize(self, d_in, d_in if d_out is None else d_out, mode, pad_tol)
 
     @property
     def factor_letters(self) -> str:
         """``"AB"`` for k = 2."""
         return FACTOR_LETTERS[: self.k]
+
+
+def realize_sizes(
+    family: Family | str, sizes: Mapping[str, int] | Sequence[int], d_in: int, d_out: int
+) -> Realization:
+    """Realize a family at given class sizes (names, tokens or a sequence in class order).
+
+    The structure is the point whose exponents give these sizes at d_in → d_out
+    (θ_c = log n_c / log d_c); the realization's mode is ``"given"``.
+
+    Examples:
+        >>> r = realize_sizes("xA,xB,Ay,By", {"α": 4, "β": 8, "δ": 8, "ε": 4}, 32, 32)
+        >>> r.params, r.macs(), r.mode
+        (64, 256, 'given')
+    """
+    fam = Family.parse(family) if isinstance(family, str) else family
+    if isinstance(sizes, Mapping):
+        by_name = {}
+        for key, v in sizes.items():
+            matches = [
+                p
+                for p, (n, t) in enumerate(zip(fam.names, fam.tokens, strict=True))
+                if key in (n, t)
+            ]
+            if not matches:
+                raise EinspaceError(
+                    f"size given for {key!r}, which is not a class of {fam}; "
+                    f"classes: {', '.join(fam.names)}"
+                )
+            by_name[matches[0]] = v
+        if len(by_name) != len(fam.classes):
+            missing = [n for p, n in enumerate(fam.names) if p not in by_name]
+            raise EinspaceError(f"sizes for {fam}: missing {missing}")
+        values = [by_name[p] for p in range(len(fam.classes))]
+    else:
+        values = list(sizes)
+        if len(values) != len(fam.classes):
+            raise EinspaceError(
+                f"{len(values)} sizes given for the {len(fam.classes)} classes of {fam}"
+            )
+    n = tuple(check_width(v, f"size of {c}") for c, v in zip(fam.names, values, strict=True))
+    d_in, d_out = check_width(d_in, "d_in"), check_width(d_out, "d_out")
+    theta = tuple(
+        math.log(v) / math.log(max(2, reference_dim(m, d_in, d_out)))
+        for m, v in zip(fam.classes, n, strict=True)
+    )
+    return Realization(Structure(fam, theta), d_in, d_out, n, "given")
 
 
 def _check_letters(tokens: Sequence[str]) -> None:

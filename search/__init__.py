@@ -30,6 +30,7 @@ from search.store import (
 )
 
 if TYPE_CHECKING:
+    from search.coord import coord_check
     from search.driver import SearchResult, run_search
     from search.models import build_model
     from search.proxy import proxy_run
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from search.space import ThetaPoint, sample_points, snap_theta, theta_point
 
 _LAZY = {
+    "coord_check": "search.coord",
     "build_model": "search.models",
     "CurvePoint": "search.run_result",
     "ProxyConfig": "search.proxy_config",
@@ -71,6 +73,7 @@ __all__ = [
     "ThetaPoint",
     "build_model",
     "canonical_config",
+    "coord_check",
     "parse_budget",
     "proxy_run",
     "register_objective",

@@ -33,7 +33,7 @@ from einspace.realization import Realization
 from einspace.sizing import SizingMode, reference_dim
 from einspace.structure import Structure
 
-__all__ = ["TUNABLE", "Tuned", "parse_budget", "tune_to_budget"]
+__all__ = ["TUNABLE", "Tuned", "parse_budget", "parse_compute_flops", "tune_to_budget"]
 
 TUNABLE: Final = ("btt", "tt", "low_rank")
 """Named structures whose rank exponent ``r`` is tuned to a budget when ``r`` is not given."""
@@ -49,7 +49,7 @@ def parse_budget(text: str | float, d_in: int, d_out: int) -> float:
     module docstring); a bad value raises :class:`~einspace.errors.EinspaceError`."""
     dense = float(d_in) * float(d_out)
     if isinstance(text, int | float) and not isinstance(text, bool):
-        return _check(float(text), repr(text), dense)
+        return _check(float(text), repr(text))
     if not isinstance(text, str):
         raise EinspaceError(f"budget {text!r} is not a number or text; {_EXAMPLES}")
     t = text.strip().lower().replace("×", "x").replace(" ", "")
@@ -57,10 +57,10 @@ def parse_budget(text: str | float, d_in: int, d_out: int) -> float:
         num, den = float(m.group(1)), float(m.group(2))
         if den == 0:
             raise EinspaceError(f"budget {text!r} divides by zero; {_EXAMPLES}")
-        return _check(num / den * dense, text, dense, fraction=True)
+        return _check(num / den * dense, text, fraction=True)
     if m := re.fullmatch(rf"({_NUMBER})(x|%)", t):
         share = float(m.group(1)) / (100.0 if m.group(2) == "%" else 1.0)
-        return _check(share * dense, text, dense, fraction=True)
+        return _check(share * dense, text, fraction=True)
     if m := _COUNT.fullmatch(t):
         value = float(m.group(1)) * _PREFIX[m.group(2)]
         if (m.group(3) or "").startswith("flop"):
@@ -70,11 +70,34 @@ def parse_budget(text: str | float, d_in: int, d_out: int) -> float:
                 f"budget {text!r} is less than one MAC; for a fraction of dense write "
                 f"{m.group(1)}x or a ratio such as 1/8"
             )
-        return _check(value, text, dense)
+        return _check(value, text)
     raise EinspaceError(f"budget {text!r} is not a number of MACs or a fraction; {_EXAMPLES}")
 
 
-def _check(value: float, text: str, dense: float, fraction: bool = False) -> float:
+def parse_compute_flops(text: str | float, flag: str = "--trial-budget") -> float:
+    """A total compute in FLOPs written with the units of :func:`parse_budget` (``2e12 flops``,
+    ``1.5T FLOPs``, ``5e11 MACs``, ``500G macs``; 1 MAC = 2 FLOPs). The unit is required: a
+    bare number could mean either. ``flag`` names the option in messages.
+
+    Examples:
+        >>> parse_compute_flops("5.6M macs"), parse_compute_flops("2e9 flops")
+        (11200000.0, 2000000000.0)
+    """
+    hint = f"write the unit, e.g. {flag} '2e12 flops' or {flag} '1T macs' (1 MAC = 2 FLOPs)"
+    t = str(text).strip().lower().replace(" ", "")
+    m = _COUNT.fullmatch(t)
+    if m is None:
+        raise EinspaceError(f"{flag} {text!r} is not a compute with a unit; {hint}")
+    if not m.group(3):
+        raise EinspaceError(f"{flag} {text!r} has no unit (FLOPs or MACs?); {hint}")
+    value = float(m.group(1)) * _PREFIX[m.group(2)]
+    flops = value if m.group(3).startswith("flop") else 2.0 * value
+    if not math.isfinite(flops) or flops <= 0:
+        raise EinspaceError(f"{flag} {text!r} must be positive and finite; {hint}")
+    return flops
+
+
+def _check(value: float, text: str, fraction: bool = False) -> float:
     if not math.isfinite(value) or value <= 0:
         raise EinspaceError(f"budget {text!r} must be positive and finite; {_EXAMPLES}")
     if fraction and value < 1:

@@ -7,7 +7,7 @@ evaluation). A training step of batch ``b`` costs ``6 × MACs-per-token × b`` F
 (forward, and the two backward products).
 
 Examples:
-    >>> macs_per_token(8, 1, 16, 2, 256)  # dense hidden layers of width 16
+    >>> mlp_macs_per_token(8, 1, 16, 2, 256)  # dense hidden layers of width 16
     656
     >>> step_flops(656, 64)
     251904.0
@@ -15,14 +15,14 @@ Examples:
 
 from __future__ import annotations
 
-__all__ = ["macs_per_token", "step_flops"]
+__all__ = ["mlp_macs_per_token", "step_flops"]
 
 
-def macs_per_token(d_in: int, d_out: int, width: int, depth: int, hidden_macs: float) -> int:
+def mlp_macs_per_token(d_in: int, d_out: int, width: int, depth: int, hidden_macs: float) -> int:
     """MACs per example of the proxy MLP: ``d_in·width + depth·hidden_macs + width·d_out``.
 
     Examples:
-        >>> macs_per_token(8, 1, 16, 0, 0)  # no hidden layers: input layer and readout
+        >>> mlp_macs_per_token(8, 1, 16, 0, 0)  # no hidden layers: input layer and readout
         144
     """
     return int(d_in * width + depth * hidden_macs + width * d_out)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -55,10 +54,11 @@ from torch import Tensor, nn
 
 from einspace.errors import EinspaceError, suggest
 from einspace.moe import MoESpec, is_moe_spec
+from einspace.nn.mup import spectral_sigma
 from einspace.proxy_realization import padding_record, proxy_realization
 from einspace.realization import Realization
 from einspace.structure import Structure
-from search.compute import macs_per_token as mlp_macs_per_token
+from search.compute import mlp_macs_per_token
 from search.tasks import TASKS, Task, get_task, model_kind
 
 if TYPE_CHECKING:
@@ -267,10 +267,6 @@ def realize_layer(
     return spec.realize(d_in, d_out, mode=mode, pad_tol=pad_tol)  # type: ignore[arg-type]
 
 
-def _spectral_std(fan_in: int, fan_out: int) -> float:
-    return float(fan_in**-0.5 * min(1.0, math.sqrt(fan_out / fan_in)))
-
-
 class ProxyMLP(nn.Module):
     """``d_in → width → (structured width × width) × depth → d_out`` with ReLU.
 
@@ -339,7 +335,7 @@ class ProxyMLP(nn.Module):
         with torch.no_grad():
             for layer in (self.embed, self.readout):
                 fan_out, fan_in = layer.weight.shape
-                layer.weight.normal_(0.0, _spectral_std(fan_in, fan_out))
+                layer.weight.normal_(0.0, spectral_sigma(fan_in, fan_out))
                 layer.bias.zero_()
 
     def macs(self, batch: int = 1) -> int:

@@ -132,11 +132,12 @@ class SearchOptions:
     theta_width: int | None = field(
         default=None, metadata=_meta("Width of θ trials (default: the middle width).")
     )
-    budget: float | None = field(
+    trial_budget: str | None = field(
         default=None,
         metadata=_meta(
-            "θ trials' compute budget in FLOPs (default: dense's at --steps, or at the "
-            "longest horizon of --tokens-per-param, at the θ width)."
+            "Compute of each θ trial, with its unit as in score --budget: '2e12 flops', "
+            "'1T macs' (default: dense's at --steps, or at the longest horizon of "
+            "--tokens-per-param, at the θ width)."
         ),
     )
     storage: str | None = field(

@@ -48,7 +48,7 @@ from einspace.moe import MoERealization, MoESpec, is_moe_spec
 from einspace.realization import Realization, check_width
 from einspace.realizations_table import enumerate_realizations, family_size_grid
 from einspace.sizing import SizingMode
-from einspace.structure import Structure
+from einspace.structure import Structure, realize_sizes
 from search.budget import TUNABLE, parse_budget, tune_to_budget
 
 __all__ = [
@@ -363,7 +363,7 @@ def _family_rows(fams: Sequence[Family], d_in: int, d_out: int) -> pd.DataFrame:
         if not fam.is_valid:
             raise EinspaceError(f"family {fam} is not valid: {'; '.join(fam.violations())}")
         for sizes in family_size_grid(fam, d_in, d_out):
-            r = Realization.from_sizes(fam, [int(v) for v in sizes], d_in, d_out)
+            r = realize_sizes(fam, [int(v) for v in sizes], d_in, d_out)
             rows.append(_row(r, f"{fam} [{' '.join(f'{n}={v}' for n, v in r.sizes.items())}]"))
     if not rows:
         raise EinspaceError(

@@ -42,14 +42,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, cast
+from typing import Final, cast
 
 import numpy as np
 
 from einspace.errors import EinspaceError
-from einspace.proxy_realization import proxy_realization
+from einspace.proxy_realization import DEFAULT_LAYER_SIZING, proxy_realization
+from einspace.proxy_realization import LayerSizing as Mode
 from einspace.sizing import SizingMode
 from einspace.structure import Structure
+from einspace.validation import check_int
 
 __all__ = [
     "PARAM_NAMES",
@@ -72,11 +74,6 @@ SNAP: Final = 0.1
 
 RESOLUTION: Final = 0.05
 """Default grid the exponents are rounded to."""
-
-Mode = Literal["auto", "round", "exact"]
-"""How proxy layers are sized: ``"auto"`` (exact and most balanced where the width factors,
-:func:`einspace.proxy_realization.proxy_realization`; round otherwise), or a
-:data:`~einspace.sizing.SizingMode`."""
 
 
 def _realize(structure: Structure, width: int, mode: Mode, pad_tol: float) -> object:
@@ -207,7 +204,7 @@ def theta_point(
     raw: Sequence[float],
     *,
     widths: Iterable[int] = (),
-    mode: Mode = "round",
+    mode: Mode = DEFAULT_LAYER_SIZING,
     pad_tol: float = 0.15,
     snap: float = SNAP,
     resolution: float = RESOLUTION,
@@ -227,7 +224,7 @@ def theta_point(
         reject_degenerate: also reject the paper's degenerate points (ρ > min(α, ε)).
 
     Examples:
-        >>> theta_point((0.3, 0.3, 0.4, 0.2, 0.3, 0.5, 0.2), widths=[16]).rejection
+        >>> theta_point((0.3, 0.3, 0.4, 0.2, 0.3, 0.5, 0.2), widths=[16], mode="round").rejection
         'unrealizable: (0.3|0.3|0.4|0.2|0.3|0.5|0.2) at width 16 (nearest width that works: 14)'
         >>> theta_point((0.3, 0.3, 0.4, 0.2, 0.3, 0.5, 0.2), widths=[16], mode="exact").ok
         True
@@ -273,7 +270,7 @@ def sample_points(
     *,
     seed: int = 0,
     widths: Iterable[int] = (),
-    mode: Mode = "round",
+    mode: Mode = DEFAULT_LAYER_SIZING,
     pad_tol: float = 0.15,
     snap: float = SNAP,
     resolution: float = RESOLUTION,
@@ -291,8 +288,7 @@ def sample_points(
         >>> all(p.ok for p in points), len({p.theta for p in points})
         (True, 3)
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise EinspaceError(f"n = {n!r} must be an integer >= 0")
+    n = check_int(n, "n", low=0, example=8)
     rng = np.random.default_rng(seed)
     width_list = list(widths)
     found: dict[tuple[float, ...], ThetaPoint] = {}
@@ -340,7 +336,7 @@ def nearest_width(
     structure: Structure,
     width: int,
     *,
-    mode: Mode = "round",
+    mode: Mode = DEFAULT_LAYER_SIZING,
     pad_tol: float = 0.15,
     search: int = 256,
 ) -> int | None:
@@ -348,7 +344,7 @@ def nearest_width(
     realizes as a square layer, searching ``±search``; ``None`` when none does.
 
     Examples:
-        >>> nearest_width(Structure.parse("(0.3|0.3|0.4|0.2|0.3|0.5|0.2)"), 16)
+        >>> nearest_width(Structure.parse("(0.3|0.3|0.4|0.2|0.3|0.5|0.2)"), 16, mode="round")
         14
         >>> nearest_width(Structure.named("kronecker"), 64)
         64
@@ -364,7 +360,7 @@ def check_widths(
     structures: Mapping[str, Structure] | Iterable[Structure],
     widths: Iterable[int],
     *,
-    mode: Mode = "round",
+    mode: Mode = DEFAULT_LAYER_SIZING,
     pad_tol: float = 0.15,
 ) -> None:
     """Raise unless every structure realizes at every width (square layers).
@@ -376,7 +372,7 @@ def check_widths(
     Examples:
         >>> check_widths([Structure.named("monarch")], [16, 64])
         >>> check_widths({"(0.3|0.3|0.4|0.2|0.3|0.5|0.2)":
-        ...               Structure.parse("(0.3|0.3|0.4|0.2|0.3|0.5|0.2)")}, [16])
+        ...               Structure.parse("(0.3|0.3|0.4|0.2|0.3|0.5|0.2)")}, [16], mode="round")
         Traceback (most recent call last):
         ...
         einspace.errors.EinspaceError: structure '(0.3|0.3|0.4|0.2|0.3|0.5|0.2)' cannot be ...

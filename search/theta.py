@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from einspace.errors import EinspaceError
 from einspace.structure import Structure
+from search.budget import parse_compute_flops
 from search.options import MAX_COMPUTE_RATIO, SearchOptions, check_int
 from search.proxy_config import compute_per_step, make_config
 from search.settings import RunSettings
@@ -663,7 +664,7 @@ def theta_job(
 
     Args:
         settings: the run settings of the trials.
-        options: the search's options (``theta_width``, ``budget``, ``storage``, ``study``,
+        options: the search's options (``theta_width``, ``trial_budget``, ``storage``, ``study``,
             ``trials``, …).
         widths: the grid's widths.
         target: the run store.
@@ -677,13 +678,10 @@ def theta_job(
     width = width if width is not None else sorted(widths)[len(widths) // 2]
     check_int(width, "theta_width", 1)
     steps = dense_steps(width) if dense_steps is not None else int(settings.steps)
-    budget = options.budget
-    if budget is None:
+    if options.trial_budget is None:
         budget = compute_per_step(settings, _DENSE, width) * steps
-    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
-        raise EinspaceError(
-            f"budget (--budget) = {budget!r} must be a positive number of FLOPs, e.g. 1e9"
-        )
+    else:
+        budget = parse_compute_flops(options.trial_budget)
     identity = {
         **asdict(settings),
         "theta_width": width,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from einspace import EinspaceError, Structure
 from einspace.cli import app
 from search import score
-from search.budget import parse_budget, tune_to_budget
+from search.budget import parse_budget, parse_compute_flops, tune_to_budget
 
 runner = CliRunner()
 DENSE = 4096 * 11008  # 45,088,768 MACs
@@ -130,3 +130,31 @@ def test_score_cli_budget_mode_pad_tol_and_bad_candidates() -> None:
     assert loose.exit_code == 0, loose.output
     bad = runner.invoke(app, ["score", "--d-in", "64", "--budget", "1/zero"])
     assert bad.exit_code == 2 and "budget '1/zero'" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("text", "flops"),
+    [("2e9 flops", 2e9), ("5.6M macs", 11.2e6), ("1.5T FLOPs", 1.5e12), ("500G MAC", 1e12)],
+)
+def test_trial_budget_units_are_explicit(text: str, flops: float) -> None:
+    assert parse_compute_flops(text) == pytest.approx(flops)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("5.6M", "has no unit"),
+        ("1e12", "has no unit"),
+        ("1/8", "is not a compute with a unit"),
+        ("0 flops", "must be positive"),
+    ],
+)
+def test_trial_budget_refusals_name_the_flag(text: str, message: str) -> None:
+    with pytest.raises(EinspaceError, match=message) as err:
+        parse_compute_flops(text)
+    assert str(err.value).startswith(f"--trial-budget {text!r}")
+
+
+def test_search_takes_trial_budget_and_refuses_a_bare_number() -> None:
+    result = CliRunner().invoke(app, ["search", "--trial-budget", "5.6M", "--trials", "1"])
+    assert result.exit_code != 0 and "has no unit (FLOPs or MACs?)" in result.output

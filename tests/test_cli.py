@@ -104,7 +104,16 @@ def test_bad_input_exits_2_with_message() -> None:
     cases = [
         (["show", "bt"], "did you mean 'btt'"),
         (["show", "(0.5|0.5|0|0.5|0.5|0)"], "has 6 entries; expected 7"),
-        (["show", "btt", "--d-in", "0"], "d_in = 0 must be positive"),
+        (
+            ["show", "btt", "--d-in", "0"],
+            "--d-in = 0 must be a width ≥ 1; the nearest valid value is --d-in 1",
+        ),
+        (["score", "--d-in", "64", "--d-out", "-2"], "--d-out = -2 must be a width ≥ 1"),
+        (["score", "--factors", "3", "--d-in", "64"], "use smaller --d-in/--d-out or --factors"),
+        (
+            ["enumerate", "--factors", "4", "--sample", "3", "--seed", "-1"],
+            "--seed = -1 must be an integer ≥ 0",
+        ),
         (["enumerate", "--factors", "4"], "sample_families(4"),
         (["enumerate", "--sort", "nope"], "--sort 'nope' is not a column"),
         (["score", "--d-in", "1024", "-c", "dense", "--objective", "bset"], "unknown objective"),
@@ -122,3 +131,19 @@ def test_bad_input_exits_2_with_message() -> None:
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.split()), (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_file_system_errors_are_one_line_naming_the_path() -> None:
+    """Issue 17: these ended in raw tracebacks."""
+    for args, flag in (
+        (["coord-check", "dense", "--widths", "8,16", "--out", "/proc/einspace-x"], "--out"),
+        (["search", "--store", "/proc/einspace-x/runs.sqlite", "--widths", "16"], "--store"),
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        text = " ".join(result.output.split())
+        assert f"{flag} '/proc/einspace-x': cannot create the folder" in text
+    assert "raise max_rows" not in " ".join(
+        runner.invoke(app, ["score", "--factors", "3", "--d-in", "64"]).output.split()
+    )

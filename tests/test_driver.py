@@ -249,12 +249,14 @@ def test_bad_raw_theta_raises() -> None:
 def test_unrealizable_width_names_structure_width_and_nearest() -> None:
     spec = "(0.3|0.3|0.4|0.2|0.3|0.5|0.2)"
     structure = Structure.parse(spec)
-    assert nearest_width(structure, 16) == 14
+    assert nearest_width(structure, 16, mode="round") == 14
+    assert nearest_width(structure, 16) == 16  # the default, "auto", factors 16 exactly
     with pytest.raises(EinspaceError, match=r"'\(0\.3\|.*width 16.*nearest width that works is 14"):
-        check_widths([structure], [16])
+        check_widths([structure], [16], mode="round")
     # round mode truncates 16 to 12 here, while exact mode factors 16: the message says so
     with pytest.raises(EinspaceError, match="or pass mode='exact', which realizes it"):
-        check_widths([structure], [16])
+        check_widths([structure], [16], mode="round")
+    check_widths([structure], [16])
     check_widths([structure], [16], mode="exact")
     # an exact-mode refusal points to round mode only, never to the mode it is in
     with pytest.raises(EinspaceError, match="Or use mode='round'") as info:

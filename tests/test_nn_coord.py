@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import torch
 
 from einspace.errors import EinspaceError
 from einspace.nn.coord import coord_check, coord_growth, plot_coord_check
@@ -131,4 +130,28 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     with pytest.raises(EinspaceError, match=r"layer 'hiden\.0' is not in the frame"):
         plot_coord_check(frame, tmp_path / "x.png", layers=["hiden.0"])
-    assert torch.is_tensor(torch.zeros(1))  # torch stays importable after matplotlib
+
+
+def test_search_coord_check_builds_the_lm_as_the_cli_does() -> None:
+    """search.coord_check(…, task="lm") equals einspace.nn.coord_check with the factory and
+    task a proxy run builds by hand (RunSettings → build_model), value for value."""
+    from search import coord_check as search_coord_check
+    from search.models import build_model
+    from search.settings import RunSettings
+
+    kwargs = {"n_ctx": 16, "n_eval": 4}
+    settings = RunSettings(task="lm", task_kwargs=kwargs, base_width=16)
+    task = settings.make_task()
+    by_hand = coord_check(
+        "btt",
+        [16, 32],
+        model=lambda s, w, t: build_model(settings.config(str(s), w), task),
+        task=task,
+        steps=2,
+        batch_size=4,
+    )
+    frame = search_coord_check(
+        "btt", [32, 16], task="lm", task_kwargs=kwargs, steps=2, batch_size=4
+    )
+    assert any(name.startswith("blocks.") or "attn" in name for name in frame["layer"])
+    pd.testing.assert_frame_equal(frame, by_hand)

@@ -22,6 +22,8 @@ from rich.console import Console
 
 from einspace.cli.output import TABLE_TOP, Format, cell, emit, resolve_format, sort_rows
 from einspace.errors import EinspaceError
+from einspace.files import path_error
+from einspace.validation import check_int
 
 app = typer.Typer(
     name="einspace",
@@ -45,7 +47,8 @@ R = TypeVar("R")
 
 
 def friendly(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn an EinspaceError raised by a command into a red one-liner and exit status 2."""
+    """Turn an EinspaceError raised by a command, or a file-system error (a folder that cannot
+    be created, a path that cannot be written), into a red one-liner and exit status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -53,8 +56,10 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except EinspaceError as err:
             message = cli_words(str(err))
-            Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
-            raise typer.Exit(2) from None
+        except OSError as err:
+            message = str(path_error(err))
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
+        raise typer.Exit(2) from None
 
     return wrapper
 
@@ -63,12 +68,19 @@ _CLI_WORDS = (
     (re.compile(r"mode\s*=\s*'(\w+)'"), r"--mode \1"),
     (re.compile(r"pad_tol\s*(=|≥)\s*"), lambda m: "--pad-tol " + ("" if m[1] == "=" else "≥ ")),
     (re.compile(r"\bbudget_macs=,? or "), ""),
+    (re.compile(r"\bd_(in|out) = "), r"--d-\1 "),
+    (
+        re.compile(r"raise max_rows or use smaller widths"),
+        "use smaller --d-in/--d-out or --factors",
+    ),
+    (re.compile(r"\bk = (\d+)"), r"--factors \1"),
 )
 
 
 def cli_words(message: str) -> str:
     """A message of the Python API in the command line's words: ``mode='exact'`` becomes
-    ``--mode exact`` and ``pad_tol ≥ 0.2`` becomes ``--pad-tol ≥ 0.2``.
+    ``--mode exact``, ``pad_tol ≥ 0.2`` becomes ``--pad-tol ≥ 0.2``, ``d_in = 64`` becomes
+    ``--d-in 64`` and ``k = 3`` becomes ``--factors 3``.
 
     Examples:
         >>> cli_words("Use width 1024, mode='exact', or pad_tol ≥ 0.200")
@@ -77,6 +89,13 @@ def cli_words(message: str) -> str:
     for pattern, words in _CLI_WORDS:
         message = pattern.sub(words, message)
     return message
+
+
+def check_widths(d_in: object, d_out: object) -> None:
+    """``--d-in`` and ``--d-out`` checked under their flag names (None: not given)."""
+    for value, flag in ((d_in, "--d-in"), (d_out, "--d-out")):
+        if value is not None:
+            check_int(value, flag, example=1024, what="a width")
 
 
 FORMAT_HELP = "table, csv or json (default: a table on a terminal, csv in a pipe or file)."
@@ -117,6 +136,10 @@ def enumerate_command(
     """
     from einspace.family_table import family_listing
 
+    check_widths(d_in, d_out)
+    check_int(seed, "--seed", low=0)
+    if sample is not None:
+        check_int(sample, "--sample", example=100)
     fmt = resolve_format(fmt)
     symbolic = fmt != Format.table or "symbolic" in (columns or "")
     frame, title = family_listing(
@@ -164,6 +187,7 @@ def show_command(
     from einspace.moe import is_moe_spec
     from einspace.structure import Structure
 
+    check_widths(d_in, d_out)
     if is_moe_spec(structure):
         _show_moe(structure, d_in, d_out, mode, pad_tol, fmt)
         return
@@ -269,6 +293,7 @@ def score_command(
     from search import score
 
     skipped: list[str] = []
+    check_widths(d_in, d_out)
     frame = score(
         candidates or "all",
         d_in,

@@ -16,6 +16,7 @@ import typer
 
 from einspace.cli.app import app, friendly
 from einspace.errors import EinspaceError
+from einspace.files import ensure_folder
 
 __all__ = ["coord_check_command"]
 
@@ -56,10 +57,9 @@ def coord_check_command(
     from rich.console import Console
     from rich.table import Table
 
-    from einspace.nn.coord import coord_check, coord_growth, plot_coord_check
-    from search.models import build_model
-    from search.proxy_config import make_config
-    from search.settings import RunSettings, parse_structures, parse_widths
+    from einspace.nn.coord import coord_growth, plot_coord_check
+    from search.coord import coord_check
+    from search.settings import parse_structures, parse_widths
 
     try:
         kwargs = json.loads(task_kwargs)
@@ -69,21 +69,19 @@ def coord_check_command(
             f"'{{\"n_ctx\": 32}}'"
         ) from None
     sizes = parse_widths(widths)
-    settings = RunSettings(task=task, task_kwargs=kwargs, base_width=min(sizes))
-    the_task = settings.make_task()
-    if out.exists() and not out.is_dir():
-        raise EinspaceError(f"--out {str(out)!r} is a file; expected a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out, "--out")
     console = Console()
-
-    def factory(structure: object, width: int, task_obj: object) -> object:
-        return build_model(make_config(settings, str(structure), width), the_task)
-
     for label in parse_structures(structures):
         frame = coord_check(
-            label, sizes, model=factory, task=the_task, steps=steps, lr=lr,  # type: ignore[arg-type]
-            batch_size=batch_size, parametrization=parametrization.value,
-        )  # fmt: skip
+            label,
+            sizes,
+            task,
+            kwargs,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            parametrization=parametrization.value,
+        )
         stem = f"coord-{_file_name(label)}-{parametrization.value}"
         csv = out / f"{stem}.csv"
         frame.to_csv(csv, index=False)

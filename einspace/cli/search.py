@@ -18,6 +18,7 @@ from analysis.search_fits import fit_search
 from einspace.cli.app import app, cli_words, friendly
 from einspace.cli.options import search_options, settings_options
 from einspace.errors import EinspaceError
+from einspace.files import ensure_parent
 from search.options import SearchOptions
 from search.settings import RunSettings
 
@@ -104,6 +105,7 @@ def search_command(
 
     console = Console()
     options = cli_defaults(ctx, options)
+    ensure_parent(options.store, "--store")
     try:
         from search.driver import parse_seeds, parse_widths, run_search
 

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from einspace.errors import EinspaceError, suggest
 from einspace.nn.mup import init_factors, param_groups
+from einspace.validation import check_int
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,7 +114,7 @@ def coord_check(
     """
     import pandas as pd
 
-    sizes = sorted({_positive(w, "width") for w in widths})
+    sizes = sorted({check_int(w, "width") for w in widths})
     if len(sizes) < 2:
         raise EinspaceError(f"widths = {list(widths)!r}; give at least two, e.g. [32, 64, 128]")
     if parametrization not in ("mup", "sp"):
@@ -121,11 +122,11 @@ def coord_check(
             f"parametrization = {parametrization!r}; {suggest(str(parametrization), ['mup', 'sp'])}"
         )
     steps, batch_size, seeds = (
-        _positive(steps, "steps"),
-        _positive(batch_size, "batch_size"),
-        _positive(seeds, "seeds"),
+        check_int(steps, "steps"),
+        check_int(batch_size, "batch_size"),
+        check_int(seeds, "seeds"),
     )
-    base = sizes[0] if base_width is None else _positive(base_width, "base_width")
+    base = sizes[0] if base_width is None else check_int(base_width, "base_width")
     rows: list[tuple[int, str, int, float]] = []
     for width in sizes:
         for s in range(seeds):
@@ -144,12 +145,6 @@ def coord_check(
         structure=str(structure), parametrization=parametrization, lr=lr, base_width=base
     )
     return frame
-
-
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise EinspaceError(f"{name} = {value!r} must be an integer >= 1")
-    return value
 
 
 def _trace(

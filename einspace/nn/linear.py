@@ -421,9 +421,7 @@ class EinsumLinear(nn.Module):
     def _structure_repr(self) -> str:
         s = self._structure_arg
         if isinstance(s, Realization):
-            return (
-                f"Realization.from_sizes({str(s.family)!r}, {s.class_sizes!r}, {s.d_in}, {s.d_out})"
-            )
+            return f"realize_sizes({str(s.family)!r}, {s.class_sizes!r}, {s.d_in}, {s.d_out})"
         return repr(str(s))
 
     def extra_repr(self) -> str:

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from einspace.errors import EinspaceError, suggest
+from einspace.validation import check_int
 
 if TYPE_CHECKING:
     import torch
@@ -249,10 +250,8 @@ def param_groups(
         raise EinspaceError(f"optimizer = {optimizer!r}; expected 'adam' or 'sgd'")
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
         raise EinspaceError(f"lr = {lr!r} must be a positive number, e.g. 1e-3")
-    if base_width is not None and (
-        isinstance(base_width, bool) or not isinstance(base_width, int) or base_width <= 0
-    ):
-        raise EinspaceError(f"base_width = {base_width!r} must be a positive integer or None")
+    if base_width is not None:
+        base_width = check_int(base_width, "base_width", example=64, what="a width (or None)")
     seen: set[int] = set()
     by_lr: dict[float, dict[str, Any]] = {}
     plain: dict[str, Any] = {"params": [], "lr": float(lr), "names": [], "mup": False}

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from einspace.errors import EinspaceError
 from search.store.identity import label_columns
-from search.store.schema import _DONE, _checkpoints, _points, _runs
+from search.store.schema import CHECKPOINTS, DONE_STATUSES, POINTS, RUNS
 
 __all__ = [
     "Claim",
@@ -51,9 +51,6 @@ class RunTakenOver(EinspaceError):
 
 class NotADatabase(EinspaceError):
     """SQLite refused the file as a database (described once the engine is disposed)."""
-
-
-_NotADatabase = NotADatabase  # the name search.store.engine imports (until it takes the public one)
 
 
 @dataclass(frozen=True)
@@ -179,16 +176,16 @@ def take_run(
     ``stored`` is the config as the claim reports it.
     """
     rid = new_row["run_id"]
-    query = select(_runs).where(_runs.c.run_id == rid).with_for_update()
+    query = select(RUNS).where(RUNS.c.run_id == rid).with_for_update()
     row = conn.execute(query).mappings().first()
     if row is None:
         try:
             with conn.begin_nested():
-                conn.execute(insert(_runs).values(**new_row))
+                conn.execute(insert(RUNS).values(**new_row))
             return Claim(rid, stored, sweep, 1, None, None)
         except exc.IntegrityError:  # inserted concurrently (non-SQLite backends)
             row = conn.execute(query).mappings().one()
-    if row["status"] in _DONE:
+    if row["status"] in DONE_STATUSES:
         return None
     if row["status"] == "running" and not is_stale(row, host, lease_s):
         return None
@@ -198,11 +195,11 @@ def take_run(
     now = time.time()
     chosen = row["sweep"] if row["sweep"] is not None else sweep
     result = conn.execute(
-        update(_runs)
+        update(RUNS)
         .where(
-            _runs.c.run_id == rid,
-            _runs.c.attempt == row["attempt"],
-            _runs.c.status == row["status"],
+            RUNS.c.run_id == rid,
+            RUNS.c.attempt == row["attempt"],
+            RUNS.c.status == row["status"],
         )
         .values(
             status="running",
@@ -225,14 +222,14 @@ def _drop_uncheckpointed_points(conn: Connection, rid: str) -> int | None:
     """Delete the run's points after its newest checkpoint (all of them without one);
     return the last step left."""
     kept = conn.execute(
-        select(func.max(_checkpoints.c.step)).where(_checkpoints.c.run_id == rid)
+        select(func.max(CHECKPOINTS.c.step)).where(CHECKPOINTS.c.run_id == rid)
     ).scalar()
-    stale = _points.c.run_id == rid
+    stale = POINTS.c.run_id == rid
     if kept is not None:
-        stale = stale & (_points.c.step > kept)
-    conn.execute(delete(_points).where(stale))
+        stale = stale & (POINTS.c.step > kept)
+    conn.execute(delete(POINTS).where(stale))
     last: int | None = conn.execute(
-        select(func.max(_points.c.step)).where(_points.c.run_id == rid)
+        select(func.max(POINTS.c.step)).where(POINTS.c.run_id == rid)
     ).scalar()
     return last
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from einspace.errors import EinspaceError
-from search.store.claims import _NotADatabase
+from search.store.claims import NotADatabase
 
 __all__ = ["READ_ONLY", "foreign_file_error", "make_engine", "resolve_url", "transient_error"]
 
@@ -222,14 +222,14 @@ def transient_error(err: BaseException) -> bool:
 def describe_error(url: str, err: BaseException, op: str, *, remote: bool) -> EinspaceError:
     """What went wrong with the store at ``url`` during ``op``, and what to do.
 
-    A file SQLite refuses as a database gives the private ``_NotADatabase`` (described in
-    full once the engine is closed)."""
+    A file SQLite refuses as a database gives :class:`~search.store.claims.NotADatabase`
+    (described in full once the engine is closed)."""
     orig = getattr(err, "orig", None) or err
     words = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     low = words.lower()
     where = f"run store {url}: cannot {op}"
     if "file is not a database" in low:
-        return _NotADatabase(words)
+        return NotADatabase(words)
     if "malformed" in low:
         return EinspaceError(
             f"{where}: the database file is damaged ({words}); restore it from a copy, "

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from einspace.errors import EinspaceError, suggest
 from search.store.claims import RunTakenOver
-from search.store.schema import _runs
+from search.store.schema import RUNS
 
 __all__ = ["check_attempt", "fenced", "held_run", "run_row", "taken_over"]
 
@@ -48,16 +48,16 @@ def fenced(rid: str, token: int | None) -> list[Any]:
         >>> [str(c) for c in fenced("r", 3)]
         ['runs.run_id = :run_id_1', 'runs.attempt = :attempt_1']
     """
-    where = [_runs.c.run_id == rid]
+    where = [RUNS.c.run_id == rid]
     if token is not None:
-        where.append(_runs.c.attempt == token)
+        where.append(RUNS.c.attempt == token)
     return where
 
 
 def run_row(conn: Connection, rid: str, url: str, *, lock: bool = False) -> RowMapping:
     """The ``runs`` row of ``rid`` (locked ``FOR UPDATE`` with ``lock``); an unknown id is
     an error naming the store ``url`` and the nearest stored ids."""
-    query = select(_runs).where(_runs.c.run_id == rid)
+    query = select(RUNS).where(RUNS.c.run_id == rid)
     if lock:
         query = query.with_for_update()
     row = conn.execute(query).mappings().first()
@@ -118,7 +118,7 @@ def taken_over(row: RowMapping, token: int, action: str, lease_s: float) -> RunT
 
 
 def _nearest_ids(conn: Connection, rid: str) -> str:
-    ids = [str(r) for r in conn.execute(select(_runs.c.run_id).limit(1000)).scalars()]
+    ids = [str(r) for r in conn.execute(select(RUNS.c.run_id).limit(1000)).scalars()]
     if not ids:
         return "none are stored yet"
     return suggest(str(rid), ids[:20]) if len(ids) > 20 else suggest(str(rid), ids)

@@ -21,12 +21,12 @@ from sqlalchemy.engine import URL, Connection, Engine
 from einspace.errors import EinspaceError
 from search.store.engine import describe_error, enable_wal, transient_error
 from search.store.schema import (
-    _APPLICATION,
+    APPLICATION,
+    META,
+    METADATA,
     SCHEMA_VERSION,
     TABLES,
-    _meta,
-    _metadata,
-    _read_meta,
+    read_meta,
     upgrade_schema,
 )
 
@@ -76,7 +76,7 @@ def open_schema(engine: Engine, url: URL) -> None:
 
 
 def _check_schema(shown: str, names: set[str], meta: dict[str, str]) -> None:
-    if meta.get("application") != _APPLICATION:
+    if meta.get("application") != APPLICATION:
         raise EinspaceError(
             f"{shown} is a database but not an einspace run store: it has tables "
             f"{sorted(names)} and no einspace 'meta' row. Expected tables "
@@ -104,17 +104,17 @@ def _create_or_read_schema(conn: Connection) -> tuple[set[str], dict[str, str]]:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
     names = set(inspect(conn).get_table_names())
     if not names:
-        _metadata.create_all(conn)
+        METADATA.create_all(conn)
         conn.execute(
-            insert(_meta),
+            insert(META),
             [
-                {"key": "application", "value": _APPLICATION},
+                {"key": "application", "value": APPLICATION},
                 {"key": "schema_version", "value": str(SCHEMA_VERSION)},
             ],
         )
-        return set(TABLES), {"application": _APPLICATION, "schema_version": str(SCHEMA_VERSION)}
-    meta = _read_meta(conn) if "meta" in names else {}
-    if meta.get("application") == _APPLICATION and upgrade_schema(
+        return set(TABLES), {"application": APPLICATION, "schema_version": str(SCHEMA_VERSION)}
+    meta = read_meta(conn) if "meta" in names else {}
+    if meta.get("application") == APPLICATION and upgrade_schema(
         conn, meta.get("schema_version", "")
     ):
         meta["schema_version"] = str(SCHEMA_VERSION)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from einspace.errors import EinspaceError, suggest
-from search.store.schema import _POINT_COLUMNS, _RUN_COLUMNS, RUN_STATUSES, _points, _runs
+from search.store.schema import POINT_COLUMNS, POINTS, RUN_COLUMNS, RUN_STATUSES, RUNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,15 +25,15 @@ def runs_frame(conn: Connection, sweep: str | None, status: str | None) -> pd.Da
     """The runs, oldest first, optionally of one sweep and/or status."""
     import pandas as pd
 
-    query = select(_runs).order_by(_runs.c.created_at, _runs.c.run_id)
+    query = select(RUNS).order_by(RUNS.c.created_at, RUNS.c.run_id)
     if sweep is not None:
-        query = query.where(_runs.c.sweep == sweep)
+        query = query.where(RUNS.c.sweep == sweep)
     if status is not None:
         if status not in RUN_STATUSES:
             raise EinspaceError(f"unknown status {status!r}; {suggest(status, RUN_STATUSES)}")
-        query = query.where(_runs.c.status == status)
+        query = query.where(RUNS.c.status == status)
     rows = [dict(r) for r in conn.execute(query).mappings()]
-    frame = pd.DataFrame(rows, columns=list(_RUN_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     frame["config"] = [json.loads(text) for text in frame["config"]]
     for column in ("width", "seed", "attempt", "worker_pid", "last_step"):
         frame[column] = frame[column].astype("Int64")
@@ -61,22 +61,22 @@ def points_frame(
         "params",
         "macs_per_token",
     )
-    stored = [c for c in _POINT_COLUMNS if c not in _FROM_CONFIG]
-    columns = [_runs.c[c] if c in from_runs else _points.c[c] for c in stored]
+    stored = [c for c in POINT_COLUMNS if c not in _FROM_CONFIG]
+    columns = [RUNS.c[c] if c in from_runs else POINTS.c[c] for c in stored]
     base = (
         select(*columns)
-        .join_from(_points, _runs, _points.c.run_id == _runs.c.run_id)
-        .order_by(_points.c.run_id, _points.c.step)
+        .join_from(POINTS, RUNS, POINTS.c.run_id == RUNS.c.run_id)
+        .order_by(POINTS.c.run_id, POINTS.c.step)
     )
     if sweep is not None:
-        base = base.where(_runs.c.sweep == sweep)
+        base = base.where(RUNS.c.sweep == sweep)
     rows: list[dict[str, Any]] = []
     if run_ids is None:
         rows = [dict(r) for r in conn.execute(base).mappings()]
     else:
         ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
         for chunk in chunks(ids):
-            query = base.where(_points.c.run_id.in_(chunk))
+            query = base.where(POINTS.c.run_id.in_(chunk))
             rows.extend(dict(r) for r in conn.execute(query).mappings())
     frame = pd.DataFrame(rows, columns=stored)
     if run_ids is not None:
@@ -95,7 +95,7 @@ def points_frame(
     horizon = [_steps(configs[rid], step) for rid, step in zip(frame["run_id"], last, strict=True)]
     ends = (frame["step"] == last) & (frame["step"] == pd.Series(horizon, index=frame.index))
     frame["final"] = (ends & (frame["status"] == "finished")).fillna(False).astype(bool)
-    return frame[list(_POINT_COLUMNS)]
+    return frame[list(POINT_COLUMNS)]
 
 
 def _steps(config: dict[str, Any], default: int) -> int:
@@ -108,7 +108,7 @@ def _configs(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, An
     """The stored config of each run, by id."""
     out: dict[str, dict[str, Any]] = {}
     for chunk in chunks(run_ids):
-        query = select(_runs.c.run_id, _runs.c.config).where(_runs.c.run_id.in_(chunk))
+        query = select(RUNS.c.run_id, RUNS.c.config).where(RUNS.c.run_id.in_(chunk))
         out.update({str(rid): json.loads(text) for rid, text in conn.execute(query)})
     return out
 
@@ -117,13 +117,13 @@ def summary_frame(conn: Connection) -> pd.DataFrame:
     """Per sweep: runs in each status, their total and the number of points."""
     import pandas as pd
 
-    sweep = func.coalesce(_runs.c.sweep, "")
+    sweep = func.coalesce(RUNS.c.sweep, "")
     counts = conn.execute(
-        select(sweep, _runs.c.status, func.count()).group_by(sweep, _runs.c.status)
+        select(sweep, RUNS.c.status, func.count()).group_by(sweep, RUNS.c.status)
     ).all()
     n_points = conn.execute(
         select(sweep, func.count())
-        .select_from(_points.join(_runs, _points.c.run_id == _runs.c.run_id))
+        .select_from(POINTS.join(RUNS, POINTS.c.run_id == RUNS.c.run_id))
         .group_by(sweep)
     ).all()
     sweeps = sorted({str(s) for s, _, _ in counts})

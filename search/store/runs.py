@@ -34,7 +34,7 @@ from search.store.fencing import check_attempt, fenced, held_run, run_row
 from search.store.identity import canonical_config, config_hash
 from search.store.migration import open_schema
 from search.store.queries import chunks, points_frame, runs_frame, summary_frame
-from search.store.schema import _checkpoints, _points, _runs
+from search.store.schema import CHECKPOINTS, POINTS, RUNS
 from search.store.validation import check_loss, check_point, check_step
 
 if TYPE_CHECKING:  # pandas is imported where DataFrames are made: workers do not need it
@@ -196,11 +196,11 @@ class RunStore:
         rid = config_hash(canonical)
         row = new_run_row(rid, canonical, config, sweep, "pending", self._host)
         with self._write("register a run") as conn:
-            exists = conn.execute(select(_runs.c.run_id).where(_runs.c.run_id == rid)).first()
+            exists = conn.execute(select(RUNS.c.run_id).where(RUNS.c.run_id == rid)).first()
             if exists is None:
                 try:
                     with conn.begin_nested():
-                        conn.execute(insert(_runs).values(**row))
+                        conn.execute(insert(RUNS).values(**row))
                 except exc.IntegrityError:
                     pass  # registered concurrently
         return rid
@@ -257,7 +257,7 @@ class RunStore:
         with self._write("record a heartbeat") as conn:
             self._running_row(conn, run_id, "heartbeat", token)
             conn.execute(
-                update(_runs)
+                update(RUNS)
                 .where(*self._fenced(run_id, token))
                 .values(heartbeat_at=now, updated_at=now)
             )
@@ -304,13 +304,13 @@ class RunStore:
             current = self._running_row(conn, run_id, "log points to", token)
             for chunk in chunks(steps):
                 conn.execute(
-                    delete(_points).where(_points.c.run_id == run_id, _points.c.step.in_(chunk))
+                    delete(POINTS).where(POINTS.c.run_id == run_id, POINTS.c.step.in_(chunk))
                 )
-            conn.execute(insert(_points), [{"run_id": run_id, **clean[s]} for s in steps])
+            conn.execute(insert(POINTS), [{"run_id": run_id, **clean[s]} for s in steps])
             last = max(steps[-1], current["last_step"] if current["last_step"] is not None else -1)
             size = {"params": params, "macs_per_token": macs_per_token}
             conn.execute(
-                update(_runs)
+                update(RUNS)
                 .where(*self._fenced(run_id, token))
                 .values(
                     last_step=last,
@@ -356,29 +356,29 @@ class RunStore:
         with self._write("save a checkpoint") as conn:
             self._running_row(conn, run_id, "save a checkpoint of", token)
             conn.execute(
-                delete(_checkpoints).where(
-                    _checkpoints.c.run_id == run_id, _checkpoints.c.step == step
+                delete(CHECKPOINTS).where(
+                    CHECKPOINTS.c.run_id == run_id, CHECKPOINTS.c.step == step
                 )
             )
             conn.execute(
-                insert(_checkpoints).values(
+                insert(CHECKPOINTS).values(
                     run_id=run_id, step=step, blob=bytes(blob), created_at=now, pinned=pin
                 )
             )
             steps = conn.execute(
-                select(_checkpoints.c.step)
-                .where(_checkpoints.c.run_id == run_id, _checkpoints.c.pinned.is_(False))
-                .order_by(_checkpoints.c.step.desc())
+                select(CHECKPOINTS.c.step)
+                .where(CHECKPOINTS.c.run_id == run_id, CHECKPOINTS.c.pinned.is_(False))
+                .order_by(CHECKPOINTS.c.step.desc())
             ).scalars()
             old = list(steps)[keep:]
             for chunk in chunks(old):
                 conn.execute(
-                    delete(_checkpoints).where(
-                        _checkpoints.c.run_id == run_id, _checkpoints.c.step.in_(chunk)
+                    delete(CHECKPOINTS).where(
+                        CHECKPOINTS.c.run_id == run_id, CHECKPOINTS.c.step.in_(chunk)
                     )
                 )
             conn.execute(
-                update(_runs)
+                update(RUNS)
                 .where(*self._fenced(run_id, token))
                 .values(heartbeat_at=now, updated_at=now)
             )
@@ -397,15 +397,15 @@ class RunStore:
             >>> store.load_checkpoint(rid), store.load_checkpoint(rid, step=10)
             ((20, b'late'), (10, b'early'))
         """
-        where = [_checkpoints.c.run_id == run_id]
+        where = [CHECKPOINTS.c.run_id == run_id]
         if step is not None:
-            where.append(_checkpoints.c.step == check_step(step, "step"))
+            where.append(CHECKPOINTS.c.step == check_step(step, "step"))
         with self._read("load a checkpoint") as conn:
             self._run_row(conn, run_id)
             row = conn.execute(
-                select(_checkpoints.c.step, _checkpoints.c.blob)
+                select(CHECKPOINTS.c.step, CHECKPOINTS.c.blob)
                 .where(*where)
-                .order_by(_checkpoints.c.step.desc())
+                .order_by(CHECKPOINTS.c.step.desc())
                 .limit(1)
             ).first()
         if row is None:
@@ -444,17 +444,17 @@ class RunStore:
             finals = {"train_loss": train_loss, "eval_loss": eval_loss}
             for name in finals:
                 if finals[name] is None:
-                    column = _points.c[name]
+                    column = POINTS.c[name]
                     finals[name] = conn.execute(
                         select(column)
-                        .where(_points.c.run_id == run_id, column.is_not(None))
-                        .order_by(_points.c.step.desc())
+                        .where(POINTS.c.run_id == run_id, column.is_not(None))
+                        .order_by(POINTS.c.step.desc())
                         .limit(1)
                     ).scalar()
             if drop_checkpoints:
                 conn.execute(
-                    delete(_checkpoints).where(
-                        _checkpoints.c.run_id == run_id, _checkpoints.c.pinned.is_(False)
+                    delete(CHECKPOINTS).where(
+                        CHECKPOINTS.c.run_id == run_id, CHECKPOINTS.c.pinned.is_(False)
                     )
                 )
             return {
@@ -493,10 +493,10 @@ class RunStore:
         step = check_step(step, "step")
 
         def settle(conn: Connection, now: float) -> dict[str, Any]:
-            conn.execute(delete(_points).where(_points.c.run_id == run_id, _points.c.step >= step))
+            conn.execute(delete(POINTS).where(POINTS.c.run_id == run_id, POINTS.c.step >= step))
             conn.execute(
-                delete(_checkpoints).where(
-                    _checkpoints.c.run_id == run_id, _checkpoints.c.pinned.is_(False)
+                delete(CHECKPOINTS).where(
+                    CHECKPOINTS.c.run_id == run_id, CHECKPOINTS.c.pinned.is_(False)
                 )
             )
             return {
@@ -569,7 +569,7 @@ class RunStore:
                 )
             values = settle(conn, now)
             conn.execute(
-                update(_runs)
+                update(RUNS)
                 .where(*fenced(run_id, token))
                 .values(status=status, updated_at=now, **values)
             )

@@ -31,11 +31,21 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 __all__ = [
+    "APPLICATION",
+    "CHECKPOINTS",
+    "DONE_STATUSES",
     "LABEL_KEYS",
+    "META",
+    "METADATA",
+    "POINTS",
+    "POINT_COLUMNS",
     "POINT_FIELDS",
+    "RUNS",
+    "RUN_COLUMNS",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "TABLES",
+    "read_meta",
     "upgrade_schema",
 ]
 
@@ -56,22 +66,22 @@ POINT_FIELDS: Final = ("step", "compute", "train_loss", "eval_loss", "tokens", "
 trained on so far, ``lr`` the learning rate the point was trained at, ``extra`` a mapping of
 other numbers by name (stored as JSON text)."""
 
-_APPLICATION: Final = "einspace"
-_DONE: Final = frozenset({"finished", "diverged", "failed"})
+APPLICATION: Final = "einspace"
+DONE_STATUSES: Final = frozenset({"finished", "diverged", "failed"})
 
 
-_metadata = MetaData()
+METADATA = MetaData()
 
-_meta = Table(
+META = Table(
     "meta",
-    _metadata,
+    METADATA,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
 
-_runs = Table(
+RUNS = Table(
     "runs",
-    _metadata,
+    METADATA,
     Column("run_id", String(64), primary_key=True),
     Column("config", Text, nullable=False),
     Column("sweep", String(255), index=True),
@@ -99,9 +109,9 @@ _runs = Table(
     ),
 )
 
-_points = Table(
+POINTS = Table(
     "points",
-    _metadata,
+    METADATA,
     Column(
         "run_id",
         String(64),
@@ -117,9 +127,9 @@ _points = Table(
     Column("extra", Text),
 )
 
-_checkpoints = Table(
+CHECKPOINTS = Table(
     "checkpoints",
-    _metadata,
+    METADATA,
     Column(
         "run_id",
         String(64),
@@ -132,10 +142,10 @@ _checkpoints = Table(
     Column("pinned", Boolean, nullable=False, server_default=false()),
 )
 
-TABLES: Final = frozenset(_metadata.tables)
+TABLES: Final = frozenset(METADATA.tables)
 
-_RUN_COLUMNS: Final = tuple(c.name for c in _runs.columns)
-_POINT_COLUMNS: Final = (
+RUN_COLUMNS: Final = tuple(c.name for c in RUNS.columns)
+POINT_COLUMNS: Final = (
     "run_id",
     "sweep",
     "structure",
@@ -178,23 +188,23 @@ def upgrade_schema(conn: Connection, version: str) -> bool:
         return False
     missing = [c for v in sorted(_ADDED) if int(v) >= int(version) for c in _ADDED[v]]
     for table, name in missing:
-        column = _metadata.tables[table].c[name]
+        column = METADATA.tables[table].c[name]
         kind = column.type.compile(dialect=conn.dialect)
         default = ""
         if not column.nullable:
             default = " NOT NULL DEFAULT " + ("false" if conn.dialect.name == "postgresql" else "0")
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{default}"))
     conn.execute(
-        update(_meta).where(_meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+        update(META).where(META.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
     )
     return True
 
 
-def _read_meta(conn: Connection) -> dict[str, str]:
+def read_meta(conn: Connection) -> dict[str, str]:
     """The ``meta`` rows, or ``{}`` when a foreign table of that name has other columns."""
     try:
         with conn.begin_nested():
-            rows = conn.execute(select(_meta.c.key, _meta.c.value)).all()
+            rows = conn.execute(select(META.c.key, META.c.value)).all()
     except exc.SQLAlchemyError:
         return {}
     return {str(key): str(value) for key, value in rows}
