@@ -11,9 +11,10 @@ give each structure its compute multiplier against dense, a 90 % bootstrap inter
 whole runs, and a verdict. Nothing here is tuned toward the paper's answer: the grid, the
 horizons and the learning rates are fixed up front and printed.
 
-Run: ``python benchmarks/moe.py --quick`` (about 10 minutes on 2 quiet cores: widths 16, 24,
-32, one block, 4 experts with k = 1, tokens per parameter 5–25, 2 seeds, one fixed learning
-rate for all) or ``python benchmarks/moe.py`` (widths 32, 48, 64, two blocks, 8 experts with
+Run: ``python benchmarks/moe.py --quick`` (widths 8, 16, 24 with 8-wide heads, one block,
+4 experts with k = 1, tokens per parameter 5–25, batches of 64 × 32 bytes, 2 seeds, one fixed
+learning rate for all; about 10 minutes on 2 quiet cores, several times that on a busy
+machine) or ``python benchmarks/moe.py`` (widths 32, 48, 64, two blocks, 8 experts with
 k = 2, tokens per parameter 5–40, 2 seeds, each structure's learning rate tuned at the
 smallest width; hours on 2 cores). The runs go to a fresh SQLite store under /tmp unless
 ``--store`` is given; re-running with the same store resumes.
@@ -65,7 +66,7 @@ class Protocol:
         return ["dense", "btt", f"btt_moe:{moe}", f"moe:{moe}"]
 
 
-QUICK = Protocol((16, 24, 32), (5, 10, 20, 25), 2, 1, 8, 32, 16, 4, 1, 1e-2, None)
+QUICK = Protocol((8, 16, 24), (5, 10, 20, 25), 2, 1, 8, 32, 64, 4, 1, 1e-2, None)
 FULL = Protocol((32, 48, 64), (5, 10, 20, 40), 2, 2, 16, 64, 16, 8, 2, 1e-2, "5")
 
 
