@@ -53,7 +53,7 @@ HUBER_DELTA = 1e-3
 _EXPONENT_GRID = np.linspace(0.05, 1.5, 18)
 _EXPONENT_BOUNDS = (0.01, 3.0)
 _STARTS = 4
-_SEARCH_DECADES = 3.0  # the optimum over N is searched this many decades beyond the measured N
+_SEARCH_DECADES = 10.0  # the optimum over N is searched over this many decades
 
 
 @dataclass(frozen=True)
@@ -270,25 +270,35 @@ class ComputeOptimal:
 
     For a loss ``L`` and a size ``N`` the tokens needed are
     ``D(N) = (B / (L − E − A/N^α))^{1/β}``; :meth:`optimum` minimises ``6·M(N)·D(N)`` over
-    ``N`` (a log-spaced grid refined by a parabola through the best three points), searched
-    from ``n_range[0]`` to ``n_range[1]``.
+    ``N`` (a log-spaced grid refined by a parabola through the best three points).
     """
 
     law: ChinchillaFit
     macs: MacsPerToken
-    n_range: tuple[float, float] = (0.0, 0.0)
-
-    def _grid(self) -> FloatArray:
-        lo, hi = self.n_range
-        if not 0 < lo <= hi:
-            lo = hi = float(np.exp(self.macs.log_n).mean())
-        span = _SEARCH_DECADES * math.log(10.0)
-        return np.linspace(math.log(lo) - span, math.log(hi) + span, 1200)
 
     def optimum(self, loss: float) -> tuple[float, float, float]:
         """``(C, N, D)`` of the cheapest run reaching ``loss``; ``(inf, nan, nan)`` when the
-        law never reaches it (``loss <= E``)."""
-        x = self._grid()
+        law never reaches it (``loss <= E``).
+
+        ``N`` is searched from the smallest size that can reach the loss at all
+        (``A/N^α < L − E``) up to :data:`_SEARCH_DECADES` decades above it, further while the
+        cheapest point is the grid's last.
+        """
+        law = self.law
+        if not loss > law.E:
+            return math.inf, math.nan, math.nan
+        start = math.log(law.A / (loss - law.E)) / law.alpha
+        span = _SEARCH_DECADES * math.log(10.0)
+        for _ in range(4):
+            x = np.linspace(start, start + span, 2000)[1:]
+            result = self._cheapest(loss, x)
+            if not math.isfinite(result[0]) or result[1] < math.exp(x[-2]):
+                break
+            start += span * 0.9
+        return result
+
+    def _cheapest(self, loss: float, x: FloatArray) -> tuple[float, float, float]:
+        """The cheapest point of the log-``N`` grid ``x``, refined by a parabola."""
         law = self.law
         gap = loss - law.E - law.A * np.exp(-law.alpha * x)
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -26,12 +26,15 @@ from analysis.chinchilla import ChinchillaFit, ComputeOptimal, MacsPerToken, fit
 from einspace.errors import EinspaceError
 
 __all__ = [
+    "PARAMETRIC_COLUMNS",
     "READING_GRID",
     "FinishedRuns",
     "StructureFit",
     "bootstrap_multipliers",
     "finished_runs",
     "fit_structure",
+    "frontier_band",
+    "parametric_table",
     "percentile_interval",
     "reading_loss",
 ]
@@ -210,7 +213,7 @@ def fit_structure(
     macs = MacsPerToken(runs.params, runs.macs)
     return StructureFit(
         law=law,
-        optimal=ComputeOptimal(law, macs, n_range),
+        optimal=ComputeOptimal(law, macs),
         n_range=n_range,
         d_range=(float(runs.tokens.min()), float(runs.tokens.max())),
         loss_range=(float(runs.loss.min()), float(runs.loss.max())),
@@ -439,3 +442,49 @@ def _wider_flops(runs: FinishedRuns) -> float:
     growth = (n_new / n_top) * float(macs(n_new) / macs(n_top))
     share = float(np.sum(runs.tokens[top] * runs.macs[top]) / np.sum(runs.tokens * runs.macs))
     return runs.flops * share * growth
+
+
+def frontier_band(
+    runs: FinishedRuns,
+    fit: StructureFit,
+    compute: FloatArray,
+    samples: int = 100,
+    seed: int = 0,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The fitted frontier ``L*(C)`` at ``compute`` with a 90 % bootstrap band.
+
+    Each replicate resamples whole runs within widths (as :func:`bootstrap_multipliers`),
+    refits, and reads its frontier at the same compute values; the band is the 5th and 95th
+    percentile per value (NaN without replicates).
+
+    Returns:
+        ``(loss, lo, hi)``, each the length of ``compute``.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(b"frontier")])
+    curves = [_frontier_at(fit, compute)]
+    for _ in range(samples):
+        try:
+            rep = fit_structure(runs, runs.draw(rng), fit.law)
+        except EinspaceError:
+            continue
+        curves.append(_frontier_at(rep, compute))
+    stack = np.vstack(curves)
+    if len(curves) < 11:
+        nan = np.full(compute.shape, math.nan)
+        return stack[0], nan, nan
+    lo, hi = np.nanpercentile(stack[1:], [5.0, 95.0], axis=0)
+    return stack[0], lo, hi
+
+
+def _frontier_at(fit: StructureFit, compute: FloatArray) -> FloatArray:
+    """``L*(C)`` at ``compute``: the frontier ``C*(L)`` on a grid of losses, inverted by
+    log-log interpolation."""
+    law = fit.law
+    hi = float(fit.loss_range[1]) * 1.5
+    losses = law.E + (hi - law.E) * np.geomspace(1e-3, 1.0, 120)
+    c = np.array([fit.optimal.compute_at(float(v)) for v in losses])
+    ok = np.isfinite(c)
+    order = np.argsort(c[ok])
+    x, y = np.log(c[ok][order]), np.log(losses[ok][order])
+    out = np.exp(np.interp(np.log(compute), x, y, left=np.nan, right=np.nan))
+    return np.asarray(out, dtype=float)
