@@ -1,6 +1,6 @@
 """Chinchilla's parametric law ``L(N, D) = E + A/N^α + B/D^β`` and its compute-optimal frontier.
 
-docs: fits. :func:`fit_chinchilla` fits the law to finished runs (``N`` every trained
+docs/fits.md. :func:`fit_chinchilla` fits the law to finished runs (``N`` every trained
 parameter, ``D`` training tokens) as Hoffmann et al. (2022) and Besiroglu et al. (2024) do:
 a Huber loss (δ = 1e-3) on ``log L`` with ``log L̂ = LSE(a − α log N, b − β log D, e)``
 (``A = eᵃ``, ``B = eᵇ``, ``E = eᵉ``), minimised by L-BFGS-B. Starts come from variable
@@ -32,8 +32,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import minimize, nnls
-from threadpoolctl import threadpool_limits
 
 from einspace.errors import EinspaceError
 
@@ -120,6 +118,8 @@ def _objective(
 def _projected_starts(n: FloatArray, d: FloatArray, ell: FloatArray) -> list[FloatArray]:
     """Starts by variable projection: NNLS of ``(E, A, B)`` (relative residuals) per
     ``(α, β)`` of a grid; the ``_STARTS`` best by the relative sum of squares."""
+    from scipy.optimize import nnls
+
     scored: list[tuple[float, FloatArray]] = []
     for alpha in _EXPONENT_GRID:
         xn = n**-alpha
@@ -188,6 +188,8 @@ def fit_chinchilla(
     bounds += [(None, None), (None, None)]
     bounds += [_EXPONENT_BOUNDS, _EXPONENT_BOUNDS]
     if start is None:  # one BLAS thread: L-BFGS-B's small solves slow down with more
+        from threadpoolctl import threadpool_limits
+
         with threadpool_limits(limits=1):
             best = _polish(starts, (log_n, log_d, log_l, delta), bounds, ell)
     else:
@@ -206,6 +208,8 @@ def _polish(
     ell: FloatArray,
 ) -> Any:
     """The best L-BFGS-B result over ``starts``."""
+    from scipy.optimize import minimize
+
     best = None
     top = math.log(ell.min())
     for theta0 in starts:

@@ -1,6 +1,6 @@
 """The envelope law: a power law through each structure's compute-optimal frontier.
 
-Chinchilla's approach 1 (docs/theory.md §6, docs: fits), on top of :mod:`analysis.laws`:
+Chinchilla's approach 1 (docs/theory.md §6, docs/fits.md), on top of :mod:`analysis.laws`:
 :func:`envelope_table` fits every structure of a long-format table of points (only the
 power-law part of each curve, :func:`power_law_points`, or only finished schedules where a
 ``final`` column says which) and reads the compute multiplier against dense where both fits
@@ -351,41 +351,62 @@ def envelope_table(
         if key not in fits:
             fits[key] = "fit failed: no point after warmup and the untrained start"
     dense_fit = fits.get(dense)
-    rows: list[dict[str, Any]] = []
-    for key in sorted(fits, key=str):
+    has_width = width in points.columns
+    rows = [
+        _row(key, fits, groups, (group, dense, chosen), int(left_out.get(key, 0)), has_width)
+        for key in sorted(fits, key=str)
+    ]
+    for row in rows:
+        key = row[group]
         fit, g = fits[key], groups.get(key)
-        row: dict[str, Any] = {group: key, "form": chosen}
-        row.update(dict.fromkeys(_NUMERIC_COLUMNS, math.nan))
-        row.update(
-            multiplier_flag=False,
-            n_used=0 if g is None else len(g.compute),
-            n_left_out=int(left_out.get(key, 0)),
-            n_runs=0 if g is None else g.n_runs,
-            n_widths=0 if g is None or width not in points.columns else g.n_widths,
-            bootstrap_unit="",
-        )
-        if isinstance(fit, str):
-            row.update(n_points=0, note=fit, multiplier_status="fit failed")
-            rows.append(row)
+        if isinstance(fit, str) or isinstance(dense_fit, str) or dense_fit is None:
             continue
-        row.update({k: getattr(fit, k) for k in _FIT_FIELDS})
-        notes: list[str] = []
-        if not isinstance(dense_fit, ScalingFit):
-            row["multiplier_status"] = "no dense"
-            notes.append(
-                f"no dense group {dense!r} in column {group!r}"
-                if dense_fit is None
-                else f"dense {dense_fit}"
-            )
-        else:
-            assert g is not None
-            pair = _Pair(fit, g, dense_fit, groups[dense], chosen, use_frontier)
-            _multiplier(row, key, pair, bootstrap, seed, width in points.columns, notes)
+        assert g is not None
+        notes = [row["note"]] if row["note"] else []
+        pair = _Pair(fit, g, dense_fit, groups[dense], chosen, use_frontier)
+        _multiplier(row, key, pair, bootstrap, seed, has_width, notes)
         row["note"] = "; ".join(notes)
-        rows.append(row)
     table = pd.DataFrame(rows, columns=[group, *ENVELOPE_COLUMNS])
     table["n_points"] = table["n_points"].astype(int)
     return table
+
+
+def _row(
+    key: Any,
+    fits: dict[Any, ScalingFit | str],
+    groups: dict[Any, _Group],
+    names: tuple[str, str, str],
+    left_out: int,
+    has_width: bool,
+) -> dict[str, Any]:
+    """A group's row before its multiplier: the fit's columns, counts and dense's absence
+    (``names``: the group column, dense's label and the form)."""
+    group, dense, form = names
+    fit, g = fits[key], groups.get(key)
+    row: dict[str, Any] = {group: key, "form": form}
+    row.update(dict.fromkeys(_NUMERIC_COLUMNS, math.nan))
+    row.update(
+        multiplier_flag=False,
+        n_used=0 if g is None else len(g.compute),
+        n_left_out=left_out,
+        n_runs=0 if g is None else g.n_runs,
+        n_widths=0 if g is None or not has_width else g.n_widths,
+        bootstrap_unit="",
+        note="",
+    )
+    if isinstance(fit, str):
+        row.update(n_points=0, note=fit, multiplier_status="fit failed")
+        return row
+    row.update({k: getattr(fit, k) for k in _FIT_FIELDS})
+    dense_fit = fits.get(dense)
+    if not isinstance(dense_fit, ScalingFit):
+        row["multiplier_status"] = "no dense"
+        row["note"] = (
+            f"no dense group {dense!r} in column {group!r}"
+            if dense_fit is None
+            else f"dense {dense_fit}"
+        )
+    return row
 
 
 def _fit_groups(

@@ -1,6 +1,6 @@
 """The compute multiplier from Chinchilla fits of finished runs, with a run-level bootstrap.
 
-docs: fits. Per structure, :func:`finished_runs` collects the finished schedules (``N``,
+docs/fits.md. Per structure, :func:`finished_runs` collects the finished schedules (``N``,
 ``D``, loss, MACs per token, width and the bootstrap unit: a trunk with its cooldown
 branches); :func:`fit_structure` fits :func:`analysis.chinchilla.fit_chinchilla` and builds
 its compute-optimal frontier. :func:`reading_loss` picks the loss a multiplier is read at:
@@ -34,6 +34,7 @@ __all__ = [
     "finished_runs",
     "fit_structure",
     "frontier_band",
+    "interval_scale",
     "parametric_table",
     "percentile_interval",
     "reading_loss",
@@ -92,6 +93,12 @@ class FinishedRuns:
         if total == 0 or max(sizes) < 2:
             return math.inf
         return sum(n * n / (n - 1) for n in sizes if n > 1) / sum(n for n in sizes if n > 1)
+
+    @property
+    def degrees_of_freedom(self) -> int:
+        """``Σ (n − 1)`` over the strata: how many independent run-to-run differences the
+        bootstrap's spread rests on."""
+        return sum(len(s) - 1 for s in self.strata)
 
     def draw(self, rng: np.random.Generator) -> npt.NDArray[np.intp]:
         """Point indices of one bootstrap replicate: units drawn with replacement per stratum."""
@@ -270,6 +277,31 @@ def bootstrap_multipliers(
     return {name: np.asarray(v, dtype=float) for name, v in out.items()}
 
 
+def interval_scale(s: FinishedRuns, d: FinishedRuns, level: float = 0.9) -> float:
+    """How far to stretch the bootstrap replicates around the estimate (in log space).
+
+    Two small-sample corrections multiply: ``√(n/(n − 1))`` (:attr:`FinishedRuns.
+    variance_factor`, averaged over both structures) restores the variance that resampling
+    ``n`` runs per width misses, and ``t_df / z`` (the Student-t over the normal quantile at
+    ``level``, with ``df`` the run-to-run differences of both structures) widens the interval
+    for a spread estimated from few runs, as a t interval does for an estimated standard error.
+
+    Examples:
+        >>> runs = FinishedRuns(*(np.zeros(8),) * 4, np.zeros(8, object), np.zeros(8, object),
+        ...                     0.0, strata=[[np.arange(2), np.arange(2, 4)]] * 4)
+        >>> round(interval_scale(runs, runs), 3)   # 2 runs per width, df = 8: √2 · 1.860/1.645
+        1.599
+    """
+    from scipy.stats import norm, t
+
+    factor = 0.5 * (s.variance_factor + d.variance_factor)
+    df = s.degrees_of_freedom + d.degrees_of_freedom
+    if not math.isfinite(factor) or df < 1:
+        return math.inf
+    q = 0.5 + level / 2
+    return math.sqrt(factor) * float(t.ppf(q, df) / norm.ppf(q))
+
+
 def percentile_interval(
     values: FloatArray, estimate: float = math.nan, scale: float = 1.0, level: float = 0.9
 ) -> tuple[float, float]:
@@ -376,9 +408,9 @@ def parametric_table(
     if todo and bootstrap > 0 and isinstance(dense_fit, StructureFit):
         reps = bootstrap_multipliers(todo, (runs[dense], dense_fit), bootstrap, seed)
         for name, values in reps.items():
-            factor = 0.5 * (runs[name].variance_factor + runs[dense].variance_factor)
             estimate = float(rows[name]["multiplier"])
-            lo, hi = percentile_interval(values, estimate, math.sqrt(factor))
+            scale = interval_scale(runs[name], runs[dense])
+            lo, hi = percentile_interval(values, estimate, scale)
             rows[name].update(multiplier_lo=lo, multiplier_hi=hi)
             rows[name]["flops"] += runs[dense].flops
             rows[name]["seeds"] = min(rows[name]["seeds"], runs[dense].seeds)

@@ -1,6 +1,6 @@
 """Scaling laws per structure and the compute multiplier against dense: :func:`fit_table`.
 
-docs: fits, and docs/theory.md §6. Two laws are fitted to a long-format table of points:
+docs/fits.md, and docs/theory.md §6. Two laws are fitted to a long-format table of points:
 
 - the **parametric** law (the default when the points carry ``params`` and ``tokens``):
   Chinchilla's ``L(N, D) = E + A/N^α + B/D^β`` per structure on finished schedules
@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from analysis.envelope import (
     BOOTSTRAP_SAMPLES,
@@ -85,29 +84,21 @@ def fit_table(
 ) -> pd.DataFrame:
     """Fit a scaling law per group, the multiplier against dense, its interval and a verdict.
 
-    **Parametric** (``law="parametric"``, or ``"auto"`` with ``params`` and ``tokens``
-    columns): the finished schedules (rows where ``final`` is true; every row without a
-    ``final`` column, said in the note) of each group are fitted with
-    ``L(N, D) = E + A/N^α + B/D^β`` (columns ``E, A, alpha, B, beta``). ``multiplier`` is
-    ``C_dense(L) / C_group(L)``, the least compute ``6·M(N)·D`` each law needs for loss ``L``
-    (``M`` MACs per token from ``macs_per_token``, else ``compute / (6 · tokens)``), read at
-    ``multiplier_loss``: the lowest loss both groups measured at which both compute-optimal
-    runs lie inside the ``N`` and ``D`` they measured (NaN with a note where none does).
-    ``multiplier_lo``/``multiplier_hi`` are a seeded 90 % bootstrap interval, resampling
-    whole runs (a trunk with its branches: ``parent`` if set, else ``run``) within each
-    ``width`` and refitting both groups each time. ``n_opt_exponent`` is ``a`` of
-    ``N_opt ∝ C^a`` and ``tokens_per_param`` is ``D/N`` of the optimum, both at
-    ``multiplier_loss``. The envelope law's columns (``m``, ``a``, ``multiplier_envelope``, …)
-    come beside it as a cross-check: ``multiplier_flag`` is True, and ``multiplier_status``
-    ``disagrees``, when its multiplier lies outside the interval.
-
-    **Envelope** (``law="envelope"``, or ``"auto"`` without those columns, said in the
-    note): :func:`analysis.envelope.envelope_table`, the power law through each group's
-    frontier.
-
-    Either way ``verdict`` is ``ahead of dense``, ``behind dense`` or ``not separable at this
-    budget`` (:func:`analysis.verdict.verdict`) and ``to_separate`` says what would settle
-    the last.
+    **Parametric** (``law="parametric"``, or ``"auto"`` with ``params`` and ``tokens``):
+    ``L(N, D) = E + A/N^α + B/D^β`` per group on finished schedules (``final`` true; every
+    row without a ``final`` column, said in the note). ``multiplier`` is
+    ``C*_dense(L) / C*_group(L)`` (least compute ``6·M(N)·D`` to reach ``L``; ``M`` from
+    ``macs_per_token``, else ``compute / (6 · tokens)``) at ``multiplier_loss``, the lowest
+    loss both measured at which both optima lie inside the ``N`` and ``D`` measured (NaN
+    and a note where none does). ``multiplier_lo``/``multiplier_hi``: a seeded, rescaled
+    90 % bootstrap resampling whole runs (``parent`` else ``run``) within each ``width``.
+    ``n_opt_exponent`` (``a`` of ``N_opt ∝ C^a``) and ``tokens_per_param`` are read at
+    ``multiplier_loss``; the envelope law sits beside it (``m``, ``a``,
+    ``multiplier_envelope`` at the same loss), ``multiplier_status`` ``disagrees`` where it
+    falls outside the interval. **Envelope** (``law="envelope"``, or ``"auto"`` without
+    those columns, said in the note): :func:`analysis.envelope.envelope_table`. Either way
+    ``verdict`` is ``ahead of dense``, ``behind dense`` or ``not separable at this budget``
+    and ``to_separate`` says what would settle the last (docs/fits.md).
 
     Args:
         points: a DataFrame with columns ``group``, ``compute`` and ``loss`` (optionally
@@ -139,13 +130,15 @@ def fit_table(
         EinspaceError: a column is missing, or ``law`` or ``form`` is unknown.
 
     Examples:
-        >>> from analysis.synthetic import chinchilla_points
+        >>> from analysis.synthetic import DEFAULT_STRUCTURES, chinchilla_points, true_multiplier
         >>> pts = chinchilla_points(seeds=2, random_state=0)
-        >>> t = fit_table(pts, loss="eval_loss", bootstrap=20).set_index("structure")
+        >>> t = fit_table(pts, loss="eval_loss", bootstrap=50).set_index("structure")
         >>> t.loc["btt", "verdict"], t.loc["low_rank", "verdict"]
         ('ahead of dense', 'behind dense')
-        >>> format_multiplier(t.loc["btt"])  # the truth at that loss: 1.57×
-        '1.58× [1.53, 1.63] ahead of dense'
+        >>> dense, btt, _ = DEFAULT_STRUCTURES
+        >>> truth = true_multiplier(btt, dense, t.loc["btt", "multiplier_loss"])
+        >>> round(truth, 2), round(float(t.loc["btt", "multiplier"]), 1)
+        (1.57, 1.7)
     """
     missing = [col for col in (group, compute, loss) if col not in points.columns]
     if missing:
@@ -206,6 +199,8 @@ def _parametric(
         extra = f"no {final!r} column: every point is taken as a finished schedule"
     names = ("loss", "params", "tokens", "compute", "width", "run", "parent")
     columns = {k: args[k] for k in names}
+    from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=1):  # hundreds of small L-BFGS-B solves
         table = parametric_table(
             finished, points, group, dense, columns, args["bootstrap"], args["seed"]

@@ -1,6 +1,6 @@
 """Synthetic search points from known Chinchilla laws, and the true multiplier they imply.
 
-docs: fits. For tests, docs and benchmarks of :func:`analysis.fit_table`: each
+docs/fits.md. For tests, docs and benchmarks of :func:`analysis.fit_table`: each
 :class:`SyntheticStructure` has a known law ``L(N, D) = E + A/N^α + B/D^β``, parameters
 ``N = c·w^p`` per width ``w`` and forward MACs per token ``M = r·N^q``.
 :func:`chinchilla_points` lays out a warmup-stable-decay search as the run store logs it (one
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
 
 from analysis.chinchilla import ChinchillaFit
 
@@ -187,6 +186,8 @@ def true_compute(structure: SyntheticStructure, loss: float) -> float:
         >>> round(true_compute(s, 3.0))  # N = D = 1e4 by symmetry: 6 · 1e4 · 1e4
         600000000
     """
+    from scipy.optimize import minimize_scalar
+
     law = structure.law
     if loss <= law.E:
         return math.inf

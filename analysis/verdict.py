@@ -1,6 +1,6 @@
 """A compute multiplier's verdict in words, and what it would cost to settle an open one.
 
-docs: fits. :func:`verdict` reads a 90 % interval: ``ahead of dense`` when it lies above 1,
+docs/fits.md. :func:`verdict` reads a 90 % interval: ``ahead of dense`` when it lies above 1,
 ``behind dense`` below 1, ``not separable at this budget`` when it contains 1 (or there is
 none). :func:`what_would_separate` says, for the last, how many seeds would narrow the
 interval enough, assuming its width in log space shrinks as ``1/√seeds`` (what resampling

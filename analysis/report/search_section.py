@@ -61,6 +61,7 @@ LAW_COLUMNS = (
     "compute_max",
     "seeds",
     "flops",
+    "note",
 )
 """The fitted-laws table's columns (those present)."""
 
@@ -116,7 +117,7 @@ def _intro(data: results.RunData) -> list[Block]:
             "finished schedules (the end of a cosine run, of each cooldown branch, of a trunk) "
             "are fitted with Chinchilla's law L(N, D) = E + A/N^α + B/D^β; its compute-optimal "
             "frontier L*(C) spends C = 6·M(N)·D at the best N, and the multiplier against dense "
-            "is read off the two frontiers at a loss both measured (docs: fits). Stores "
+            "is read off the two frontiers at a loss both measured (docs/fits.md). Stores "
             "without params and tokens are fitted with the envelope law (a power law through "
             "the frontier of all logged points). Diverged and failed runs are not fitted; "
             "they are listed at the end of this section."
