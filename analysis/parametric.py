@@ -118,17 +118,17 @@ def finished_runs(
     """Collect one structure's finished points (``frame``) for the parametric fit.
 
     ``columns`` names the frame's ``loss``, ``params``, ``tokens``, ``compute``, ``width``,
-    ``run`` and ``parent`` columns; MACs per token come from ``macs_per_token`` when present,
-    else ``compute / (6 · tokens)``. ``all_points`` (every point of the structure, finished
+    ``run`` and ``parent`` columns; MACs per token come from ``macs_per_token`` where it is
+    logged, else ``compute / (6 · tokens)``. ``all_points`` (every point of the structure, finished
     or not) gives the FLOPs spent.
     """
     n = len(frame)
     c = columns
-    macs = (
-        frame["macs_per_token"].to_numpy(float)
-        if "macs_per_token" in frame
-        else frame[c["compute"]].to_numpy(float) / (6.0 * frame[c["tokens"]].to_numpy(float))
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        macs = frame[c["compute"]].to_numpy(float) / (6.0 * frame[c["tokens"]].to_numpy(float))
+    if "macs_per_token" in frame:  # the logged value where there is one
+        logged = frame["macs_per_token"].to_numpy(float)
+        macs = np.where(np.isfinite(logged) & (logged > 0), logged, macs)
     widths = (frame[c["width"]] if c["width"] in frame else pd.Series(np.arange(n))).to_numpy(
         object
     )

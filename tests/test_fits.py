@@ -209,3 +209,17 @@ def test_verdict_and_what_would_separate_by_hand() -> None:
     assert text.startswith("about 6 seeds per width instead of 3 (≈ 1e+15 more FLOPs)")
     assert "too close to 1" in what_would_separate(1.001, 0.5, 2.0, 2, 1e15)
     assert what_would_separate(2.0, 1.5, 3.0, 2, 1e15) == ""
+
+
+def test_macs_from_compute_and_no_final_column_are_said() -> None:
+    """Without ``macs_per_token`` M is read as compute / (6 · tokens), the same numbers the
+    generator logged; without ``final`` every point counts as finished, and the note says so."""
+    pts = chinchilla_points(random_state=5)
+    a = fit_table(pts, loss="eval_loss", bootstrap=0).set_index("structure")
+    b = fit_table(pts.drop(columns="macs_per_token"), loss="eval_loss", bootstrap=0)
+    b = b.set_index("structure")
+    assert b["multiplier"].to_numpy() == pytest.approx(a["multiplier"].to_numpy(), rel=1e-9)
+    finished = pts[pts.final].drop(columns="final")
+    c = fit_table(finished, loss="eval_loss", bootstrap=0).set_index("structure")
+    assert c["multiplier"].to_numpy() == pytest.approx(a["multiplier"].to_numpy(), rel=1e-9)
+    assert all("no 'final' column" in note for note in c["note"])
