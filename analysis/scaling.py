@@ -258,23 +258,39 @@ def _with_verdicts(table: pd.DataFrame, group: str, dense: str) -> pd.DataFrame:
             verdicts.append("baseline")
             advice.append("")
             continue
+        status = str(row.get("multiplier_status", ""))
+        if status in ("no dense", "fit failed"):
+            verdicts.append(f"no verdict ({status})")
+            advice.append("")
+            continue
         lo, hi = float(row["multiplier_lo"]), float(row["multiplier_hi"])
         v = verdict(lo, hi)
         verdicts.append(v)
-        if v == NOT_SEPARABLE and "seeds" in row and "flops" in row:
+        if v != NOT_SEPARABLE:
+            advice.append("")
+        elif "seeds" in row and "flops" in row:
             advice.append(
                 what_would_separate(
                     float(row["multiplier"]),
                     lo,
                     hi,
-                    int(row["seeds"] or 1),
+                    _count(row["seeds"]),
                     float(row["flops"]),
                     float(row["wider_flops"]),
                 )
             )
         else:
-            advice.append("")
+            advice.append(
+                "more seeds, widths or longer runs; without params and tokens the cost "
+                "cannot be estimated"
+            )
     return table.assign(verdict=verdicts, to_separate=advice)
+
+
+def _count(value: object) -> int:
+    """A count column's value as an int (1 where it is missing)."""
+    number = float(value) if isinstance(value, int | float) else math.nan
+    return int(number) if math.isfinite(number) and number >= 1 else 1
 
 
 def _join(note: object, extra: str) -> str:
