@@ -155,30 +155,38 @@ def fit_table(
             f"law='parametric' needs the columns {params!r} and {tokens!r} (N and D of each "
             f"point); use law='envelope' for a table of (compute, loss) points"
         )
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # hundreds of small solves: one BLAS thread is fastest
+        return _fit(points, group, dense, law, has_nd, locals())
+
+
+def _fit(
+    points: pd.DataFrame,
+    group: str,
+    dense: str,
+    law: str,
+    has_nd: bool,
+    args: Mapping[str, Any],
+) -> pd.DataFrame:
+    """Both laws (or the envelope alone), then the verdicts: :func:`fit_table`'s work."""
+    names = ("compute", "loss", "form", "use_frontier", "run", "width", "step", "lr", "final")
     envelope = envelope_table(
         points,
         group,
         dense,
-        compute=compute,
-        loss=loss,
-        form=form,
-        use_frontier=use_frontier,
-        run=run,
-        width=width,
-        step=step,
-        lr=lr,
-        final=final,
-        warmup_fraction=warmup_fraction,
-        bootstrap=bootstrap,
-        seed=seed,
+        **{k: args[k] for k in names},
+        warmup_fraction=args["warmup_fraction"],
+        bootstrap=args["bootstrap"],
+        seed=args["seed"],
     )
     if law == "envelope" or not has_nd:
         table = envelope.assign(law="envelope", multiplier_envelope=envelope["multiplier"])
         if law == "auto":
-            extra = f"no {params!r}/{tokens!r} columns: the envelope law is fitted"
+            extra = f"no {args['params']!r}/{args['tokens']!r} columns: the envelope law is fitted"
             table["note"] = [_join(n, extra) for n in table["note"]]
         return _with_verdicts(table, group, dense)
-    return _parametric(points, envelope, group, dense, locals())
+    return _parametric(points, envelope, group, dense, args)
 
 
 def _parametric(
@@ -199,12 +207,9 @@ def _parametric(
         extra = f"no {final!r} column: every point is taken as a finished schedule"
     names = ("loss", "params", "tokens", "compute", "width", "run", "parent")
     columns = {k: args[k] for k in names}
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):  # hundreds of small L-BFGS-B solves
-        table = parametric_table(
-            finished, points, group, dense, columns, args["bootstrap"], args["seed"]
-        )
+    table = parametric_table(
+        finished, points, group, dense, columns, args["bootstrap"], args["seed"]
+    )
     if extra:
         table["note"] = [_join(n, extra) for n in table["note"]]
     env = envelope[[group, *_ENVELOPE_KEPT, "n_used", "n_left_out"]]
