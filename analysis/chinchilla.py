@@ -184,16 +184,20 @@ def fit_chinchilla(
     log_n, log_d, log_l = np.log(n) - c_n, np.log(d) - c_d, np.log(ell)
     starts = [start.theta] if start is not None else _projected_starts(n, d, ell)
     starts = [t - np.array([0.0, t[3] * c_n, t[4] * c_d, 0.0, 0.0]) for t in starts]
-    bounds: list[tuple[float | None, float | None]] = [(None, math.log(ell.min()))]
-    bounds += [(None, None), (None, None)]
-    bounds += [_EXPONENT_BOUNDS, _EXPONENT_BOUNDS]
+    # each term at the data's centre lies between 1e-6 of the lowest loss and the highest
+    # loss: a compact box, so that an unidentified term stops at its bound instead of
+    # drifting towards 0 for hundreds of iterations
+    floor, top = math.log(1e-6 * float(ell.min())), math.log(float(ell.max()))
+    bounds: list[tuple[float, float]] = [(floor, math.log(float(ell.min())))]
+    bounds += [(floor, top), (floor, top), _EXPONENT_BOUNDS, _EXPONENT_BOUNDS]
     if start is None:  # one BLAS thread: L-BFGS-B's small solves slow down with more
+        import scipy.optimize  # noqa: F401  (its BLAS must be loaded to be limited)
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
-            best = _polish(starts, (log_n, log_d, log_l, delta), bounds, ell)
+            best = _polish(starts, (log_n, log_d, log_l, delta), bounds)
     else:
-        best = _polish(starts, (log_n, log_d, log_l, delta), bounds, ell)
+        best = _polish(starts, (log_n, log_d, log_l, delta), bounds)
     e, a, b, alpha, beta = (float(v) for v in best.x)
     a, b = a + alpha * c_n, b + beta * c_d
     return ChinchillaFit(
@@ -204,16 +208,16 @@ def fit_chinchilla(
 def _polish(
     starts: list[FloatArray],
     args: tuple[FloatArray, FloatArray, FloatArray, float],
-    bounds: list[tuple[float | None, float | None]],
-    ell: FloatArray,
+    bounds: list[tuple[float, float]],
 ) -> Any:
     """The best L-BFGS-B result over ``starts``."""
     from scipy.optimize import minimize
 
     best = None
-    top = math.log(ell.min())
+    lower = [b[0] for b in bounds]
+    upper = [b[1] for b in bounds]
     for theta0 in starts:
-        theta0 = np.clip(theta0, -700.0, [top, 700.0, 700.0, 3.0, 3.0])
+        theta0 = np.clip(theta0, lower, upper)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = minimize(
@@ -223,7 +227,7 @@ def _polish(
                 jac=True,
                 method="L-BFGS-B",
                 bounds=bounds,
-                options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-9},
+                options={"maxiter": 300, "ftol": 1e-12, "gtol": 1e-9},
             )
         if best is None or res.fun < best.fun:
             best = res

@@ -155,6 +155,9 @@ def fit_table(
             f"law='parametric' needs the columns {params!r} and {tokens!r} (N and D of each "
             f"point); use law='envelope' for a table of (compute, loss) points"
         )
+    # scipy's own BLAS is limited only if it is loaded before the limit is set
+    import scipy.optimize
+    import scipy.stats  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):  # hundreds of small solves: one BLAS thread is fastest

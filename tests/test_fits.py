@@ -127,7 +127,7 @@ def test_multiplier_recovers_the_truth_and_the_interval_covers_it() -> None:
     for BTT-like (ahead, its lead shrinks as the loss rises: 1.73× at 6, 1.36× at 9) and
     low-rank-like (behind, 0.39× at 6, 0.48× at 9) structures.
 
-    20 independent draws, 60 bootstrap replicates each (about 23 s of CPU on one core).
+    20 independent draws, 60 bootstrap replicates each (17 to 23 s of CPU on one core).
     The median estimate must lie within 15 % of the truth (measured: within 1.3 %), each
     estimate within 25 %, and the 90 % interval must cover the truth in at least 16 of 20
     draws per structure. At the nominal 90 % a binomial(20, 0.9) falls below 16 with
