@@ -27,8 +27,8 @@ CHINCHILLA = ChinchillaFit(E=1.69, A=406.4, alpha=0.34, B=410.7, beta=0.28)
 
 
 def test_fit_recovers_the_law_from_exact_points() -> None:
-    n, d = np.meshgrid(np.geomspace(1e5, 1e7, 5), np.geomspace(1e6, 1e9, 6))
-    n, d = n.ravel(), d.ravel()
+    grid_n, grid_d = np.meshgrid(np.geomspace(1e5, 1e7, 5), np.geomspace(1e6, 1e9, 6))
+    n, d = grid_n.ravel(), grid_d.ravel()
     fit = fit_chinchilla(n, d, CHINCHILLA.loss_at(n, d))
     assert pytest.approx(1.69, rel=1e-3) == fit.E
     assert pytest.approx(406.4, rel=1e-2) == fit.A
@@ -143,8 +143,9 @@ def test_multiplier_recovers_the_truth_and_the_interval_covers_it() -> None:
         table = fit_table(pts, loss="eval_loss", bootstrap=60, seed=k).set_index("structure")
         for name in errors:
             row = table.loc[name]
-            truth = true_multiplier(BY_NAME[name], BY_NAME["dense"], row["multiplier_loss"])
-            errors[name].append(row["multiplier"] / truth - 1)
+            loss = float(row["multiplier_loss"])
+            truth = true_multiplier(BY_NAME[name], BY_NAME["dense"], loss)
+            errors[name].append(float(row["multiplier"]) / truth - 1)
             covered[name] += bool(row["multiplier_lo"] <= truth <= row["multiplier_hi"])
     for name, errs in errors.items():
         assert abs(float(np.median(errs))) < 0.15, (name, errs)
@@ -166,7 +167,7 @@ def test_too_few_widths_is_not_separable_with_a_wide_interval() -> None:
     assert row["multiplier_hi"] / row["multiplier_lo"] > 1.2
     assert "seeds per width" in row["to_separate"] or "too close to 1" in row["to_separate"]
     assert "FLOPs" in row["to_separate"]
-    assert format_multiplier(row).endswith(NOT_SEPARABLE)
+    assert format_multiplier(row.to_dict()).endswith(NOT_SEPARABLE)
 
 
 def test_envelope_law_runs_on_the_same_points() -> None:
@@ -175,10 +176,10 @@ def test_envelope_law_runs_on_the_same_points() -> None:
     assert (table["law"] == "envelope").all()
     assert table["n_used"].tolist() == [40, 40, 40]  # finished schedules only
     for name in ("btt", "low_rank"):
-        assert math.isfinite(table.loc[name, "multiplier"])
+        assert math.isfinite(float(table.loc[name, "multiplier"]))
         assert table.loc[name, "verdict"] in (AHEAD, BEHIND, NOT_SEPARABLE)
     both = fit_table(pts, loss="eval_loss", bootstrap=0).set_index("structure")
-    assert math.isfinite(both.loc["btt", "multiplier_envelope"])  # the cross-check beside it
+    assert math.isfinite(float(both.loc["btt", "multiplier_envelope"]))  # the cross-check beside it
 
 
 def test_frames_without_params_and_tokens_fall_back_to_the_envelope() -> None:
