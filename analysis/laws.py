@@ -24,7 +24,16 @@ import numpy.typing as npt
 
 from einspace.errors import EinspaceError, suggest
 
-__all__ = ["FORMS", "ScalingFit", "fit_power_law", "frontier"]
+__all__ = [
+    "FORMS",
+    "FloatArray",
+    "Form",
+    "ScalingFit",
+    "as_positive_array",
+    "check_form",
+    "fit_power_law",
+    "frontier",
+]
 
 FORMS: tuple[str, ...] = ("power", "offset")
 """The functional forms :func:`fit_power_law` knows."""
@@ -41,8 +50,19 @@ _COLLINEAR_RTOL = 1e-9
 # --------------------------------------------------------------------------- checks
 
 
-def _as_positive_array(values: npt.ArrayLike, what: str) -> FloatArray:
-    """Return ``values`` as a 1-d float array, or raise naming the first bad entry."""
+def as_positive_array(values: npt.ArrayLike, what: str) -> FloatArray:
+    """Return ``values`` as a 1-d float array, or raise naming the first bad entry.
+
+    Examples:
+        >>> as_positive_array(2, "compute").tolist()
+        [2.0]
+        >>> as_positive_array([1.0, 0.0], "loss")
+        Traceback (most recent call last):
+        ...
+        einspace.errors.EinspaceError: loss must be positive and finite; 1 of 2 values are \
+not, the first is 0.0 at index 1. Drop those points (for example compute = 0 at step 0) before \
+fitting
+    """
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
@@ -65,8 +85,8 @@ def _as_positive_array(values: npt.ArrayLike, what: str) -> FloatArray:
 
 
 def _pair(compute: npt.ArrayLike, loss: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
-    c = _as_positive_array(compute, "compute")
-    ell = _as_positive_array(loss, "loss")
+    c = as_positive_array(compute, "compute")
+    ell = as_positive_array(loss, "loss")
     if c.size != ell.size:
         raise EinspaceError(
             f"compute and loss must have the same length; got {c.size} and {ell.size}"
@@ -76,7 +96,13 @@ def _pair(compute: npt.ArrayLike, loss: npt.ArrayLike) -> tuple[FloatArray, Floa
     return c, ell
 
 
-def _check_form(form: str) -> Form:
+def check_form(form: str) -> Form:
+    """``form`` as a :data:`Form`, or an error suggesting the nearest of :data:`FORMS`.
+
+    Examples:
+        >>> check_form("offset")
+        'offset'
+    """
     if form == "power":
         return "power"
     if form == "offset":
@@ -208,7 +234,7 @@ class ScalingFit:
             >>> fit.loss_at([1.0, 100.0]).round(12).tolist()
             [10.0, 1.0]
         """
-        c = _as_positive_array(compute, "compute")
+        c = as_positive_array(compute, "compute")
         out = self.l_inf + np.exp(self.a - self.m * np.log(c))
         if np.ndim(compute) == 0:
             return float(out[0])
@@ -232,7 +258,7 @@ class ScalingFit:
             >>> round(fit.compute_at(1.0), 9)
             100.0
         """
-        ell = _as_positive_array(loss, "loss")
+        ell = as_positive_array(loss, "loss")
         if not self.m > 0:
             raise EinspaceError(
                 f"this {self.form} fit has m = {self.m!r}: the loss does not fall with "
@@ -312,7 +338,7 @@ def fit_power_law(
         >>> round(off.l_inf, 4), round(off.b, 2), round(off.m, 4)
         (1.0, 50.0, 0.3)
     """
-    chosen = _check_form(form)
+    chosen = check_form(form)
     if use_frontier:
         c, ell = frontier(compute, loss)
     else:

@@ -1,40 +1,45 @@
-"""Scaling laws: power-law fits per structure and the compute multiplier against dense.
+"""Scaling laws per structure and the compute multiplier against dense: :func:`fit_table`.
 
-This module implements docs/theory.md §6 on top of :mod:`analysis.laws` (the frontier and the fits,
-re-exported here). :func:`fit_table` fits every structure of a long-format table of points
-(only the power-law part of each curve: :func:`power_law_points`) and reads the compute
-multiplier against dense where both fits measured, with a bootstrap interval, an interpolated
-cross-check and notes; :func:`format_multiplier` prints one; :func:`compute_multiplier` reads
-two fitted laws at one loss.
+docs/fits.md, and docs/theory.md §6. Two laws are fitted to a long-format table of points:
+
+- the **parametric** law (the default when the points carry ``params`` and ``tokens``):
+  Chinchilla's ``L(N, D) = E + A/N^α + B/D^β`` per structure on finished schedules
+  (:mod:`analysis.chinchilla`), the multiplier read off the two compute-optimal frontiers
+  with a bootstrap over whole runs (:mod:`analysis.parametric`);
+- the **envelope** law, a power law through the frontier of ``(compute, loss)`` points
+  (:mod:`analysis.envelope`; Chinchilla's approach 1), printed beside it as a cross-check
+  and the only law for tables without ``params`` and ``tokens``.
+
+Each structure gets a verdict in words (:mod:`analysis.verdict`); :func:`format_multiplier`
+prints a row.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
-from analysis.laws import (
-    FORMS,
-    FloatArray,
-    Form,
-    ScalingFit,
-    _as_positive_array,
-    _check_form,
-    fit_power_law,
-    frontier,
+from analysis.envelope import (
+    BOOTSTRAP_SAMPLES,
+    MIN_FRONTIER_POINTS,
+    WARMUP_FRACTION,
+    compute_multiplier,
+    envelope_table,
+    interpolated_multiplier,
+    power_law_points,
 )
+from analysis.laws import FORMS, ScalingFit, fit_power_law, frontier
+from analysis.parametric import parametric_table
+from analysis.verdict import NOT_SEPARABLE, verdict, what_would_separate
 from einspace.errors import EinspaceError, suggest
 
 __all__ = [
     "BOOTSTRAP_SAMPLES",
     "FORMS",
+    "LAWS",
     "MIN_FRONTIER_POINTS",
     "WARMUP_FRACTION",
     "ScalingFit",
@@ -47,242 +52,12 @@ __all__ = [
     "power_law_points",
 ]
 
+LAWS: tuple[str, ...] = ("auto", "parametric", "envelope")
+"""What :func:`fit_table` fits: ``auto`` is ``parametric`` when the points carry ``params``
+and ``tokens``, else ``envelope``."""
 
-# --------------------------------------------------------------------------- comparisons
-
-
-def compute_multiplier(
-    structure_fit: ScalingFit,
-    dense_fit: ScalingFit,
-    at_loss: float | None = None,
-    at_compute: float | None = None,
-    *,
-    extrapolate: bool = False,
-) -> float:
-    """How many times less compute the structure needs than dense to reach a loss.
-
-    The loss is ``at_loss``, or the loss the dense fit predicts at ``at_compute``.
-    The result is ``C_dense(L) / C_structure(L)`` read off the two fitted laws: above 1
-    the structure is better, below 1 dense is. Give exactly one of ``at_loss`` and
-    ``at_compute``. Both compute values must lie inside the fits' measured compute ranges
-    unless ``extrapolate=True``.
-
-    Raises:
-        EinspaceError: neither or both of ``at_loss``/``at_compute`` given, a
-            non-positive value, a loss one of the laws never reaches, or (without
-            ``extrapolate``) a compute outside a fit's measured range.
-
-    Examples:
-        >>> dense = fit_power_law([1.0, 100.0], [10.0, 1.0])      # L = 10 C^-0.5
-        >>> struct = fit_power_law([1.0, 100.0], [5.0, 0.5])      # L = 5 C^-0.5
-        >>> round(compute_multiplier(struct, dense, at_compute=100.0), 9)
-        4.0
-    """
-    if (at_loss is None) == (at_compute is None):
-        raise EinspaceError(
-            f"give exactly one of at_loss and at_compute; got at_loss={at_loss!r}, "
-            f"at_compute={at_compute!r}. Example: compute_multiplier(s, d, "
-            f"at_compute=dense_fit.compute_max)"
-        )
-    if at_compute is not None:
-        dense_c = float(_as_positive_array(at_compute, "at_compute")[0])
-        target = dense_fit.loss_at(dense_c)
-    else:
-        assert at_loss is not None
-        target = float(_as_positive_array(at_loss, "at_loss")[0])
-        dense_c = dense_fit.compute_at(target)
-    struct_c = structure_fit.compute_at(target)
-    if not extrapolate:
-        for who, fit, c in (("dense", dense_fit, dense_c), ("structure", structure_fit, struct_c)):
-            if not fit.compute_min * (1 - 1e-9) <= c <= fit.compute_max * (1 + 1e-9):
-                raise EinspaceError(
-                    f"the {who} fit reaches loss {target:.4g} at compute {c:.4g}, outside its "
-                    f"measured range {fit.compute_min:.4g}–{fit.compute_max:.4g}: the multiplier "
-                    f"would be extrapolated. Read it at a loss both fits reach (fit_table does), "
-                    f"or pass extrapolate=True"
-                )
-    return dense_c / struct_c
-
-
-WARMUP_FRACTION = 0.1
-"""Without a learning-rate column, the first 10 % of each run's steps count as warmup."""
-
-BOOTSTRAP_SAMPLES = 400
-"""Bootstrap replicates of :func:`fit_table`'s multiplier interval."""
-
-MIN_FRONTIER_POINTS = 4
-"""Below this many frontier points a multiplier is labelled as resting on too little."""
-
-
-def power_law_points(
-    points: pd.DataFrame,
-    *,
-    compute: str = "compute",
-    run: str = "run_id",
-    step: str = "step",
-    lr: str = "lr",
-    warmup_fraction: float = WARMUP_FRACTION,
-) -> pd.Series:
-    """Which points belong to the power-law part of their run's curve (a boolean Series).
-
-    Left out: the untrained start (compute exactly 0; other non-positive values stay, so the
-    fit fails with a message naming them), and per run the warmup: every point
-    before the step at which the ``lr`` column peaks, or, without an ``lr`` column, every
-    point at a step below ``warmup_fraction`` × the run's last step. Without ``run`` and
-    ``step`` columns only the compute rule applies.
-
-    Examples:
-        >>> df = pd.DataFrame({"run_id": ["a"] * 5, "step": [0, 10, 50, 100, 200],
-        ...                    "compute": [0.0, 1.0, 5.0, 10.0, 20.0]})
-        >>> power_law_points(df).tolist()  # step 0 untrained, step 10 < 0.1 · 200
-        [False, False, True, True, True]
-        >>> df["lr"] = [0.0, 0.5, 1.0, 0.9, 0.5]  # the learning rate peaks at step 50
-        >>> power_law_points(df).tolist()
-        [False, False, True, True, True]
-    """
-    if not 0 <= warmup_fraction < 1:
-        raise EinspaceError(
-            f"warmup_fraction = {warmup_fraction!r} must be in [0, 1), e.g. {WARMUP_FRACTION}"
-        )
-    keep = pd.Series(points[compute] != 0, index=points.index)
-    if run not in points.columns or step not in points.columns:
-        return keep
-    steps = points[step].astype(float)
-    if lr in points.columns:
-        peak_at = points.assign(_s=steps).sort_values(
-            [run, lr, "_s"], ascending=[True, False, True]
-        )
-        first_peak = peak_at.groupby(run)["_s"].first()
-        keep &= steps >= points[run].map(first_peak)
-    else:
-        last = steps.groupby(points[run]).transform("max")
-        keep &= steps >= warmup_fraction * last
-    return keep
-
-
-def _read_loss(
-    fit: ScalingFit,
-    dense_fit: ScalingFit,
-    measured: tuple[tuple[float, float], tuple[float, float]] | None = None,
-) -> tuple[float, str]:
-    """The loss a multiplier is read at: the lowest loss both fits reach inside their
-    measured compute ranges; NaN and the reason when the two loss ranges do not overlap.
-
-    With ``measured`` (the two measured frontiers' loss ranges), the lowest loss inside all
-    four ranges is preferred, so that the interpolated cross-check can be read at the same
-    loss; where the measured frontiers leave no common loss inside the fits' ranges, the
-    fits' own overlap is used.
-    """
-    s_lo, s_hi = fit.loss_range
-    d_lo, d_hi = dense_fit.loss_range
-    lo, hi = max(s_lo, d_lo), min(s_hi, d_hi)
-    if not lo <= hi * (1 + 1e-12):
-        return math.nan, (
-            f"no overlap: on their measured compute the structure's fit spans losses "
-            f"{s_lo:.4g}–{s_hi:.4g} and dense's {d_lo:.4g}–{d_hi:.4g}; a multiplier there "
-            f"would be extrapolated"
-        )
-    if measured is not None:
-        (ms_lo, ms_hi), (md_lo, md_hi) = measured
-        both_lo, both_hi = max(lo, ms_lo, md_lo), min(hi, ms_hi, md_hi)
-        if both_lo <= both_hi * (1 + 1e-12):
-            return both_lo, ""
-    return lo, ""
-
-
-def _interp_compute(c: FloatArray, ell: FloatArray, target: float) -> float:
-    """Compute at which a measured frontier reaches ``target``, log-log interpolation
-    between its points; NaN outside the frontier's losses."""
-    x, y = np.log(c[::-1]), np.log(ell[::-1])  # by increasing loss
-    t = math.log(target)
-    if not y[0] * (1 + 1e-12) <= t <= y[-1] * (1 - 1e-12) and not y[0] <= t <= y[-1]:
-        return math.nan
-    return float(np.exp(np.interp(t, y, x)))
-
-
-def interpolated_multiplier(
-    structure: tuple[npt.ArrayLike, npt.ArrayLike],
-    dense: tuple[npt.ArrayLike, npt.ArrayLike],
-    at_loss: float,
-) -> float:
-    """C_dense / C_structure at ``at_loss`` read off the two measured frontiers (log-log
-    interpolation between frontier points, no fit); NaN where a frontier does not reach
-    that loss.
-
-    Examples:
-        >>> c = [1e6, 1e7, 1e8]
-        >>> d = (c, [10 * x ** -0.2 for x in c])
-        >>> s = (c, [8 * x ** -0.2 for x in c])
-        >>> round(interpolated_multiplier(s, d, at_loss=0.5), 4)   # (10/8)^(1/0.2)
-        3.0518
-    """
-    sc, sl = frontier(*structure)
-    dc, dl = frontier(*dense)
-    return _interp_compute(dc, dl, at_loss) / _interp_compute(sc, sl, at_loss)
-
-
-@dataclass(frozen=True)
-class _Group:
-    """One group's power-law points, with their runs and widths where known."""
-
-    compute: FloatArray
-    loss: FloatArray
-    runs: npt.NDArray[np.object_]
-    widths: npt.NDArray[np.object_]
-
-    @property
-    def n_runs(self) -> int:
-        return len(set(self.runs.tolist()))
-
-    @property
-    def n_widths(self) -> int:
-        return len(set(self.widths.tolist()))
-
-    def resample(self, rng: np.random.Generator, form: Form, use_frontier: bool) -> ScalingFit:
-        """A bootstrap refit: runs drawn with replacement when some width has several runs,
-        otherwise frontier points drawn with replacement."""
-        if self.n_runs > self.n_widths:
-            ids = list(dict.fromkeys(self.runs.tolist()))
-            idx = np.concatenate(
-                [np.flatnonzero(self.runs == ids[int(r)]) for r in rng.choice(len(ids), len(ids))]
-            )
-            return fit_power_law(self.compute[idx], self.loss[idx], form, use_frontier)
-        c, ell = frontier(self.compute, self.loss) if use_frontier else (self.compute, self.loss)
-        idx = rng.choice(c.size, c.size)
-        return fit_power_law(c[idx], ell[idx], form, use_frontier=False)
-
-    @property
-    def bootstrap_unit(self) -> str:
-        return "runs" if self.n_runs > self.n_widths else "frontier points"
-
-
-def _bootstrap(
-    s: _Group,
-    d: _Group,
-    target: float,
-    form: Form,
-    use_frontier: bool,
-    samples: int,
-    seed: int,
-    key: object,
-) -> tuple[float, float, int]:
-    """Seeded 90 % percentile interval of the multiplier at loss ``target`` (refits of
-    both groups, each replicate read at the same loss as the estimate) and the number of
-    replicates where it was defined."""
-    rng = np.random.default_rng([seed, zlib.crc32(str(key).encode())])
-    values = []
-    for _ in range(samples):
-        try:
-            fs = s.resample(rng, form, use_frontier)
-            fd = d.resample(rng, form, use_frontier)
-            # a resample may cover a little less compute than the data: same loss anyway
-            values.append(compute_multiplier(fs, fd, at_loss=target, extrapolate=True))
-        except EinspaceError:
-            continue  # a replicate with one distinct compute value or a flat law
-    if len(values) < max(10, samples // 2):
-        return math.nan, math.nan, len(values)
-    lo, hi = np.percentile(values, [5.0, 95.0])
-    return float(lo), float(hi), len(values)
+_ENVELOPE_KEPT = ("m", "m_se", "a", "a_se", "l_inf", "n_points", "compute_min", "compute_max")
+"""The envelope columns kept beside the parametric law (its fit; its multiplier is re-read)."""
 
 
 def fit_table(
@@ -292,81 +67,79 @@ def fit_table(
     *,
     compute: str = "compute",
     loss: str = "loss",
+    law: str = "auto",
     form: str = "power",
     use_frontier: bool = True,
     run: str = "run_id",
     width: str = "width",
     step: str = "step",
     lr: str = "lr",
+    params: str = "params",
+    tokens: str = "tokens",
+    parent: str = "parent",
+    final: str = "final",
     warmup_fraction: float = WARMUP_FRACTION,
     bootstrap: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Fit a scaling law per group of a long-format table of points, with multipliers.
+    """Fit a scaling law per group, the multiplier against dense, its interval and a verdict.
 
-    **Points.** Only the power-law part of each curve is fitted (:func:`power_law_points`:
-    no untrained start, no warmup); ``n_used`` and ``n_left_out`` count the points kept and
-    dropped. Each group is then fitted with :func:`fit_power_law`.
-
-    **Multiplier.** ``multiplier`` is :func:`compute_multiplier` against the group named
-    ``dense``, read at ``multiplier_loss``: the lowest loss that *both* fits reach inside
-    their measured compute ranges (and, where there is one, that both measured
-    frontiers reach too, so the interpolated cross-check reads the same loss). When the
-    fits' loss ranges do not overlap, the multiplier would be an extrapolation: it is NaN
-    and ``note`` says so. ``multiplier_lo`` and ``multiplier_hi`` are a seeded 90 %
-    percentile bootstrap interval at that loss (``bootstrap`` refits of both groups; runs
-    are resampled when some width has several runs, else frontier points;
-    ``bootstrap_unit`` says which). ``multiplier_interp`` is
-    the multiplier read at the same loss directly off the two measured frontiers (log-log
-    interpolation, no fit; NaN, with a note, where a measured frontier does not reach that
-    loss);
-    ``multiplier_flag`` is True when it lies outside the interval. ``note`` also
-    says, in words, when a multiplier rests on fewer than 4 frontier points or on one
-    width. ``multiplier_status`` is a short label: ``ok``, ``too little data``,
-    ``disagrees``, ``no overlap``, ``no dense`` or ``fit failed``;
-    :func:`format_multiplier` prints a row.
+    **Parametric** (``law="parametric"``, or ``"auto"`` with ``params`` and ``tokens``):
+    ``L(N, D) = E + A/N^α + B/D^β`` per group on finished schedules (``final`` true; every
+    row without a ``final`` column, said in the note). ``multiplier`` is
+    ``C*_dense(L) / C*_group(L)`` (least compute ``6·M(N)·D`` to reach ``L``; ``M`` from
+    ``macs_per_token``, else ``compute / (6 · tokens)``) at ``multiplier_loss``, the lowest
+    loss both measured at which both optima lie inside the ``N`` and ``D`` measured (NaN
+    and a note where none does). ``multiplier_lo``/``multiplier_hi``: a seeded, rescaled
+    90 % bootstrap resampling whole runs (``parent`` else ``run``) within each ``width``.
+    ``n_opt_exponent`` (``a`` of ``N_opt ∝ C^a``) and ``tokens_per_param`` are read at
+    ``multiplier_loss``; the envelope law sits beside it (``m``, ``a``,
+    ``multiplier_envelope`` at the same loss), ``multiplier_status`` ``disagrees`` where it
+    falls outside the interval. **Envelope** (``law="envelope"``, or ``"auto"`` without
+    those columns, said in the note): :func:`analysis.envelope.envelope_table`. Either way
+    ``verdict`` is ``ahead of dense``, ``behind dense`` or ``not separable at this budget``
+    and ``to_separate`` says what would settle the last (docs/fits.md).
 
     Args:
-        points: a DataFrame with columns ``group``, ``compute`` and ``loss`` (and
-            optionally ``run``, ``width``, ``step``, ``lr``).
-        group: name of the column that identifies a group.
+        points: a DataFrame with columns ``group``, ``compute`` and ``loss`` (optionally
+            ``run``, ``width``, ``step``, ``lr``, ``params``, ``tokens``, ``parent``,
+            ``final`` and ``macs_per_token``).
+        group: the column that identifies a structure.
         dense: the value of ``group`` that is the dense baseline.
-        compute: name of the compute column.
-        loss: name of the loss column.
-        form: ``"power"`` or ``"offset"``.
-        use_frontier: fit frontier points only (see :func:`fit_power_law`).
-        run: name of the optional run-id column.
-        width: name of the optional width column.
-        step: name of the optional step column.
-        lr: name of the optional learning-rate column.
-        warmup_fraction: see :func:`power_law_points`.
-        bootstrap: replicates for the interval (0: no interval).
+        compute: the training-compute column (FLOPs, ``6 · MACs per token · tokens``).
+        loss: the loss column.
+        law: one of :data:`LAWS`.
+        form: the envelope's form, ``"power"`` or ``"offset"``.
+        use_frontier: the envelope fits frontier points only.
+        run: the run-id column.
+        width: the width column.
+        step: the step column (envelope without ``final``: warmup).
+        lr: the learning-rate column (envelope without ``final``: warmup).
+        params: the column of ``N``, every trained parameter.
+        tokens: the column of ``D``, training tokens so far.
+        parent: the trunk's run id of a cooldown branch (None otherwise).
+        final: True on the last point of a finished schedule.
+        warmup_fraction: see :func:`analysis.envelope.power_law_points`.
+        bootstrap: replicates of the interval (0: none).
         seed: seed of the bootstrap.
 
     Returns:
-        One row per group, sorted by group: ``group, form, m, m_se, a, a_se, l_inf,
-        n_points, compute_min, compute_max, multiplier, multiplier_loss, multiplier_lo,
-        multiplier_hi, multiplier_interp, multiplier_flag, multiplier_status, n_used,
-        n_left_out, n_runs, n_widths, bootstrap_unit, note``.
+        One row per group, sorted by group.
 
     Raises:
-        EinspaceError: a column is missing or ``form`` is unknown.
+        EinspaceError: a column is missing, or ``law`` or ``form`` is unknown.
 
     Examples:
-        >>> c = [1e6, 1e7, 1e8, 1e9]
-        >>> df = pd.DataFrame({"structure": ["dense"] * 4 + ["btt"] * 4,
-        ...                    "compute": c + c,
-        ...                    "loss": [10 * x ** -0.2 for x in c] + [8 * x ** -0.2 for x in c]})
-        >>> t = fit_table(df)
-        >>> t["structure"].tolist(), t["m"].round(6).tolist()
-        (['btt', 'dense'], [0.2, 0.2])
-        >>> btt = t[t.structure == "btt"].iloc[0]
-        >>> round(float(btt["multiplier"]), 4), round(float(btt["multiplier_interp"]), 4)
-        (3.0518, 3.0518)
-        >>> format_multiplier(btt)
-        '3.05× [3.05, 3.05]'
+        >>> from analysis.synthetic import DEFAULT_STRUCTURES, chinchilla_points, true_multiplier
+        >>> pts = chinchilla_points(seeds=2, random_state=0)
+        >>> t = fit_table(pts, loss="eval_loss", bootstrap=50).set_index("structure")
+        >>> t.loc["btt", "verdict"], t.loc["low_rank", "verdict"]
+        ('ahead of dense', 'behind dense')
+        >>> dense, btt, _ = DEFAULT_STRUCTURES
+        >>> truth = true_multiplier(btt, dense, t.loc["btt", "multiplier_loss"])
+        >>> round(truth, 2), round(float(t.loc["btt", "multiplier"]), 1)
+        (1.57, 1.7)
     """
-    chosen = _check_form(form)
     missing = [col for col in (group, compute, loss) if col not in points.columns]
     if missing:
         have = [str(col) for col in points.columns]
@@ -374,148 +147,172 @@ def fit_table(
             f"fit_table needs columns {[group, compute, loss]}; missing {missing}. "
             f"Columns given: {have}" + (f"; {suggest(missing[0], have)}" if have else "")
         )
-    used = power_law_points(
-        points, compute=compute, run=run, step=step, lr=lr, warmup_fraction=warmup_fraction
+    if law not in LAWS:
+        raise EinspaceError(f"unknown law {law!r}; {suggest(str(law), LAWS)}")
+    has_nd = params in points.columns and tokens in points.columns
+    if law == "parametric" and not has_nd:
+        raise EinspaceError(
+            f"law='parametric' needs the columns {params!r} and {tokens!r} (N and D of each "
+            f"point); use law='envelope' for a table of (compute, loss) points"
+        )
+    # scipy's own BLAS is limited only if it is loaded before the limit is set
+    import scipy.optimize
+    import scipy.stats  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # hundreds of small solves: one BLAS thread is fastest
+        return _fit(points, group, dense, law, has_nd, locals())
+
+
+def _fit(
+    points: pd.DataFrame,
+    group: str,
+    dense: str,
+    law: str,
+    has_nd: bool,
+    args: Mapping[str, Any],
+) -> pd.DataFrame:
+    """Both laws (or the envelope alone), then the verdicts: :func:`fit_table`'s work."""
+    names = ("compute", "loss", "form", "use_frontier", "run", "width", "step", "lr", "final")
+    envelope = envelope_table(
+        points,
+        group,
+        dense,
+        **{k: args[k] for k in names},
+        warmup_fraction=args["warmup_fraction"],
+        bootstrap=args["bootstrap"],
+        seed=args["seed"],
     )
-    trained = points[used]
-    left_out = (~used).groupby(points[group]).sum()
-    fits: dict[Any, ScalingFit | str] = {}
-    groups: dict[Any, _Group] = {}
-    for key, frame in trained.groupby(group, sort=True):
-        n = len(frame)
-        groups[key] = _Group(
-            compute=frame[compute].to_numpy(dtype=float),
-            loss=frame[loss].to_numpy(dtype=float),
-            runs=(frame[run] if run in frame else pd.Series(np.arange(n))).to_numpy(object),
-            widths=(frame[width] if width in frame else pd.Series(np.arange(n))).to_numpy(object),
+    if law == "envelope" or not has_nd:
+        table = envelope.assign(law="envelope", multiplier_envelope=envelope["multiplier"])
+        if law == "auto":
+            extra = f"no {args['params']!r}/{args['tokens']!r} columns: the envelope law is fitted"
+            table["note"] = [_join(n, extra) for n in table["note"]]
+        return _with_verdicts(table, group, dense)
+    return _parametric(points, envelope, group, dense, args)
+
+
+def _parametric(
+    points: pd.DataFrame,
+    envelope: pd.DataFrame,
+    group: str,
+    dense: str,
+    args: Mapping[str, Any],
+) -> pd.DataFrame:
+    """The parametric rows of :func:`fit_table`, with the envelope beside them."""
+    final = args["final"]
+    positive = (points[args["compute"]] > 0) & points[args["loss"]].notna()
+    if final in points.columns:
+        finished = points[points[final].fillna(False).astype(bool) & positive]
+        extra = ""
+    else:
+        finished = points[positive]
+        extra = f"no {final!r} column: every point is taken as a finished schedule"
+    names = ("loss", "params", "tokens", "compute", "width", "run", "parent")
+    columns = {k: args[k] for k in names}
+    table = parametric_table(
+        finished, points, group, dense, columns, args["bootstrap"], args["seed"]
+    )
+    if extra:
+        table["note"] = [_join(n, extra) for n in table["note"]]
+    env = envelope[[group, *_ENVELOPE_KEPT, "n_used", "n_left_out"]]
+    table = table.merge(env, on=group, how="left")
+    table["multiplier_envelope"] = _envelope_at(table, group, dense)
+    env_m, lo, hi = table["multiplier_envelope"], table["multiplier_lo"], table["multiplier_hi"]
+    flag = env_m.notna() & lo.notna() & ((env_m < lo) | (env_m > hi))
+    table["multiplier_flag"] = flag
+    for i in table.index[flag & (table[group] != dense)]:
+        table.loc[i, "multiplier_status"] = "disagrees"
+        text = (
+            f"the envelope law's {env_m[i]:.3g}× at the same loss lies outside the parametric "
+            f"90 % interval [{lo[i]:.3g}, {hi[i]:.3g}]"
         )
-        try:
-            fits[key] = fit_power_law(frame[compute], frame[loss], chosen, use_frontier)
-        except EinspaceError as err:
-            fits[key] = f"fit failed: {err}"
-    for key in left_out.index:  # every point of the group was warmup or untrained
-        if key not in fits:
-            fits[key] = "fit failed: no point after warmup and the untrained start"
-    dense_fit = fits.get(dense)
-    has_width = width in points.columns
-    rows: list[dict[str, Any]] = []
-    for key in sorted(fits, key=str):
-        fit = fits[key]
-        g = groups.get(key)
-        row: dict[str, Any] = {group: key, "form": chosen}
-        row.update(dict.fromkeys(_NUMERIC_COLUMNS, math.nan))
-        row.update(
-            multiplier_flag=False,
-            n_used=0 if g is None else len(g.compute),
-            n_left_out=int(left_out.get(key, 0)),
-            n_runs=0 if g is None else g.n_runs,
-            n_widths=0 if g is None or not has_width else g.n_widths,
-            bootstrap_unit="",
-        )
-        if isinstance(fit, str):
-            row.update(n_points=0, note=fit, multiplier_status="fit failed")
-            rows.append(row)
+        table.loc[i, "note"] = _join(str(table.loc[i, "note"]), text)
+    return _with_verdicts(table, group, dense)
+
+
+def _envelope_at(table: pd.DataFrame, group: str, dense: str) -> list[float]:
+    """Each row's envelope multiplier read at its parametric ``multiplier_loss``: the
+    compute ``exp((a − log(L − l_inf)) / m)`` of dense's envelope over the row's; NaN where
+    either envelope does not reach that loss on the compute it measured."""
+    dense_rows = table[table[group] == dense]
+    if dense_rows.empty:
+        return [math.nan] * len(table)
+    dense_row = dense_rows.iloc[0]
+
+    def compute_at(row: pd.Series, loss: float) -> float:
+        m, a, l_inf = float(row["m"]), float(row["a"]), float(row["l_inf"])
+        if not (m > 0 and loss > l_inf):
+            return math.nan
+        c = math.exp((a - math.log(loss - l_inf)) / m)
+        lo, hi = float(row["compute_min"]), float(row["compute_max"])
+        return c if lo * (1 - 1e-9) <= c <= hi * (1 + 1e-9) else math.nan
+
+    out = []
+    for _, row in table.iterrows():
+        loss = float(row["multiplier_loss"])
+        if not math.isfinite(loss):
+            out.append(math.nan)
             continue
-        row.update(
-            m=fit.m,
-            m_se=fit.m_se,
-            a=fit.a,
-            a_se=fit.a_se,
-            l_inf=fit.l_inf,
-            n_points=fit.n_points,
-            compute_min=fit.compute_min,
-            compute_max=fit.compute_max,
-        )
-        notes: list[str] = []
-        if dense_fit is None:
-            row["multiplier_status"] = "no dense"
-            notes.append(f"no dense group {dense!r} in column {group!r}")
-        elif isinstance(dense_fit, str):
-            row["multiplier_status"] = "no dense"
-            notes.append(f"dense {dense_fit}")
-        else:
-            assert g is not None
-            _multiplier(row, key, fit, g, dense_fit, groups[dense], chosen, use_frontier,
-                        bootstrap, seed, has_width, notes)  # fmt: skip
-        row["note"] = "; ".join(notes)
-        rows.append(row)
-    columns = [group, "form", *_NUMERIC_COLUMNS, *_MULTIPLIER_COLUMNS, "note"]
-    table = pd.DataFrame(rows, columns=columns)
-    table["n_points"] = table["n_points"].astype(int)
-    return table
+        out.append(compute_at(dense_row, loss) / compute_at(row, loss))
+    return out
 
 
-def _multiplier(
-    row: dict[str, Any],
-    key: object,
-    fit: ScalingFit,
-    g: _Group,
-    dense_fit: ScalingFit,
-    d: _Group,
-    form: Form,
-    use_frontier: bool,
-    bootstrap: int,
-    seed: int,
-    has_width: bool,
-    notes: list[str],
-) -> None:
-    """Fill the multiplier columns of ``row`` (fit_table's reading rule) and its notes."""
-    sc, sl = frontier(g.compute, g.loss)
-    dc, dl = frontier(d.compute, d.loss)
-    measured = ((float(sl.min()), float(sl.max())), (float(dl.min()), float(dl.max())))
-    target, why = _read_loss(fit, dense_fit, measured)
-    if not math.isfinite(target):
-        row["multiplier_status"] = "no overlap"
-        notes.append(why)
-        return
-    try:
-        row["multiplier"] = compute_multiplier(fit, dense_fit, at_loss=target)
-    except EinspaceError as err:
-        row["multiplier_status"] = "fit failed"
-        notes.append(f"no multiplier: {err}")
-        return
-    row["multiplier_loss"] = target
-    row["multiplier_interp"] = _interp_compute(dc, dl, target) / _interp_compute(sc, sl, target)
-    if not math.isfinite(row["multiplier_interp"]):
-        notes.append(
-            f"no interpolated cross-check: the measured frontiers do not both reach loss "
-            f"{target:.4g} (measured losses: structure {sl.min():.4g}–{sl.max():.4g}, dense "
-            f"{dl.min():.4g}–{dl.max():.4g})"
-        )
-    if bootstrap > 0:
-        lo, hi, ok = _bootstrap(g, d, target, form, use_frontier, bootstrap, seed, key)
-        row.update(multiplier_lo=lo, multiplier_hi=hi, bootstrap_unit=g.bootstrap_unit)
-        if not math.isfinite(lo):
-            notes.append(
-                f"no interval: only {ok} of {bootstrap} bootstrap refits gave a multiplier"
+def _with_verdicts(table: pd.DataFrame, group: str, dense: str) -> pd.DataFrame:
+    """Add ``verdict`` and ``to_separate`` (empty for dense itself)."""
+    verdicts, advice = [], []
+    for _, row in table.iterrows():
+        if row[group] == dense:
+            verdicts.append("baseline")
+            advice.append("")
+            continue
+        status = str(row.get("multiplier_status", ""))
+        if status in ("no dense", "fit failed"):
+            verdicts.append(f"no verdict ({status})")
+            advice.append("")
+            continue
+        lo, hi = float(row["multiplier_lo"]), float(row["multiplier_hi"])
+        v = verdict(lo, hi)
+        verdicts.append(v)
+        if v != NOT_SEPARABLE:
+            advice.append("")
+        elif "seeds" in row and "flops" in row:
+            advice.append(
+                what_would_separate(
+                    float(row["multiplier"]),
+                    lo,
+                    hi,
+                    _count(row["seeds"]),
+                    float(row["flops"]),
+                    float(row["wider_flops"]),
+                )
             )
-    thin = []
-    fewest = min(fit.n_points, dense_fit.n_points)
-    if fewest < MIN_FRONTIER_POINTS:
-        thin.append(f"{fewest} frontier points (fewer than {MIN_FRONTIER_POINTS})")
-    if has_width and min(g.n_widths, d.n_widths) == 1:
-        thin.append("one width")
-    if thin:
-        notes.append("rests on too little: " + " and ".join(thin))
-    interp, lo, hi = row["multiplier_interp"], row["multiplier_lo"], row["multiplier_hi"]
-    status = "too little data" if thin else "ok"
-    if math.isfinite(interp) and math.isfinite(lo) and not lo <= interp <= hi:
-        row["multiplier_flag"] = True
-        status = "disagrees"
-        notes.append(
-            f"fitted {row['multiplier']:.3g}× and interpolated {interp:.3g}× disagree by more "
-            f"than the 90 % interval [{lo:.3g}, {hi:.3g}]"
-        )
-    row["multiplier_status"] = status
+        else:
+            advice.append(
+                "more seeds, widths or longer runs; without params and tokens the cost "
+                "cannot be estimated"
+            )
+    return table.assign(verdict=verdicts, to_separate=advice)
+
+
+def _count(value: object) -> int:
+    """A count column's value as an int (1 where it is missing)."""
+    number = float(value) if isinstance(value, int | float) else math.nan
+    return int(number) if math.isfinite(number) and number >= 1 else 1
+
+
+def _join(note: object, extra: str) -> str:
+    text = "" if note is None or (isinstance(note, float) and math.isnan(note)) else str(note)
+    return f"{text}; {extra}" if text else extra
 
 
 def format_multiplier(row: Mapping[str, Any] | pd.Series) -> str:
-    """One multiplier of a :func:`fit_table` row as text, with its interval and caveat.
+    """One multiplier of a :func:`fit_table` row as text, with its interval and verdict.
 
     Examples:
         >>> format_multiplier({"multiplier": 2.2, "multiplier_lo": 1.41, "multiplier_hi": 3.1,
-        ...                    "multiplier_status": "ok"})
-        '2.2× [1.41, 3.1]'
+        ...                    "multiplier_status": "ok", "verdict": "ahead of dense"})
+        '2.2× [1.41, 3.1] ahead of dense'
         >>> format_multiplier({"multiplier": float("nan"), "multiplier_status": "no overlap"})
         'n/a (no overlap)'
         >>> format_multiplier({"multiplier": 7.06, "multiplier_lo": 2.0, "multiplier_hi": 9.9,
@@ -528,35 +325,16 @@ def format_multiplier(row: Mapping[str, Any] | pd.Series) -> str:
         return f"n/a ({status or 'not computed'})"
     lo, hi = float(row.get("multiplier_lo", math.nan)), float(row.get("multiplier_hi", math.nan))
     text = f"{value:.3g}×" + (f" [{lo:.3g}, {hi:.3g}]" if math.isfinite(lo) else " [no interval]")
+    said = str(row.get("verdict", "") or "")
+    if said and said != "baseline":
+        text += f" {said}"
     if status == "too little data":
         text += " (rests on too little data)"
     elif status == "disagrees":
-        interp = float(row.get("multiplier_interp", math.nan))
-        text += f" (interpolated {interp:.3g}× lies outside)"
+        other = row.get("multiplier_envelope", math.nan)
+        if row.get("law") == "envelope" or not math.isfinite(float(other)):
+            other = row.get("multiplier_interp", math.nan)
+            text += f" (interpolated {float(other):.3g}× lies outside)"
+        else:
+            text += f" (envelope {float(other):.3g}× lies outside)"
     return text
-
-
-_NUMERIC_COLUMNS = (
-    "m",
-    "m_se",
-    "a",
-    "a_se",
-    "l_inf",
-    "n_points",
-    "compute_min",
-    "compute_max",
-    "multiplier",
-    "multiplier_loss",
-    "multiplier_lo",
-    "multiplier_hi",
-    "multiplier_interp",
-)
-_MULTIPLIER_COLUMNS = (
-    "multiplier_flag",
-    "multiplier_status",
-    "n_used",
-    "n_left_out",
-    "n_runs",
-    "n_widths",
-    "bootstrap_unit",
-)

@@ -1,9 +1,11 @@
 """Scaling-law fits of a search's grid: what ``einspace search`` and the demo print.
 
 :func:`search.driver.run_search` returns the grid's runs and logged points; the caller
-fits them here. The points of the grid's runs that did not diverge or fail are pooled per
-structure over all widths and fitted with :func:`analysis.scaling.fit_table` (frontier,
-power law, and the compute multiplier against dense, read at the end of dense's frontier).
+fits them here. The points of the grid's runs that did not diverge or fail are fitted per
+structure with :func:`analysis.scaling.fit_table`: Chinchilla's parametric law on the
+finished schedules when the points carry ``params`` and ``tokens``, else the envelope law;
+each structure's multiplier against dense, its 90 % interval and its verdict
+(docs/fits.md).
 """
 
 from __future__ import annotations

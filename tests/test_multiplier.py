@@ -4,6 +4,7 @@ interpolated cross-check and words for fits that rest on too little."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,11 @@ from analysis.scaling import (
 from einspace import EinspaceError
 
 
+def envelope(points: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
+    """The envelope law of :func:`fit_table` (these frames carry no params or tokens)."""
+    return fit_table(points, law="envelope", **kwargs)
+
+
 def law_frame(name: str, b: float, m: float, compute: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"structure": name, "compute": compute, "loss": b * compute**-m})
 
@@ -28,7 +34,7 @@ def test_disjoint_loss_ranges_give_nan_and_a_note() -> None:
     """The issue's example: read at the higher end-of-frontier loss this was 1e5, three
     decades below the structure's smallest measured compute."""
     c = np.logspace(6, 8, 5)
-    table = fit_table(pd.concat([law_frame("dense", 10.0, 0.2, c), law_frame("s", 1.0, 0.2, c)]))
+    table = envelope(pd.concat([law_frame("dense", 10.0, 0.2, c), law_frame("s", 1.0, 0.2, c)]))
     row = table.set_index("structure").loc["s"]
     assert math.isnan(row["multiplier"]) and math.isnan(row["multiplier_lo"])
     assert row["multiplier_status"] == "no overlap"
@@ -45,7 +51,7 @@ def test_known_exponents_read_inside_both_ranges() -> None:
     reach is dense's end loss 10·1e10^-0.2 = 0.1 (S reaches 8·1e10^-0.25 = 0.08)."""
     c = np.logspace(6, 10, 9)
     pts = pd.concat([law_frame("dense", 10.0, 0.2, c), law_frame("s", 8.0, 0.25, c)])
-    row = fit_table(pts).set_index("structure").loc["s"]
+    row = envelope(pts).set_index("structure").loc["s"]
     assert row["multiplier_loss"] == pytest.approx(0.1)
     c_dense, c_s = 1e10, (8.0 / 0.1) ** 4  # C(L) = (b / L)^(1/m)
     assert row["multiplier"] == pytest.approx(c_dense / c_s)
@@ -93,7 +99,7 @@ def test_warmup_points_are_left_out_and_counted() -> None:
     pts = curve_runs("dense", 10.0, 0.2, [1, 2, 3], 1, 0.0, 0)
     keep = power_law_points(pts)
     assert not keep[pts["step"] == 0].any() and keep[pts["step"] >= 10].all()
-    row = fit_table(pts).iloc[0]
+    row = envelope(pts).iloc[0]
     assert row["n_left_out"] == 3 and row["n_used"] == len(pts) - 3
     assert row["m"] == pytest.approx(0.2)
     # a learning-rate column: points before each run's peak are warmup
@@ -110,9 +116,9 @@ def test_bootstrap_is_seeded_and_resamples_runs() -> None:
             curve_runs("s", 7.0, 0.2, [1, 2, 3, 4], 3, 0.03, 2),
         ]
     )
-    a = fit_table(pts, seed=3).set_index("structure").loc["s"]
-    b = fit_table(pts, seed=3).set_index("structure").loc["s"]
-    c = fit_table(pts, seed=4).set_index("structure").loc["s"]
+    a = envelope(pts, seed=3).set_index("structure").loc["s"]
+    b = envelope(pts, seed=3).set_index("structure").loc["s"]
+    c = envelope(pts, seed=4).set_index("structure").loc["s"]
     assert (a["multiplier_lo"], a["multiplier_hi"]) == (b["multiplier_lo"], b["multiplier_hi"])
     assert (a["multiplier_lo"], a["multiplier_hi"]) != (c["multiplier_lo"], c["multiplier_hi"])
     assert a["bootstrap_unit"] == "runs" and a["n_runs"] == 12 and a["n_widths"] == 4
@@ -132,7 +138,7 @@ def test_interval_covers_the_true_multiplier_on_noisy_data() -> None:
                 curve_runs("s", 7.0, 0.2, [1, 2, 3, 4], 2, 0.02, 200 + k),
             ]
         )
-        row = fit_table(pts, bootstrap=200, seed=k).set_index("structure").loc["s"]
+        row = envelope(pts, bootstrap=200, seed=k).set_index("structure").loc["s"]
         covered += bool(row["multiplier_lo"] <= truth <= row["multiplier_hi"])
     assert covered >= 14
 
@@ -141,7 +147,7 @@ def test_thin_fits_are_labelled_in_words() -> None:
     c = np.logspace(6, 8, 3)
     pts = pd.concat([law_frame("dense", 10.0, 0.2, c), law_frame("s", 9.0, 0.2, c)])
     pts["width"] = 64
-    row = fit_table(pts).set_index("structure").loc["s"]
+    row = envelope(pts).set_index("structure").loc["s"]
     assert "rests on too little: 3 frontier points (fewer than 4) and one width" in row["note"]
     assert row["multiplier_status"] == "too little data"
     assert format_multiplier(row).endswith("(rests on too little data)")
@@ -158,7 +164,7 @@ def test_fit_and_interpolation_disagreement_is_flagged() -> None:
             pd.DataFrame({"structure": "s", "compute": c, "loss": 0.02 + 3.0 * c**-0.2}),
         ]
     )
-    row = fit_table(pts).set_index("structure").loc["s"]
+    row = envelope(pts).set_index("structure").loc["s"]
     assert row["multiplier_loss"] == pytest.approx(0.1)
     # by hand: the frontier reaches 0.1 where 3 C^-0.2 = 0.08, C = 37.5^5
     exact = 1e10 / 37.5**5
@@ -179,7 +185,7 @@ def test_read_loss_is_inside_both_measured_frontiers_so_the_cross_check_exists()
             pd.DataFrame({"structure": "s", "compute": c, "loss": s_loss}),
         ]
     )
-    row = fit_table(pts).set_index("structure").loc["s"]
+    row = envelope(pts).set_index("structure").loc["s"]
     dense_loss = 10.0 * c**-0.2
     at = row["multiplier_loss"]
     assert max(s_loss.min(), dense_loss.min()) <= at * (1 + 1e-9)

@@ -352,10 +352,13 @@ def test_results_section_fits_match_fit_table(with_runs: Path, store_path: Path)
             pytest.approx((s.omega, s.psi, s.nu))
         )
         assert laws.at[label, "runs"] == len(WIDTHS)
-    mult = csv(with_runs, "compute_multipliers").set_index("structure")["multiplier"]
+    verdicts = csv(with_runs, "verdicts").set_index("structure")
+    mult = verdicts["multiplier"]
     assert mult["dense"] == pytest.approx(1.0)
     assert mult["btt"] == pytest.approx(expected.at["btt", "multiplier"], rel=1e-9)
     assert mult["btt"] > 1 > mult["low_rank"]
+    assert verdicts.at["btt", "verdict"] == expected.at["btt", "verdict"]
+    assert verdicts.at["dense", "verdict"] == "baseline"
 
 
 def test_results_section_lists_diverged_runs_and_statuses(with_runs: Path) -> None:
@@ -413,6 +416,37 @@ def test_store_without_points_or_parsable_labels(tmp_path: Path) -> None:
     assert "label not parsed" in laws["note"].iloc[0]
     relation = csv(out, "exponent_relation")
     assert relation["verdict"].str.startswith("not testable").all()
+
+
+def test_search_section_on_finished_schedules_draws_frontiers_and_verdicts() -> None:
+    """Points as the new protocol logs them (params, tokens, final, cooldown branches), from
+    known laws: the section draws the frontier and isoFLOP figures per task and its verdict
+    table calls BTT-like ahead and low-rank-like behind (their true multipliers at the
+    read-off losses are about 1.6× and 0.48×, see docs/fits.md)."""
+    from analysis.report.document import Figure, Table
+    from analysis.report.results import RunData
+    from analysis.report.search_section import search_section
+    from analysis.synthetic import chinchilla_points
+
+    pts = chinchilla_points(seeds=2, random_state=4)
+    last = pts.groupby("run_id").tail(1)
+    runs = last.assign(last_step=last["step"], error="")[
+        ["run_id", "status", "structure", "task", "width", "seed", "last_step", "error"]
+    ]
+    data = RunData(runs.reset_index(drop=True), pts, "eval_loss", "synthetic", None)
+    blocks = search_section(data)
+    figures = {b.name: b.png for b in blocks if isinstance(b, Figure)}
+    assert {"frontier-synthetic", "isoflop-synthetic"} <= set(figures)
+    assert all(pixel_std(png) > 0.01 for png in figures.values())
+    tables = {b.name: b.frame for b in blocks if isinstance(b, Table)}
+    verdicts = tables["verdicts"].set_index("structure")
+    assert verdicts.at["btt", "verdict"] == "ahead of dense"
+    assert verdicts.at["low_rank", "verdict"] == "behind dense"
+    assert verdicts.at["btt", "multiplier (90 % interval)"].endswith("ahead of dense")
+    by_width = tables["finished_runs"]
+    assert by_width["finished"].tolist() == [10] * 12  # 2 seeds × 5 horizons per width
+    laws = tables["scaling_laws"].set_index("structure")
+    assert (laws["law"] == "parametric").all() and laws["n_finished"].tolist() == [40] * 3
 
 
 # --------------------------------------------------------------------------- bad input

@@ -272,7 +272,7 @@ def test_fit_table_reports_failed_group_in_note() -> None:
             "loss": [4.0, 2.0, 1.0, 3.0, 3.0],  # "flat" has a single frontier point
         }
     )
-    table = fit_table(df).set_index("structure")
+    table = fit_table(df, law="envelope").set_index("structure")
     assert math.isnan(table["m"]["flat"])
     assert "fit failed" in str(table.loc["flat", "note"])
     assert table.loc["dense", "note"] == "rests on too little: 3 frontier points (fewer than 4)"
@@ -286,7 +286,7 @@ def test_fit_table_skips_zero_compute_but_not_negative() -> None:
             "loss": [9.0, 4.0, 2.0, 1.0, 4.0, 2.0, 1.0],
         }
     )
-    table = fit_table(df).set_index("structure")
+    table = fit_table(df, law="envelope").set_index("structure")
     assert table["n_points"]["dense"] == 3
     assert table["m"]["dense"] == pytest.approx(math.log10(2.0))
     assert math.isnan(table["m"]["bad"])
@@ -296,7 +296,7 @@ def test_fit_table_skips_zero_compute_but_not_negative() -> None:
 def test_fit_table_missing_column() -> None:
     df = pd.DataFrame({"structure": ["a"], "compute": [1.0], "eval_loss": [1.0]})
     with pytest.raises(EinspaceError, match="missing \\['loss'\\]"):
-        fit_table(df)
+        fit_table(df, law="envelope")
 
 
 # --------------------------------------------------------------------------- bad input

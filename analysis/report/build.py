@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import secrets
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ import pandas as pd
 
 from analysis.report import cost, provenance, results, space, taxonomy
 from analysis.report.document import Block, Bullets, Document, Figure, Heading, Paragraph, Table
-from analysis.scaling import format_multiplier
+from analysis.report.search_section import search_section
 from einspace.errors import EinspaceError
 from einspace.realization import check_width
 
@@ -123,7 +122,7 @@ def report(
         doc.add(*_taxonomy_section(factors))
         doc.add(*_cost_section(factors, d_in, d_out))
         if data is not None:
-            doc.add(*_results_section(data))
+            doc.add(*search_section(data))
         settings["build time"] = f"{time.perf_counter() - started:.1f} s"
         table = provenance.provenance_table(
             command or provenance.default_command(arguments),
@@ -452,187 +451,4 @@ def _cost_section(factors: int, d_in: int, d_out: int) -> list[Block]:
                 max_rows=TOP_SHOWN,
             ),
         ]
-    return blocks
-
-
-def _file_name(text: str, taken: set[str]) -> str:
-    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "task"
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    taken.add(name)
-    return name
-
-
-def _results_section(data: results.RunData) -> list[Block]:
-    runs, pts = data.runs, data.fit_points
-    laws = results.fit_laws(data)
-    statuses = runs["status"].value_counts()
-    status_text = ", ".join(f"{int(n)} {s}" for s, n in statuses.items())
-    blocks: list[Block] = [
-        Heading("Search results"),
-        Paragraph(
-            f"Run store {data.location}"
-            + (f", study {data.study!r}" if data.study else ", all studies")
-            + f": {len(runs)} runs ({status_text}). Loss: `{data.loss}`. For each structure "
-            "all logged points of all its widths are pooled; the compute-optimal frontier is "
-            "their lower convex hull in log-log space, and `log L = a − m log C` is fitted to "
-            "it (docs: theory §6). Diverged and failed runs are not fitted; they are listed at the "
-            "end of this section."
-        ),
-        Table(
-            "run_status",
-            results.status_table(runs),
-            "Runs per structure and status.",
-            max_rows=None,
-        ),
-    ]
-    taken: set[str] = set()
-    tasks = sorted(pts["task"].fillna("(no task)").unique()) if len(pts) else []
-    for task in tasks:
-        group = pts[pts["task"].fillna("(no task)") == task]
-        blocks.append(
-            Figure(
-                f"curves-{_file_name(str(task), taken)}",
-                results.curves_plot(group, laws[laws["task"] == task], str(task)),
-                f"Task {task}: loss against training compute per structure; thin lines are "
-                "single runs, dots the frontier points, thick lines the fitted laws.",
-                f"Log-log plot of loss against compute for task {task}",
-            )
-        )
-    if not tasks:
-        blocks.append(Paragraph("No run has logged points that can be fitted yet."))
-    law_cols = [
-        "task",
-        "structure",
-        "omega",
-        "psi",
-        "nu",
-        "runs",
-        "widths",
-        "m",
-        "m_se",
-        "a",
-        "a_se",
-        "n_points",
-        "n_used",
-        "n_left_out",
-        "compute_min",
-        "compute_max",
-        "note",
-    ]
-    mult_cols = [
-        "task",
-        "structure",
-        "multiplier (90 % interval)",
-        "multiplier",
-        "multiplier_lo",
-        "multiplier_hi",
-        "multiplier_interp",
-        "multiplier_loss",
-        "bootstrap_unit",
-        "note",
-    ]
-    if "multiplier" in laws.columns:
-        laws = laws.assign(
-            **{"multiplier (90 % interval)": [format_multiplier(r) for _, r in laws.iterrows()]}
-        )
-    blocks += [
-        Heading("Fitted scaling laws", level=3),
-        Table(
-            "scaling_laws",
-            laws[[c for c in law_cols if c in laws.columns]],
-            "One power law log L = a − m log C per structure (natural logarithms) with "
-            "standard errors (— where there are only two frontier points). Only the "
-            "power-law part of each run is fitted: n_left_out counts the untrained start and "
-            "the warmup (the first 10 % of each run's steps) that were left out, n_used the "
-            "points kept. ω, ψ, ν are those of the structure label.",
-            max_rows=None,
-        ),
-        Heading("Compute multipliers against dense", level=3),
-        Paragraph(
-            "How many times less compute a structure needs than dense to reach the same loss, "
-            "read off the two fitted laws (above 1: the structure is better). It is read at "
-            "the lowest loss that both fits reach inside their measured compute ranges "
-            "(multiplier_loss), never extrapolated: where those ranges do not overlap it is "
-            "n/a. The bracket is a seeded 90 % bootstrap interval (runs resampled, or "
-            "frontier points when each width has one run). multiplier_interp is the same "
-            "ratio read directly off the two measured frontiers (log-log interpolation, no "
-            "fit); a structure where it falls outside the interval is flagged in the note. "
-            "A multiplier that rests on fewer than 4 frontier points or on one width says so."
-        ),
-        Table(
-            "compute_multipliers",
-            laws[[c for c in mult_cols if c in laws]],
-            "",
-            max_rows=None,
-        ),
-    ]
-    if data.lrs is not None:
-        blocks += [
-            Heading("Learning rate per structure", level=3),
-            Table(
-                "lr_tuning",
-                data.lrs,
-                "Final eval loss of each structure at the smallest width for each base learning "
-                "rate of the tuning grid (mean over seeds); best lr is the rate the structure "
-                "then trained with at every width, transferred by μP.",
-                max_rows=None,
-            ),
-        ]
-    blocks += _exponent_blocks(laws)
-    problems = results.problem_runs(runs)
-    blocks.append(Heading("Diverged and failed runs", level=3))
-    if problems.empty:
-        blocks.append(Paragraph("None: no run diverged or failed."))
-    else:
-        blocks.append(
-            Table(
-                "problem_runs",
-                problems,
-                f"{len(problems)} run(s) stopped without finishing; their points are not "
-                "fitted (a diverged run keeps the points logged before the bad step).",
-                max_rows=None,
-            )
-        )
-    return blocks
-
-
-def _exponent_blocks(laws: pd.DataFrame) -> list[Block]:
-    fitted = laws[pd.to_numeric(laws["m"], errors="coerce").notna()] if len(laws) else laws
-    relation = results.exponent_relation(fitted)
-    blocks: list[Block] = [
-        Heading("Scaling exponent against ω and ψ", level=3),
-        Paragraph(
-            "The papers' central claim: structures without parameter sharing (small ω) and "
-            "with full rank (ψ = 1) scale best per unit of compute, so the fitted exponent m "
-            "should fall as ω grows and rise with ψ, while ν matters little. Below, m of every "
-            "fitted structure against its ω and ψ, and the least-squares slope of m on each "
-            "quantity across structures. With few structures this is a weak test: the verdict "
-            "is inconclusive unless the slope is more than two standard errors from zero."
-        ),
-        Table(
-            "exponent_vs_structure",
-            fitted[
-                [
-                    c
-                    for c in ("task", "structure", "omega", "psi", "nu", "m", "m_se")
-                    if c in fitted.columns
-                ]
-            ],
-            "Fitted exponent per structure.",
-            max_rows=None,
-        ),
-        Table("exponent_relation", relation, "Slope of m on ω, ψ and ν.", max_rows=None),
-    ]
-    if len(fitted):
-        blocks.append(
-            Figure(
-                "exponent_vs_omega_psi",
-                results.exponent_plot(fitted),
-                "Fitted exponent m (± 1 standard error) against ω (left, colour ψ) and ψ "
-                "(right, colour ω).",
-                "Scatter plots of the fitted scaling exponent against omega and psi",
-            )
-        )
     return blocks

@@ -23,6 +23,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Sequence
 from enum import StrEnum
@@ -43,6 +44,7 @@ __all__ = [
     "emit",
     "fit_columns",
     "parse_columns",
+    "print_fits",
     "resolve_format",
     "sort_rows",
 ]
@@ -200,3 +202,80 @@ def emit(
         )
     if notes:
         console.print("; ".join(notes) + "; all of it: --format csv", highlight=False)
+
+
+def print_fits(console: Console, fits: pd.DataFrame, sweep: str) -> None:
+    """Print a search's scaling laws (:func:`analysis.search_fits.fit_search`) as a table:
+    per structure the fitted law, the multiplier against dense with its 90 % interval and
+    the verdict beside it; below, each structure's note and what would separate it.
+
+    Examples:
+        >>> import io
+        >>> rows = pd.DataFrame({"structure": ["dense", "btt"], "law": ["parametric"] * 2,
+        ...     "E": [1.8, 1.9], "alpha": [0.34, 0.4], "beta": [0.28, 0.3],
+        ...     "n_finished": [40, 40], "multiplier": [1.0, 1.6], "multiplier_lo": [1.0, 1.5],
+        ...     "multiplier_hi": [1.0, 1.7], "multiplier_status": ["ok", "ok"],
+        ...     "multiplier_envelope": [1.0, 1.7], "verdict": ["baseline", "ahead of dense"],
+        ...     "to_separate": ["", ""], "note": ["", ""]})
+        >>> out = Console(file=io.StringIO(), width=120)
+        >>> print_fits(out, rows, "demo")
+        >>> "1.6× [1.5, 1.7]" in out.file.getvalue() and "ahead of dense" in out.file.getvalue()
+        True
+    """
+    if fits.empty:
+        return
+    from analysis.scaling import format_multiplier
+
+    parametric = "law" in fits and bool((fits["law"] == "parametric").any())
+    title = "L = E + A/N^α + B/D^β on finished runs" if parametric else "log L = a − m log C"
+    table = Table(title=f"scaling laws (sweep {sweep!r}, {title})")
+    table.add_column("structure", overflow="fold")
+    heads = ("α", "β", "E", "runs") if parametric else ("m ± se", "a", "points", "C range")
+    for col in heads:
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("× vs dense [90 % interval]", justify="right")
+    table.add_column("verdict")
+    if parametric:
+        table.add_column("envelope ×", justify="right")
+    ordered = fits.sort_values("multiplier", ascending=False, na_position="last")
+    notes: list[str] = []
+    for record in ordered.to_dict("records"):
+        row = {str(k): v for k, v in record.items()}
+        for key in ("note", "to_separate"):
+            if str(row.get(key) or ""):
+                notes.append(f"{row['structure']}: {row[key]}")
+        text = format_multiplier({**row, "verdict": ""})
+        cells = _law_cells(row, parametric)
+        said = str(row.get("verdict") or "")
+        extra = [_number(row.get("multiplier_envelope"), "×")] if parametric else []
+        table.add_row(str(row["structure"]), *cells, text, said, *extra)
+    console.print(table)
+    for note in notes:
+        console.print(f"  note — {note}", highlight=False)
+
+
+def _number(value: object, unit: str = "") -> str:
+    number = float(value) if isinstance(value, int | float) else math.nan
+    return "—" if math.isnan(number) else f"{number:.3g}{unit}"
+
+
+def _law_cells(row: dict[str, object], parametric: bool) -> list[str]:
+    """The fitted law's cells of one :func:`print_fits` row."""
+    if parametric:
+        return [
+            _number(row.get("alpha")),
+            _number(row.get("beta")),
+            _number(row.get("E")),
+            str(row.get("n_finished", 0)),
+        ]
+    m = row.get("m")
+    if not isinstance(m, float) or math.isnan(m):
+        return ["—", "—", "0", "—"]
+    se = row.get("m_se")
+    pm = "" if not isinstance(se, float) or math.isnan(se) else f" ± {se:.3f}"
+    return [
+        f"{m:.3f}{pm}",
+        _number(row.get("a")),
+        str(row.get("n_points", 0)),
+        f"{float(row['compute_min']):.2g}–{float(row['compute_max']):.2g}",  # type: ignore[arg-type]
+    ]

@@ -17,13 +17,13 @@ import typer
 from analysis.search_fits import fit_search
 from einspace.cli.app import app, cli_words, friendly
 from einspace.cli.options import search_options, settings_options
+from einspace.cli.output import print_fits
 from einspace.errors import EinspaceError
 from einspace.files import ensure_parent
 from search.options import SearchOptions
 from search.settings import RunSettings
 
 if TYPE_CHECKING:
-    import pandas as pd
     from rich.console import Console
 
     from search.driver import SearchResult
@@ -327,40 +327,3 @@ def run_demo(
         console=console,
         lr_grid=lr_grid,
     )
-
-
-def print_fits(console: Console, fits: pd.DataFrame, sweep: str) -> None:
-    """Print a search's scaling laws (:func:`analysis.search_fits.fit_search`) as a table."""
-    from rich.table import Table
-
-    if fits.empty:
-        return
-    from analysis.scaling import format_multiplier
-
-    table = Table(title=f"scaling laws (sweep {sweep!r}, log L = a − m log C)")
-    table.add_column("structure", overflow="fold")
-    for col in ("m ± se", "a", "points", "C range (FLOPs)"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("× vs dense [90 % interval]", justify="right")
-    ordered = fits.sort_values("multiplier", ascending=False, na_position="last")
-    notes: list[str] = []
-    for record in ordered.to_dict("records"):
-        row = {str(k): v for k, v in record.items()}
-        note = str(row.get("note") or "")
-        if note:
-            notes.append(f"{row['structure']}: {note}")
-        if math.isnan(row["m"]):
-            table.add_row(str(row["structure"]), "—", "—", "0", "—", format_multiplier(row))
-            continue
-        se = "" if math.isnan(row["m_se"]) else f" ± {row['m_se']:.3f}"
-        table.add_row(
-            str(row["structure"]),
-            f"{row['m']:.3f}{se}",
-            f"{row['a']:.3f}",
-            str(row["n_points"]),
-            f"{row['compute_min']:.2g}–{row['compute_max']:.2g}",
-            format_multiplier(row),
-        )
-    console.print(table)
-    for note in notes:
-        console.print(f"  note — {note}", highlight=False)
