@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from analysis.scaling import fit_table
 from einspace.errors import EinspaceError
+from einspace.moe import is_moe_spec
 from einspace.structure import Structure
 
 if TYPE_CHECKING:
@@ -54,10 +55,14 @@ def dense_label(labels: Sequence[str]) -> str | None:
         '(1|0|0|1|0|0|0)'
         >>> dense_label(["btt"]) is None
         True
+        >>> dense_label(["moe(e=4, k=1)", "btt_moe(e=4, k=1)"]) is None  # sparse: never dense
+        True
     """
     if "dense" in labels:
         return "dense"
     for label in labels:
+        if is_moe_spec(label):
+            continue
         with contextlib.suppress(EinspaceError):
             if Structure.parse(label).family.name == "dense":
                 return label

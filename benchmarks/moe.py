@@ -178,7 +178,7 @@ def print_fits(result: SearchResult) -> None:
     print("\ncompute multiplier against dense at equal active compute [90 % interval]:")
     lines = ["| structure | multiplier [90 % interval] | verdict | what would settle it |"]
     lines.append("|---|---|---|---|")
-    for row in fits.to_dict("records"):
+    for _, row in fits.iterrows():
         verdict = str(row.get("verdict", "") or "")
         advice = str(row.get("to_separate", "") or "")
         print(f"  {row['structure']:<20} {format_multiplier(row)}")

@@ -101,7 +101,7 @@ def search_section(data: results.RunData) -> list[Block]:
             ),
         ]
     blocks += _exponent_blocks(laws)
-    return blocks + _problem_blocks(data.runs)
+    return blocks + _collapse_blocks(data.points) + _problem_blocks(data.runs)
 
 
 def _intro(data: results.RunData) -> list[Block]:
@@ -175,17 +175,20 @@ def _task_figures(pts: pd.DataFrame, laws: pd.DataFrame) -> list[Block]:
 
 
 def _finished_by_width(pts: pd.DataFrame) -> pd.DataFrame:
-    """Finished runs per task, structure and width: count, N, tokens and the best loss."""
+    """Finished runs per task, structure and width: count, N (every parameter, all experts of a
+    mixture), active MACs per token (k of E experts and the routers), tokens, best loss."""
     if "final" not in pts.columns or "params" not in pts.columns:
         return pd.DataFrame()
     done = pts[pts["final"].fillna(False).astype(bool)].assign(
         task=lambda f: f["task"].fillna("(no task)")
     )
+    macs = {"macs_per_token": ("macs_per_token", "first")} if "macs_per_token" in pts else {}
     return (
         done.groupby(["task", "structure", "width"])
         .agg(
             finished=("run_id", "nunique"),
             params=("params", "first"),
+            **macs,
             tokens_min=("tokens", "min"),
             tokens_max=("tokens", "max"),
             best_loss=("loss", "min"),
@@ -275,6 +278,41 @@ def _exponent_blocks(laws: pd.DataFrame) -> list[Block]:
             )
         )
     return blocks
+
+
+def _collapse_blocks(points: pd.DataFrame) -> list[Block]:
+    """Mixture-of-experts runs whose routers collapsed at their last point (docs/moe.md);
+    nothing for a study without routed layers."""
+    from search.grid import collapsed_by_run
+
+    if "extra" not in points.columns:
+        return []
+    collapse = collapsed_by_run(points)
+    if not collapse:
+        return []
+    runs = points.drop_duplicates("run_id").set_index("run_id")
+    bad = [
+        {
+            "structure": runs.loc[rid, "structure"],
+            "width": runs.loc[rid, "width"],
+            "seed": runs.loc[rid, "seed"],
+            "run_id": rid,
+            "collapsed layers": share,
+        }
+        for rid, share in collapse.items()
+        if share > 0
+    ]
+    blocks: list[Block] = [Heading("Routers of the mixtures of experts", level=3)]
+    text = (
+        f"{len(collapse)} runs route tokens to experts; {len(bad)} of them end with collapsed "
+        "layers (a layer whose load over its experts has normalized entropy below 0.5 at the "
+        "run's last logged point; the first point is never judged, its zero-initialized gate "
+        "ties every logit)."
+    )
+    if not bad:
+        return [*blocks, Paragraph(text)]
+    table = pd.DataFrame(bad)
+    return [*blocks, Table("collapsed_runs", table, text, max_rows=None)]
 
 
 def _problem_blocks(runs: pd.DataFrame) -> list[Block]:
