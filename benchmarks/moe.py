@@ -38,7 +38,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import pandas as pd  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from analysis.scaling import format_multiplier  # noqa: E402
+from analysis.scaling import fit_table, format_multiplier  # noqa: E402
 from analysis.search_fits import fit_search  # noqa: E402
 from search import RunSettings, run_search  # noqa: E402
 from search.result import SearchResult  # noqa: E402
@@ -193,6 +193,30 @@ def print_fits(result: SearchResult) -> None:
     finite = fits["multiplier"].map(lambda v: isinstance(v, float) and math.isfinite(v))
     if not finite.any():
         print("no finite multiplier: the fits could not place the structures against dense")
+    print_envelope(result)
+
+
+def print_envelope(result: SearchResult) -> None:
+    """The envelope law alone (Chinchilla's approach 1 on the finished schedules), the
+    cross-check ``fit_search`` prints beside the parametric law (docs/fits.md), shown here
+    even where the parametric law gives no multiplier."""
+    points = result.points
+    keep = ~points["status"].isin(["diverged", "failed"]) & points["eval_loss"].notna()
+    table = fit_table(
+        points[keep], group="structure", dense="dense", loss="eval_loss", law="envelope"
+    )
+    print("\ncross-check, envelope law alone (multiplier vs dense [90 % interval]):")
+    lines = ["| structure | envelope multiplier [90 % interval] | verdict |", "|---|---|---|"]
+    for _, row in table.iterrows():
+        note = str(row.get("note", "") or "")
+        print(
+            f"  {row['structure']:<20} {format_multiplier(row)}"
+            + (f"\n    note: {note}" if note else "")
+        )
+        lines.append(
+            f"| {row['structure']} | {format_multiplier(row)} | {row.get('verdict', '')} |"
+        )
+    print("\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
