@@ -206,16 +206,14 @@ def print_envelope(result: SearchResult) -> None:
         points[keep], group="structure", dense="dense", loss="eval_loss", law="envelope"
     )
     print("\ncross-check, envelope law alone (multiplier vs dense [90 % interval]):")
-    lines = ["| structure | envelope multiplier [90 % interval] | verdict |", "|---|---|---|"]
+    lines = ["| structure | envelope multiplier [90 % interval], verdict |", "|---|---|"]
     for _, row in table.iterrows():
         note = str(row.get("note", "") or "")
         print(
             f"  {row['structure']:<20} {format_multiplier(row)}"
             + (f"\n    note: {note}" if note else "")
         )
-        lines.append(
-            f"| {row['structure']} | {format_multiplier(row)} | {row.get('verdict', '')} |"
-        )
+        lines.append(f"| {row['structure']} | {format_multiplier(row)} |")
     print("\n" + "\n".join(lines))
 
 
