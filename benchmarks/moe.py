@@ -13,8 +13,8 @@ horizons and the learning rates are fixed up front and printed.
 
 Run: ``python benchmarks/moe.py --quick`` (widths 8, 16, 24 with 8-wide heads, one block,
 4 experts with k = 1, tokens per parameter 5–25, batches of 64 × 32 bytes, 2 seeds, one fixed
-learning rate for all; about 10 minutes on 2 quiet cores, several times that on a busy
-machine) or ``python benchmarks/moe.py`` (widths 32, 48, 64, two blocks, 8 experts with
+learning rate for all; 96 runs, 6 minutes measured on 2 cores shared with other jobs at a
+load average of 7) or ``python benchmarks/moe.py`` (widths 32, 48, 64, two blocks, 8 experts with
 k = 2, tokens per parameter 5–40, 2 seeds, each structure's learning rate tuned at the
 smallest width; hours on 2 cores). The runs go to a fresh SQLite store under /tmp unless
 ``--store`` is given; re-running with the same store resumes.
@@ -72,7 +72,7 @@ FULL = Protocol((32, 48, 64), (5, 10, 20, 40), 2, 2, 16, 64, 16, 8, 2, 1e-2, "5"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the ~10-minute grid")
+    parser.add_argument("--quick", action="store_true", help="the small grid (minutes)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--store", default=None)
     args = parser.parse_args()
