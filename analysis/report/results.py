@@ -28,6 +28,7 @@ from analysis.report.figures import label_points, merge_labels, new_figure, pale
 from analysis.scaling import fit_power_law, fit_table, frontier
 from einspace import Structure
 from einspace.errors import EinspaceError
+from einspace.moe import MoESpec, is_moe_spec
 
 if TYPE_CHECKING:
     from search.store import RunStore
@@ -186,7 +187,18 @@ def structure_exponents(label: str) -> dict[str, object]:
     Examples:
         >>> structure_exponents("btt")
         {'omega': 0.0, 'psi': 1.0, 'nu': 0.75, 'family': 'xA,xAB,By,ABy,AB', 'parse_error': ''}
+        >>> structure_exponents("btt_moe(e=4, k=1)")["family"]  # sparse: no single matrix
+        'btt_moe'
     """
+    if is_moe_spec(label):
+        kind = MoESpec.parse(label).kind
+        return {
+            "omega": math.nan,
+            "psi": math.nan,
+            "nu": math.nan,
+            "family": kind,
+            "parse_error": "",
+        }
     try:
         s = Structure.parse(label)
     except EinspaceError as err:
