@@ -273,3 +273,30 @@ def test_a_btt_moe_lm_run_killed_with_sigkill_resumes_bit_identically(tmp_path: 
     stored = RunStore(path).points(run_ids=[rid])
     assert stored["eval_loss"].tolist() == [p.eval_loss for p in alone.points]
     assert stored["extra"].tolist() == [p.extra for p in alone.points]
+
+
+def test_the_search_prints_the_runs_whose_routers_collapsed() -> None:
+    import io
+
+    import pandas as pd
+    from rich.console import Console
+
+    from search.progress import print_collapsed
+
+    runs = pd.DataFrame(
+        {
+            "structure": ["dense", "moe(e=4, k=1)", "moe(e=4, k=1)"],
+            "width": [16, 16, 32],
+            "seed": [0, 0, 0],
+            "steps": [10, 10, 20],
+            "collapsed": [math.nan, 0.5, 0.0],
+        }
+    )
+    out = io.StringIO()
+    print_collapsed(Console(file=out, width=200), runs)
+    text = out.getvalue()
+    assert "experts collapsed in 1 of 3 runs" in text
+    assert "moe(e=4, k=1) @16 s0 10 steps (50% of layers)" in text and "@32" not in text
+    quiet = io.StringIO()
+    print_collapsed(Console(file=quiet), runs.assign(collapsed=0.0))
+    assert quiet.getvalue() == ""
