@@ -84,14 +84,20 @@ def main() -> None:
             for lr in grid:
                 losses = [train(task, structure, width, lr, args, s) for s in range(args.seeds)]
                 med = statistics.median(losses)
-                cells.append((med, max(losses) - min(losses) if all(map(math.isfinite, losses))
-                              else math.inf))  # fmt: skip
+                cells.append(
+                    (
+                        med,
+                        max(losses) - min(losses) if all(map(math.isfinite, losses)) else math.inf,
+                    )
+                )
             best[width] = min(range(len(grid)), key=lambda i: cells[i][0])
             row = "  ".join(
                 f"{m:.3f}±{s / 2:.3f}" if args.seeds > 1 else f"{m:.3f}" for m, s in cells
             )
-            print(f"{structure:9s} d={width:4d}: {row}   argmin lr {grid[best[width]]:.4g} "
-                  f"({time.perf_counter() - started:.0f}s)")  # fmt: skip
+            print(
+                f"{structure:9s} d={width:4d}: {row}   argmin lr {grid[best[width]]:.4g} "
+                f"({time.perf_counter() - started:.0f}s)"
+            )
         moved = max(best.values()) - min(best.values())
         verdict = "transfers (within one grid step)" if moved <= 1 else f"moves {moved} steps"
         print(f"{structure:9s} argmin index per width {best}: {verdict}")

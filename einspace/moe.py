@@ -160,7 +160,7 @@ class MoESpec:
         e, k = values["e"], values.get("k", 2)
         if k > e >= 1:
             raise EinspaceError(
-                f"{text!r}: k = {k} exceeds e = {e} (a token uses at most the {e} experts "
+                f"{text!r}: k={k} exceeds e={e} (a token uses at most the {e} experts "
                 f"there are); use k ≤ {e}, e.g. '{name}:e={e},k={min(2, e)}'"
             )
         return cls(name, e, k)

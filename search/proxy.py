@@ -92,6 +92,7 @@ import torch
 from torch import nn
 
 from einspace.errors import EinspaceError
+from einspace.nn.device import resolve_device
 from search.branches import BranchStart, find_branch_start
 from search.checkpoint import restore_checkpoint
 from search.compute import step_flops
@@ -277,7 +278,7 @@ def run_config(
     """
     cfg = config if isinstance(config, ProxyConfig) else ProxyConfig.from_dict(config)
     started = time.perf_counter()
-    dev = _device(device)
+    dev = resolve_device(device)
     the_task = task if task is not None else cfg.make_task()
     digest = getattr(the_task, "digest", None)
     if cfg.task_digest is not None and digest != cfg.task_digest:
@@ -342,20 +343,6 @@ def _opened(store: RunStore | str | os.PathLike[str]) -> Iterator[RunStore]:
         )
     with RunStore(store) as opened:
         yield opened
-
-
-def _device(device: torch.device | str | None) -> torch.device:
-    if device is None:
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise EinspaceError(
-            f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:0'"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EinspaceError(f"device {device!r} asked for but CUDA is not available; use 'cpu'")
-    return dev
 
 
 def _checkpoint_every(config: ProxyConfig, value: int | None) -> int:

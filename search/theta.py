@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from einspace.errors import EinspaceError
+from einspace.seeds import derive_seed
 from einspace.structure import Structure
 from search.budget import parse_compute_flops
 from search.options import MAX_COMPUTE_RATIO, SearchOptions, check_int
@@ -470,7 +471,6 @@ def _study(job: ThetaJob, wid: int) -> optuna.Study:
     """Load or create the study, with a TPE sampler seeded from ``(sampler_seed, worker,
     trials so far)``: a worker that joins a study later does not repeat the proposals an
     earlier process made from the same seed."""
-    import numpy as np
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -486,8 +486,8 @@ def _study(job: ThetaJob, wid: int) -> optuna.Study:
         load_if_exists=True,
     )
     existing = len(study.get_trials(deepcopy=False))
-    seed = np.random.SeedSequence([job.options.sampler_seed, wid, existing]).generate_state(1)[0]
-    study.sampler = optuna.samplers.TPESampler(seed=int(seed))
+    seed = derive_seed(job.options.sampler_seed, wid, existing, bits=32)
+    study.sampler = optuna.samplers.TPESampler(seed=seed)
     return study
 
 

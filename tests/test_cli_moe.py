@@ -56,6 +56,6 @@ def test_score_lists_active_counts() -> None:
 
 def test_bad_sparse_spec_exits_2() -> None:
     result = runner.invoke(app, ["show", "btt_moe:e=8,k=9", "--d-in", "1024"])
-    assert result.exit_code == 2 and "k = 9 exceeds e = 8" in result.output
+    assert result.exit_code == 2 and "k=9 exceeds e=8" in result.output
     result = runner.invoke(app, ["show", "moe:e=8,k=2", "--d-in", "64"])
     assert result.exit_code == 2 and "not a linear layer" in result.output

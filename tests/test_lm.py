@@ -265,7 +265,7 @@ def test_aux_loss_load_and_router_mup(structure: str) -> None:
 def test_sparse_specs_build_from_the_factory_and_bad_ones_are_named() -> None:
     model = build_gpt("btt_moe:e=4,k=1", 32, TextLM(n_ctx=8), n_layer=1)
     assert model.config.sparse is not None and model.config.sparse.experts == 4
-    with pytest.raises(EinspaceError, match="k = 3 exceeds e = 2"):
+    with pytest.raises(EinspaceError, match="k=3 exceeds e=2"):
         GPTConfig("moe:e=2,k=3", d_model=32)
     with pytest.raises(EinspaceError, match="aux_weight = -1"):
         GPTConfig("moe:e=2,k=1", d_model=32, aux_weight=-1)

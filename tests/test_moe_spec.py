@@ -36,7 +36,7 @@ def test_rectangular_hand_count() -> None:
 @given(st.sampled_from([16, 36, 64, 100, 256]), st.integers(1, 16), st.integers(1, 16))
 def test_active_counts_scale_with_k_over_e(d: int, e: int, k: int) -> None:
     if k > e:
-        with pytest.raises(EinspaceError, match=f"k = {k} exceeds e = {e}"):
+        with pytest.raises(EinspaceError, match=f"k={k} exceeds e={e}"):
             MoESpec.parse(f"btt_moe:e={e},k={k}")
         return
     r = MoESpec.parse(f"btt_moe:e={e},k={k}").realize(d, d)

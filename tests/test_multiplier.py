@@ -89,9 +89,15 @@ def curve_runs(
             loss[steps < 10] = 50.0  # untrained start
             for st, cmp_, lo in zip(steps, compute, loss, strict=True):
                 rows.append(
-                    {"structure": name, "run_id": f"{name}-{w}-{seed}", "width": w,
-                     "step": int(st), "compute": cmp_, "loss": lo}
-                )  # fmt: skip
+                    {
+                        "structure": name,
+                        "run_id": f"{name}-{w}-{seed}",
+                        "width": w,
+                        "step": int(st),
+                        "compute": cmp_,
+                        "loss": lo,
+                    }
+                )
     return pd.DataFrame(rows)
 
 

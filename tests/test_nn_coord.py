@@ -137,6 +137,7 @@ def test_search_coord_check_builds_the_lm_as_the_cli_does() -> None:
     task a proxy run builds by hand (RunSettings → build_model), value for value."""
     from search import coord_check as search_coord_check
     from search.models import build_model
+    from search.proxy_config import make_config
     from search.settings import RunSettings
 
     kwargs = {"n_ctx": 16, "n_eval": 4}
@@ -145,7 +146,7 @@ def test_search_coord_check_builds_the_lm_as_the_cli_does() -> None:
     by_hand = coord_check(
         "btt",
         [16, 32],
-        model=lambda s, w, t: build_model(settings.config(str(s), w), task),
+        model=lambda s, w, t: build_model(make_config(settings, str(s), w), task),
         task=task,
         steps=2,
         batch_size=4,

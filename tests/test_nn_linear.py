@@ -384,3 +384,50 @@ def check_against_dense_batch(layer: EinsumLinear, x: torch.Tensor) -> None:
         torch.autograd.grad(y, params, gy), torch.autograd.grad(ref, params, gy), strict=True
     ):
         torch.testing.assert_close(a, b)
+
+
+@given(tokens=st.integers(1, 5000), n=st.integers(1, 40))
+@settings(max_examples=200, deadline=None)
+def test_chunk_sizes(tokens: int, n: int) -> None:
+    """Balanced sizes summing to the tokens, at most one (the last) a multiple of 4."""
+    from einspace.nn.execute import chunk_sizes
+
+    n = min(n, tokens)
+    sizes = chunk_sizes(tokens, n)
+    assert len(sizes) == n and sum(sizes) == tokens and min(sizes) >= 1
+    assert all(abs(k - tokens / n) <= 4 for k in sizes)
+    assert all(k % 4 for k in sizes[:-1])
+    if n > 1 and tokens // n >= 4:
+        assert sizes[-1] % 4, sizes
+
+
+@pytest.mark.parametrize("name", ["monarch", "btt:r=0.25"])
+@pytest.mark.parametrize("tokens", [7, 64, 150, 256])
+def test_strided_output_copies(name: str, tokens: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks off multiples of 4 let the output copy read the last product (written with
+    its batch in the middle) in place, and the input gradient's mirror copy read the
+    strided gradient in place; a chunk of a multiple of 4 keeps the row move. Output and
+    every gradient against a plain einsum of the core factors, on the plan itself."""
+    import einspace.nn.execute as execute
+    from einspace.nn.execute import PlanFunction, reads_strided, token_chunks
+
+    layer = randomized(EinsumLinear(64, 64, name, bias=False, dtype=torch.float64), tokens)
+    program, r = layer._program, layer.realization
+    monkeypatch.setattr(execute, "LIVE_BUDGET", 128 * program.max_live)  # 128 per chunk
+    assert program.final_reads_mid  # the paths under test run
+    chunks = token_chunks(program, tokens)
+    expected = {7: [(0, 7)], 64: [(0, 64)], 150: [(0, 75), (75, 150)]}
+    assert chunks == expected.get(tokens, [(0, 129), (129, 256)])
+    assert [reads_strided(b - a) for a, b in chunks] == [tokens != 64] * len(chunks)
+    x = torch.randn(tokens, 64, dtype=torch.float64, requires_grad=True)
+    y = PlanFunction.apply(program, x, *layer.factors)
+    sizes = r.sizes
+    x3 = x.reshape(tokens, sizes["α"], sizes["γ"])
+    ref = torch.einsum(r.einsum, x3, *layer.core_factors()).reshape(tokens, 64)
+    torch.testing.assert_close(y, ref)
+    gy = torch.randn_like(y)
+    params = [x, *layer.factors]
+    for a, b in zip(
+        torch.autograd.grad(y, params, gy), torch.autograd.grad(ref, params, gy), strict=True
+    ):
+        torch.testing.assert_close(a, b)

@@ -133,13 +133,25 @@ def test_a_task_object_runs_in_proxy_run_and_run_search(toy_user: str, tmp_path:
     assert r.points[-1].eval_loss < r.points[0].eval_loss * 1.5
     settings = RunSettings(steps=4, eval_every=2, batch_size=4)
     result = run_search(
-        ["dense", "btt"], [16, 32], task=task, settings=settings, store=tmp_path / "r.sqlite",
-        progress=False, console=_quiet(),  # type: ignore[arg-type]
-    )  # fmt: skip
+        ["dense", "btt"],
+        [16, 32],
+        task=task,
+        settings=settings,
+        store=tmp_path / "r.sqlite",
+        progress=False,
+        console=_quiet(),  # type: ignore[arg-type]
+    )
     assert set(result.runs["status"]) == {"finished"} and len(result.runs) == 4
     with pytest.raises(EinspaceError, match="cannot cross to 2 worker processes"):
-        run_search(["dense"], [16], task=task, settings=settings, workers=2,
-                   store=tmp_path / "r.sqlite", progress=False)  # fmt: skip
+        run_search(
+            ["dense"],
+            [16],
+            task=task,
+            settings=settings,
+            workers=2,
+            store=tmp_path / "r.sqlite",
+            progress=False,
+        )
 
 
 def test_task_and_model_by_path_on_the_command_line(toy_user: str, tmp_path: Path) -> None:
@@ -148,9 +160,16 @@ def test_task_and_model_by_path_on_the_command_line(toy_user: str, tmp_path: Pat
     args += ["--batch-size", "4", "--store", str(store), "--no-progress", "--lr-grid", "0"]
     out = runner.invoke(
         __import__("einspace.cli", fromlist=["app"]).app,
-        [*args, "--task", f"{toy_user}:Toy", "--task-kwargs", '{"n_eval": 8}', "--model",
-         f"{toy_user}:make_model"],
-    )  # fmt: skip
+        [
+            *args,
+            "--task",
+            f"{toy_user}:Toy",
+            "--task-kwargs",
+            '{"n_eval": 8}',
+            "--model",
+            f"{toy_user}:make_model",
+        ],
+    )
     assert out.exit_code == 0, out.output
     configs = _configs(store)
     assert {c["task"] for c in configs} == {f"{toy_user}:Toy"}
@@ -181,8 +200,9 @@ def test_a_task_object_by_path_refuses_task_kwargs(toy_user: str) -> None:
 
 def test_a_model_factory_is_measured_with_flop_counter(toy_user: str) -> None:
     factory = load_spec(f"{toy_user}:make_model", "model")
-    r = proxy_run("dense", f"{toy_user}:TASK", width=16, steps=2, eval_every=1, batch_size=4,
-                  model=factory)  # fmt: skip
+    r = proxy_run(
+        "dense", f"{toy_user}:TASK", width=16, steps=2, eval_every=1, batch_size=4, model=factory
+    )
     # 4·16 (input) + 16·16 (dense hidden) + 16·1 (readout), counted by hand
     assert r.macs_per_token == 4 * 16 + 16 * 16 + 16
     assert r.points[-1].compute == 6 * r.macs_per_token * 4 * 2
@@ -195,8 +215,9 @@ def test_a_model_factory_is_measured_with_flop_counter(toy_user: str) -> None:
 
 
 def test_a_model_with_macs_reports_its_own(toy_user: str) -> None:
-    r = proxy_run("dense", f"{toy_user}:TASK", width=8, steps=1, batch_size=2,
-                  model=f"{toy_user}:Counted")  # fmt: skip
+    r = proxy_run(
+        "dense", f"{toy_user}:TASK", width=8, steps=1, batch_size=2, model=f"{toy_user}:Counted"
+    )
     assert r.macs_per_token == 12345 and r.points[-1].compute == 6 * 12345 * 2
 
 
@@ -205,8 +226,15 @@ def test_an_in_process_model_cannot_cross_processes(toy_user: str, tmp_path: Pat
         return nn.Linear(4, 1)
 
     with pytest.raises(EinspaceError, match="cannot be imported by worker processes"):
-        run_search(["dense"], [8], task=f"{toy_user}:TASK", model=local, workers=2,
-                   store=tmp_path / "r.sqlite", progress=False)  # fmt: skip
+        run_search(
+            ["dense"],
+            [8],
+            task=f"{toy_user}:TASK",
+            model=local,
+            workers=2,
+            store=tmp_path / "r.sqlite",
+            progress=False,
+        )
     with pytest.raises(EinspaceError, match=r"returned int; expected an nn\.Module"):
         proxy_run("dense", f"{toy_user}:TASK", width=8, steps=1, model=lambda s, w, t: 3)
 
@@ -219,8 +247,9 @@ def test_build_model_is_what_a_run_trains() -> None:
     assert structured == {f"h.{i}.{p}" for i in range(2) for p in projections}
     plain = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     assert plain == ["lm_head"]  # every other projection is structured
-    r = proxy_run("monarch", "lm", width=32, steps=1, batch_size=2, n_layer=2,
-                  task_kwargs={"n_ctx": 8})  # fmt: skip
+    r = proxy_run(
+        "monarch", "lm", width=32, steps=1, batch_size=2, n_layer=2, task_kwargs={"n_ctx": 8}
+    )
     assert r.params == sum(p.numel() for p in model.parameters())
     assert r.padding == config.to_dict()["padding"] and set(r.padding) == structured
     assert r.macs_per_token == macs_per_token(model, config.make_task(), 2)
@@ -237,11 +266,32 @@ def test_lm_search_with_own_text_file(tmp_path: Path) -> None:
     store = tmp_path / "runs.sqlite"
     out = runner.invoke(
         app,
-        ["search", "dense", "btt", "monarch", "--text", str(text), "--widths", "16,32",
-         "--steps", "3", "--eval-every", "3", "--batch-size", "2", "--n-layer", "1",
-         "--task-kwargs", '{"n_ctx": 16, "n_eval": 4}', "--lr-grid", "2", "--store",
-         str(store), "--no-progress"],
-    )  # fmt: skip
+        [
+            "search",
+            "dense",
+            "btt",
+            "monarch",
+            "--text",
+            str(text),
+            "--widths",
+            "16,32",
+            "--steps",
+            "3",
+            "--eval-every",
+            "3",
+            "--batch-size",
+            "2",
+            "--n-layer",
+            "1",
+            "--task-kwargs",
+            '{"n_ctx": 16, "n_eval": 4}',
+            "--lr-grid",
+            "2",
+            "--store",
+            str(store),
+            "--no-progress",
+        ],
+    )
     assert out.exit_code == 0, out.output
     configs = _configs(store)
     assert {c["task"] for c in configs} == {"lm"}
@@ -252,10 +302,30 @@ def test_lm_search_with_own_text_file(tmp_path: Path) -> None:
     text.write_text("a different corpus, so a different digest. " * 60)
     again = runner.invoke(
         app,
-        ["search", "dense", "--text", str(text), "--widths", "16", "--steps", "3",
-         "--eval-every", "3", "--batch-size", "2", "--n-layer", "1", "--task-kwargs",
-         '{"n_ctx": 16, "n_eval": 4}', "--lr", "0.01", "--store", str(store), "--no-progress"],
-    )  # fmt: skip
+        [
+            "search",
+            "dense",
+            "--text",
+            str(text),
+            "--widths",
+            "16",
+            "--steps",
+            "3",
+            "--eval-every",
+            "3",
+            "--batch-size",
+            "2",
+            "--n-layer",
+            "1",
+            "--task-kwargs",
+            '{"n_ctx": 16, "n_eval": 4}',
+            "--lr",
+            "0.01",
+            "--store",
+            str(store),
+            "--no-progress",
+        ],
+    )
     assert again.exit_code == 0, again.output
     assert len({c["task_digest"] for c in _configs(store)}) == 2
 
@@ -266,10 +336,27 @@ def test_cifar10_folder_on_the_command_line(cifar10_dir: Path, tmp_path: Path) -
     store = tmp_path / "runs.sqlite"
     out = runner.invoke(
         app,
-        ["search", "dense", "low_rank", "--data", str(cifar10_dir), "--widths", "16,32",
-         "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--lr", "0.01",
-         "--store", str(store), "--no-progress"],
-    )  # fmt: skip
+        [
+            "search",
+            "dense",
+            "low_rank",
+            "--data",
+            str(cifar10_dir),
+            "--widths",
+            "16,32",
+            "--steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0.01",
+            "--store",
+            str(store),
+            "--no-progress",
+        ],
+    )
     assert out.exit_code == 0, out.output
     configs = _configs(store)
     assert {c["task"] for c in configs} == {"cifar10"}
@@ -296,9 +383,14 @@ def test_lr_grid_values_and_errors() -> None:
 def test_tuning_picks_the_argmin_and_the_grid_reuses_its_run(tmp_path: Path) -> None:
     settings = RunSettings(steps=6, eval_every=3, batch_size=8, task_kwargs={"n_eval": 64})
     result = run_search(
-        ["dense", "low_rank"], [16, 32], settings=settings, store=tmp_path / "r.sqlite",
-        lr_grid=[1e-4, 3e-3, 3.0], progress=False, console=_quiet(),  # type: ignore[arg-type]
-    )  # fmt: skip
+        ["dense", "low_rank"],
+        [16, 32],
+        settings=settings,
+        store=tmp_path / "r.sqlite",
+        lr_grid=[1e-4, 3e-3, 3.0],
+        progress=False,
+        console=_quiet(),  # type: ignore[arg-type]
+    )
     lrs = result.lrs
     assert lrs is not None and len(lrs) == 6
     for label, part in lrs.groupby("structure"):
@@ -323,9 +415,23 @@ def test_coord_check_command_writes_png_and_csv(task: str, tmp_path: Path) -> No
     kwargs = '{"n_ctx": 8}' if task == "lm" else '{"n_eval": 8}'
     out = runner.invoke(
         app,
-        ["coord-check", "btt", "--task", task, "--task-kwargs", kwargs, "--widths", "16,32",
-         "--steps", "2", "--batch-size", "2", "--out", str(tmp_path)],
-    )  # fmt: skip
+        [
+            "coord-check",
+            "btt",
+            "--task",
+            task,
+            "--task-kwargs",
+            kwargs,
+            "--widths",
+            "16,32",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert out.exit_code == 0, out.output
     png, csv = tmp_path / "coord-btt_r=0.25-mup.png", tmp_path / "coord-btt_r=0.25-mup.csv"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -342,9 +448,16 @@ def test_demo_runs_on_the_lm_task(tmp_path: Path) -> None:
     from einspace.cli.search import DEMO_STRUCTURES, run_demo
 
     result = run_demo(
-        tmp_path / "demo", workers=1, progress=False, console=_quiet(),  # type: ignore[arg-type]
-        task="lm", steps=2, trials=0, seeds=[0, 1], lr_grid=1,
-    )  # fmt: skip
+        tmp_path / "demo",
+        workers=1,
+        progress=False,
+        console=_quiet(),  # type: ignore[arg-type]
+        task="lm",
+        steps=2,
+        trials=0,
+        seeds=[0, 1],
+        lr_grid=1,
+    )
     assert set(result.runs["status"]) == {"finished"}
     assert len(result.runs) == len(DEMO_STRUCTURES) * 3 * 2  # structures × widths × seeds
     assert set(result.runs["width"]) == {32, 64, 128}

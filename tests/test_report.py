@@ -118,8 +118,16 @@ def test_report_writes_html_markdown_images_and_tables(plain: Path) -> None:
     images = sorted(p.name for p in (plain / "img").iterdir())
     assert images == ["cost_params_vs_macs.png", "taxonomy_3d.png", "taxonomy_projections.png"]
     tables = {p.stem for p in (plain / "tables").iterdir()}
-    assert {"family_counts", "families_k1", "families_k2", "realizations", "pareto_front",
-            "top_candidates", "named_structures", "provenance"} <= tables  # fmt: skip
+    assert {
+        "family_counts",
+        "families_k1",
+        "families_k2",
+        "realizations",
+        "pareto_front",
+        "top_candidates",
+        "named_structures",
+        "provenance",
+    } <= tables
     assert not [p for p in plain.parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
 
 

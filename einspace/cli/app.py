@@ -155,9 +155,18 @@ def enumerate_command(
 
 
 REALIZATION_PRIORITY = [
-    "family", "params", "macs_sequential", "rank", "psi_eff", "omega_eff", "nu_eff",
-    "name", "rank_method", "macs_optimal", "rank_bound",
-]  # fmt: skip
+    "family",
+    "params",
+    "macs_sequential",
+    "rank",
+    "psi_eff",
+    "omega_eff",
+    "nu_eff",
+    "name",
+    "rank_method",
+    "macs_optimal",
+    "rank_bound",
+]
 """The columns of ``enumerate --d-in`` in a table, most important first (after the sizes)."""
 
 RANK_WORDS = {
@@ -250,9 +259,21 @@ def _show_moe(
 
 
 SCORE_PRIORITY = [
-    "position", "candidate", "params", "macs", "rank", "why", "budget_used",
-    "within_budget", "active_params", "omega_eff", "psi_eff", "nu_eff", "name", "sizes",
-]  # fmt: skip
+    "position",
+    "candidate",
+    "params",
+    "macs",
+    "rank",
+    "why",
+    "budget_used",
+    "within_budget",
+    "active_params",
+    "omega_eff",
+    "psi_eff",
+    "nu_eff",
+    "name",
+    "sizes",
+]
 """The columns of ``score`` in a table, most important first."""
 
 

@@ -133,10 +133,18 @@ def coord_check(
             rows.extend(
                 (width, layer, step, rms)
                 for layer, step, rms in _trace(
-                    structure, width, model, task, steps, lr, batch_size, base,
-                    parametrization, seed + s,
+                    structure,
+                    width,
+                    model,
+                    task,
+                    steps,
+                    lr,
+                    batch_size,
+                    base,
+                    parametrization,
+                    seed + s,
                 )
-            )  # fmt: skip
+            )
     raw = pd.DataFrame(rows, columns=["width", "layer", "step", "rms"])
     frame = raw.groupby(["width", "layer", "step"], sort=False, as_index=False).agg(
         rms=("rms", "mean")

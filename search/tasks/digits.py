@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from einspace.errors import EinspaceError
-from search.tasks.protocol import DeviceLike, resolve_device
+from einspace.nn.device import resolve_device
+from search.tasks.protocol import DeviceLike
 from search.tasks.seeding import STREAM_SPLIT, batch_generator, check_seed, stream_generator
 
 __all__ = ["Digits"]

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from einspace.errors import EinspaceError
 
-__all__ = ["DeviceLike", "Task", "model_kind", "resolve_device"]
+__all__ = ["DeviceLike", "Task", "model_kind"]
 
 DeviceLike: TypeAlias = torch.device | str | None
 """A device argument of a task: a torch device, its name, or ``None`` for the CPU."""
@@ -52,28 +52,6 @@ class Task(Protocol):
     def eval_set(self, device: DeviceLike = None) -> tuple[Tensor, Tensor]:
         """The fixed held-out evaluation set ``(x, y)``."""
         ...
-
-
-def resolve_device(device: DeviceLike) -> torch.device:
-    """The torch device of a ``device`` argument (``None`` is the CPU).
-
-    Examples:
-        >>> resolve_device(None), resolve_device("cpu")
-        (device(type='cpu'), device(type='cpu'))
-        >>> resolve_device("gpu")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        einspace.errors.EinspaceError: unknown device 'gpu'; expected a torch device such as ...
-    """
-    if device is None:
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise EinspaceError(
-            f"unknown device {device!r}; expected a torch device such as 'cpu', 'cuda', "
-            f"'cuda:0' or 'mps'"
-        ) from None
 
 
 def model_kind(task: object) -> str:

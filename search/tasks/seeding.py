@@ -7,10 +7,10 @@ Independent streams are derived from one task seed (``STREAM_*``) by NumPy's
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from einspace.errors import EinspaceError
+from einspace.seeds import derive_seed
 
 __all__ = [
     "STREAM_EVAL",
@@ -51,9 +51,8 @@ def stream_generator(seed: int, stream: int, step: int = 0) -> torch.Generator:
         >>> torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
         True
     """
-    state = np.random.SeedSequence([seed, stream, step]).generate_state(1, dtype=np.uint64)
     gen = torch.Generator(device="cpu")
-    gen.manual_seed(int(state[0]))
+    gen.manual_seed(derive_seed(seed, stream, step, bits=64))
     return gen
 
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from einspace.errors import EinspaceError, suggest
-from search.tasks.protocol import DeviceLike, resolve_device
+from einspace.nn.device import resolve_device
+from search.tasks.protocol import DeviceLike
 from search.tasks.seeding import (
     STREAM_EVAL,
     STREAM_MODEL,

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from einspace.errors import EinspaceError
+from einspace.nn.device import resolve_device
 from search.tasks.corpus import LM_CORPUS, corpus_bytes
-from search.tasks.protocol import DeviceLike, resolve_device
+from search.tasks.protocol import DeviceLike
 from search.tasks.seeding import batch_generator, check_seed
 
 __all__ = ["TextLM"]
