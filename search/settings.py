@@ -17,7 +17,7 @@ from dataclasses import Field, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError, suggest
-from einspace.moe import MOE_KINDS, MoESpec, parse_spec
+from einspace.moe import MOE_KINDS, MoESpec, is_moe_spec, parse_spec
 from einspace.structure import Structure
 from search.schedules import Schedule
 from search.space import Mode
@@ -110,7 +110,7 @@ def parse_candidate(spec: str | Candidate) -> Candidate:
     except EinspaceError as err:
         name = str(spec).strip().split(":")[0].split("(")[0].lower()
         close = difflib.get_close_matches(name, MOE_KINDS, n=1, cutoff=0.75)
-        if not close or isinstance(spec, Structure | MoESpec):
+        if not close or is_moe_spec(spec) or isinstance(spec, Structure):
             raise
         raise EinspaceError(f"{err}; or the sparse spec '{close[0]}:e=4,k=1'") from None
 
