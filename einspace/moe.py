@@ -48,6 +48,7 @@ from einspace.errors import EinspaceError, suggest
 from einspace.realization import Realization
 from einspace.sizing import SizingMode
 from einspace.structure import Structure, realize_sizes
+from einspace.validation import check_int
 
 __all__ = [
     "BTT_FAMILY",
@@ -102,7 +103,7 @@ class MoESpec:
         >>> MoESpec.parse("btt_moe:e=4,k=5")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        einspace.errors.EinspaceError: 'btt_moe:e=4,k=5': k = 5 exceeds e = 4 ...
+        einspace.errors.EinspaceError: 'btt_moe:e=4,k=5': k=5 exceeds e=4 ...
     """
 
     kind: MoEKind
@@ -112,12 +113,9 @@ class MoESpec:
     def __post_init__(self) -> None:
         if self.kind not in MOE_KINDS:
             raise EinspaceError(f"sparse spec {self.kind!r}; {suggest(str(self.kind), MOE_KINDS)}")
-        for key, value in (("e", self.experts), ("k", self.top_k)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise EinspaceError(
-                    f"{self.kind}: {key} = {value!r} must be an integer ≥ 1, e.g. "
-                    f"'{self.kind}:e=8,k=2'"
-                )
+        for field_name, key, example in (("experts", "e", 8), ("top_k", "k", 2)):
+            value = check_int(getattr(self, field_name), f"{self.kind}: {key}", example=example)
+            object.__setattr__(self, field_name, value)  # an integral float becomes an int
 
     @classmethod
     def parse(cls, text: str) -> MoESpec:
@@ -125,7 +123,7 @@ class MoESpec:
 
         Raises:
             EinspaceError: an unknown name (with the nearest), a parameter other than
-                ``e`` and ``k``, a missing ``e``, a value that is not a positive integer, or
+                ``e`` and ``k``, a missing ``e``, a value that is not an integer ≥ 1, or
                 ``k > e`` — each naming the spec as typed.
         """
         m = _SPEC.fullmatch(text.strip()) if isinstance(text, str) else None
@@ -153,7 +151,7 @@ class MoESpec:
                 values[key] = int(value)
             except ValueError:
                 raise EinspaceError(
-                    f"{text!r}: {key} = {value!r} must be a positive integer, e.g. '{name}:e=8,k=2'"
+                    f"{text!r}: {key} = {value!r} must be an integer ≥ 1, e.g. '{name}:e=8,k=2'"
                 ) from None
         if "e" not in values:
             raise EinspaceError(f"{text!r}: give the number of experts, e.g. '{name}:e=8,k=2'")

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any, Final, Literal
 
+from einspace import validation
 from einspace.errors import EinspaceError, suggest
 
 __all__ = [
@@ -90,7 +91,7 @@ class SearchOptions:
         >>> SearchOptions(workers=0).check()  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        einspace.errors.EinspaceError: workers (--workers) = 0 must be an integer >= 1...
+        einspace.errors.EinspaceError: workers (--workers) = 0 must be an integer ≥ 1...
     """
 
     store: str = field(
@@ -193,7 +194,8 @@ class SearchOptions:
     )
 
     def check(self) -> None:
-        """Raise :class:`EinspaceError` for a bad option (naming its flag).
+        """Raise :class:`EinspaceError` for a bad option (naming its flag); integral floats
+        of the integer options become ``int``-s.
 
         Examples:
             >>> SearchOptions(lease_s=0).check()  # doctest: +ELLIPSIS
@@ -201,13 +203,10 @@ class SearchOptions:
             ...
             einspace.errors.EinspaceError: lease_s (--lease) = 0 must be a positive number...
         """
-        check_int(self.workers, "workers", 1)
-        check_int(self.trials, "trials", 0)
-        check_int(self.promote, "promote", 0)
-        if self.theta_width is not None:
-            check_int(self.theta_width, "theta_width", 1)
-        if self.threads is not None:
-            check_int(self.threads, "threads", 0)
+        lows = {"workers": 1, "trials": 0, "promote": 0, "theta_width": 1, "threads": 0}
+        for name, low in lows.items():
+            if getattr(self, name) is not None:  # integral floats become ints (frozen: setattr)
+                object.__setattr__(self, name, check_int(getattr(self, name), name, low))
         for name, example in (("lease_s", "120 (the default)"), ("wait_s", "600 (the default)")):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
@@ -320,18 +319,17 @@ def parse_tokens_per_param(values: str | float | Sequence[float]) -> tuple[float
     return tuple(sorted(out))
 
 
-def check_int(value: object, name: str, low: int) -> None:
-    """Raise :class:`EinspaceError` unless ``value`` is an integer ≥ ``low`` (naming the
-    option by its Python name and its flag).
+def check_int(value: object, name: str, low: int) -> int:
+    """``value`` as an ``int`` if it is an integer ≥ ``low``, else an
+    :class:`EinspaceError` naming the option by its Python name and its flag
+    (:func:`einspace.validation.check_int` with the name ``"name (--flag)"``).
 
     Examples:
         >>> check_int(3, "workers", 1)
+        3
         >>> check_int(True, "trials", 0)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        einspace.errors.EinspaceError: trials (--trials) = True must be an integer >= 0...
+        einspace.errors.EinspaceError: trials (--trials) = True must be an integer ≥ 0; e.g. ...
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise EinspaceError(
-            f"{name} ({flag(name)}) = {value!r} must be an integer >= {low}, e.g. {max(low, 1)}"
-        )
+    return validation.check_int(value, f"{name} ({flag(name)})", low=low, example=max(low, 1))

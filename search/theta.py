@@ -676,7 +676,7 @@ def theta_job(
     """
     width = options.theta_width
     width = width if width is not None else sorted(widths)[len(widths) // 2]
-    check_int(width, "theta_width", 1)
+    width = check_int(width, "theta_width", 1)
     steps = dense_steps(width) if dense_steps is not None else int(settings.steps)
     if options.trial_budget is None:
         budget = compute_per_step(settings, _DENSE, width) * steps

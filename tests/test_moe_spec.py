@@ -59,7 +59,7 @@ def test_parse_forms_and_round_trip() -> None:
     ("text", "match"),
     [
         ("btt_moe:e=0,k=1", "e = 0 must be an integer ≥ 1"),
-        ("btt_moe:e=x", "e = 'x' must be a positive integer"),
+        ("btt_moe:e=x", "e = 'x' must be an integer ≥ 1"),
         ("btt_moe:k=2", "give the number of experts"),
         ("btt_moe:e=8,r=0.5", "parameter 'r=0.5'"),
         ("bt_moe:e=8", "did you mean 'btt_moe'"),
@@ -82,3 +82,15 @@ def test_block_spec_is_not_a_layer() -> None:
 def test_structure_apis_point_to_the_sparse_layer() -> None:
     with pytest.raises(EinspaceError, match="is a sparse spec, not a structure"):
         Structure.parse("btt_moe:e=8,k=2")
+
+
+def test_integral_float_counts_become_ints() -> None:
+    spec = MoESpec("moe", 4.0, 1.0)  # type: ignore[arg-type]
+    assert (type(spec.experts), type(spec.top_k)) == (int, int)
+    assert spec == MoESpec("moe", 4, 1)
+    with pytest.raises(EinspaceError, match="moe: k = 0 must be an integer ≥ 1"):
+        MoESpec("moe", 4, 0)
+    with pytest.raises(
+        EinspaceError, match=r"moe: e = 2\.5 must be an integer ≥ 1; e\.g\. moe: e = 8"
+    ):
+        MoESpec("moe", 2.5)  # type: ignore[arg-type]

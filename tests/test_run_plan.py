@@ -394,3 +394,13 @@ def test_theta_budget_is_dense_at_its_longest_horizon(tmp_path: Path) -> None:
     grid = 441 * 6 * DENSE16_MACS * 64 + (55 - 44) * 6 * DENSE16_MACS * 64  # trunk + branch
     assert plan.total_flops == 2 * plan.theta_budget + grid
     assert not (tmp_path / "runs.sqlite").exists()
+
+
+def test_integer_options_name_their_flags_and_become_ints() -> None:
+    options = SearchOptions(workers=2.0, theta_width=64.0)  # type: ignore[arg-type]
+    options.check()
+    assert (type(options.workers), options.workers, type(options.theta_width)) == (int, 2, int)
+    with pytest.raises(EinspaceError, match=r"^trials \(--trials\) = -1 must be an integer ≥ 0;"):
+        SearchOptions(trials=-1).check()
+    with pytest.raises(EinspaceError, match=r"threads \(--threads\) = 'x' must be an integer ≥ 0"):
+        SearchOptions(threads="x").check()  # type: ignore[arg-type]

@@ -384,8 +384,8 @@ def test_folder_path_is_refused(tmp_path: Path) -> None:
     ("row", "match"),
     [
         ({"step": 1, "compute": 1.0, "eval_los": 0.1}, "did you mean 'eval_loss'"),
-        ({"step": -1, "compute": 1.0}, "step of point 0 must be an integer >= 0"),
-        ({"step": 1.5, "compute": 1.0}, "got 1.5"),
+        ({"step": -1, "compute": 1.0}, "step of point 0 = -1 must be an integer ≥ 0"),
+        ({"step": 1.5, "compute": 1.0}, "step of point 0 = 1.5 must be an integer"),
         ({"compute": 1.0}, "needs 'step'"),
         ({"step": 1, "compute": math.inf}, "compute = inf"),
         ({"step": 1, "compute": 1.0, "train_loss": "low"}, "'low'"),
@@ -397,6 +397,17 @@ def test_bad_points_are_refused(tmp_path: Path, row: dict[str, Any], match: str)
         with pytest.raises(EinspaceError, match=match):
             store.log_points(rid, [row])
         assert len(store.points()) == 0
+
+
+def test_bad_checkpoint_keep_and_steps(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "r.sqlite") as store:
+        rid = store.claim({"width": 8}).run_id  # type: ignore[union-attr]
+        with pytest.raises(EinspaceError, match="keep = 0 must be an integer ≥ 1; the nearest"):
+            store.save_checkpoint(rid, 1, b"x", keep=0)
+        with pytest.raises(EinspaceError, match="step = -2 must be an integer ≥ 0"):
+            store.save_checkpoint(rid, -2, b"x")
+        store.save_checkpoint(rid, 3.0, b"at 3", keep=1.0)  # type: ignore[arg-type]
+        assert store.load_checkpoint(rid) == (3, b"at 3")
 
 
 def test_unknown_run_and_bad_config(tmp_path: Path) -> None:

@@ -133,7 +133,12 @@ def test_same_numbers_on_cuda(task_name: str) -> None:
 
 @pytest.mark.parametrize(
     ("step", "batch_size", "match"),
-    [(-1, 4, "step must be"), (0, 0, "batch_size must be"), (1.0, 4, "step must be")],
+    [
+        (-1, 4, "step = -1 must be an integer ≥ 0; the nearest valid value is step = 0"),
+        (0, 0, "batch_size = 0 must be an integer ≥ 1; the nearest valid value is batch_size = 1"),
+        (1.5, 4, "step = 1.5 must be an integer ≥ 0; e.g. step = 0"),
+        (1, "4", "batch_size = '4' must be an integer ≥ 1; e.g. batch_size = 64"),
+    ],
 )
 def test_bad_batch_arguments(task_name: str, step: object, batch_size: object, match: str) -> None:
     with pytest.raises(EinspaceError, match=match):
@@ -226,8 +231,10 @@ def test_registering_a_name_twice_raises() -> None:
     ("kwargs", "match"),
     [
         ({"activation": "tahn"}, "did you mean 'tanh'"),
-        ({"seed": -1}, "seed must be"),
-        ({"d_in": 0}, "d_in must be"),
+        ({"seed": -1}, "seed = -1 must be an integer ≥ 0; the nearest valid value is seed = 0"),
+        ({"d_in": 0}, "d_in = 0 must be an integer ≥ 1; the nearest valid value is d_in = 1"),
+        ({"n_eval": 1}, "n_eval = 1 must be an integer ≥ 2; the nearest valid value is n_eval = 2"),
+        ({"depth": True}, "depth = True must be an integer ≥ 1; e.g. depth = 2"),
     ],
 )
 def test_bad_mlp_regression_arguments(kwargs: dict[str, object], match: str) -> None:
@@ -304,7 +311,7 @@ def test_lm_bad_file_is_named(tmp_path: Path, content: bytes | None, match: str)
 
 
 def test_lm_bad_arguments() -> None:
-    with pytest.raises(EinspaceError, match="n_ctx must be"):
+    with pytest.raises(EinspaceError, match="n_ctx = 0 must be an integer ≥ 1"):
         TextLM(n_ctx=0)
     with pytest.raises(EinspaceError, match="eval_fraction must be"):
         TextLM(eval_fraction=0.9)
@@ -368,3 +375,11 @@ def test_cifar10_rejects_bad_and_unsafe_pickles(
         pickle.dump({b"data": os.getcwd, b"labels": []}, fh)
     with pytest.raises(EinspaceError, match="not allowed"):
         Cifar10(str(folder))
+
+
+def test_integral_float_batch_arguments_draw_the_int_batch(task_name: str) -> None:
+    task = _small(task_name)
+    x_int, y_int = task.train_batch(3, 8)
+    x_float, y_float = task.train_batch(3.0, 8.0)  # type: ignore[arg-type]
+    assert x_float.shape[0] == 8
+    assert torch.equal(x_float, x_int) and torch.equal(y_float, y_int)

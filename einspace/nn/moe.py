@@ -54,6 +54,7 @@ from einspace.nn.mup import init_factors, spectral_sigmas
 from einspace.nn.widths import flatten_input, resize_last
 from einspace.plan import ExecutionPlan, Z
 from einspace.realization import Realization
+from einspace.validation import check_int
 
 __all__ = [
     "DISPATCHES",
@@ -115,9 +116,7 @@ class BTTMoE(nn.Module):
         zero_init: bool = False,
     ) -> None:
         super().__init__()
-        for name, v in (("experts", experts), ("top_k", top_k)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise EinspaceError(f"{name} = {v!r} must be a positive integer")
+        experts, top_k = check_int(experts, "experts", example=8), check_int(top_k, "top_k")
         if top_k > experts:
             raise EinspaceError(
                 f"top_k = {top_k} exceeds experts = {experts}; a token can use at most "

@@ -22,6 +22,7 @@ from sqlalchemy import delete, exc, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from einspace.errors import EinspaceError
+from einspace.validation import check_int
 from search.store.claims import Claim, NotADatabase, RunTakenOver, new_run_row, take_run
 from search.store.engine import (
     READ_ONLY,
@@ -35,7 +36,7 @@ from search.store.identity import canonical_config, config_hash
 from search.store.migration import open_schema
 from search.store.queries import chunks, points_frame, runs_frame, summary_frame
 from search.store.schema import CHECKPOINTS, POINTS, RUNS
-from search.store.validation import check_loss, check_point, check_step
+from search.store.validation import check_loss, check_point
 
 if TYPE_CHECKING:  # pandas is imported where DataFrames are made: workers do not need it
     import pandas as pd
@@ -343,14 +344,13 @@ class RunStore:
             >>> store.load_checkpoint(rid)
             (100, b'state')
         """
-        step = check_step(step, "step")
+        step = check_int(step, "step", low=0)
         if not isinstance(blob, bytes | bytearray | memoryview):
             raise EinspaceError(
                 f"a checkpoint blob must be bytes (e.g. from torch.save into io.BytesIO); "
                 f"got {type(blob).__name__}"
             )
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise EinspaceError(f"keep must be an integer >= 1; got {keep!r}")
+        keep = check_int(keep, "keep", example=2)
         now = time.time()
         token = self._token(run_id, attempt)
         with self._write("save a checkpoint") as conn:
@@ -399,7 +399,7 @@ class RunStore:
         """
         where = [CHECKPOINTS.c.run_id == run_id]
         if step is not None:
-            where.append(CHECKPOINTS.c.step == check_step(step, "step"))
+            where.append(CHECKPOINTS.c.step == check_int(step, "step", low=0))
         with self._read("load a checkpoint") as conn:
             self._run_row(conn, run_id)
             row = conn.execute(
@@ -490,7 +490,7 @@ class RunStore:
             >>> store.points()["step"].tolist(), store.runs()["status"].tolist()
             ([0, 1, 2], ['diverged'])
         """
-        step = check_step(step, "step")
+        step = check_int(step, "step", low=0)
 
         def settle(conn: Connection, now: float) -> dict[str, Any]:
             conn.execute(delete(POINTS).where(POINTS.c.run_id == run_id, POINTS.c.step >= step))

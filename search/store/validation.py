@@ -12,26 +12,14 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 from collections.abc import Mapping
 from typing import Any
 
 from einspace.errors import EinspaceError, suggest
+from einspace.validation import check_int
 from search.store.schema import POINT_FIELDS
 
-__all__ = ["check_loss", "check_point", "check_step"]
-
-
-def check_step(step: object, what: str) -> int:
-    try:
-        if isinstance(step, bool):
-            raise TypeError
-        value = operator.index(step)  # type: ignore[arg-type]
-    except TypeError:
-        raise EinspaceError(f"{what} must be an integer >= 0; got {step!r}") from None
-    if value < 0:
-        raise EinspaceError(f"{what} must be an integer >= 0; got {value!r}")
-    return value
+__all__ = ["check_loss", "check_point"]
 
 
 def check_loss(value: object, name: str, where: str) -> float:
@@ -65,13 +53,15 @@ def check_point(row: Mapping[str, Any], index: int) -> dict[str, Any]:
     compute = check_loss(row["compute"], "compute", where)
     if compute < 0:
         raise EinspaceError(f"compute must be >= 0; got {compute!r} ({where})")
-    point: dict[str, Any] = {"step": check_step(row["step"], f"step of point {index}")}
+    point: dict[str, Any] = {"step": check_int(row["step"], f"step of point {index}", low=0)}
     point["compute"] = compute
     for key in ("train_loss", "eval_loss"):
         value = row.get(key)
         point[key] = None if value is None else check_loss(value, key, where)
     tokens = row.get("tokens")
-    point["tokens"] = None if tokens is None else check_step(tokens, f"tokens of point {index}")
+    point["tokens"] = (
+        None if tokens is None else check_int(tokens, f"tokens of point {index}", low=0)
+    )
     lr = row.get("lr")
     point["lr"] = None if lr is None else check_loss(lr, "lr", where)
     point["extra"] = _extra_json(row.get("extra"), where)

@@ -16,7 +16,7 @@ from torch import Tensor
 from einspace.errors import EinspaceError
 from einspace.nn.device import resolve_device
 from search.tasks.protocol import DeviceLike
-from search.tasks.seeding import batch_generator, check_seed
+from search.tasks.seeding import batch_generator, check_batch, check_seed
 from search.tasks.unpickle import BatchUnpickler
 
 __all__ = ["CIFAR10_FILES", "Arrays", "Cifar10"]
@@ -100,7 +100,8 @@ class Cifar10:
         device: DeviceLike = None,
     ) -> tuple[Tensor, Tensor]:
         """Standardized images ``x`` (batch_size, 3072) and labels ``y`` (batch_size,)."""
-        gen = batch_generator(self.seed, step, batch_size, generator)
+        step, batch_size = check_batch(step, batch_size)
+        gen = batch_generator(self.seed, step, generator)
         if batch_size <= self.n_train:
             idx = torch.randperm(self.n_train, generator=gen)[:batch_size]
         else:

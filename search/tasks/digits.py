@@ -13,7 +13,13 @@ from torch import Tensor
 from einspace.errors import EinspaceError
 from einspace.nn.device import resolve_device
 from search.tasks.protocol import DeviceLike
-from search.tasks.seeding import STREAM_SPLIT, batch_generator, check_seed, stream_generator
+from search.tasks.seeding import (
+    STREAM_SPLIT,
+    batch_generator,
+    check_batch,
+    check_seed,
+    stream_generator,
+)
 
 __all__ = ["Digits"]
 
@@ -97,7 +103,8 @@ class Digits:
             >>> torch.equal(task.train_batch(3, 16)[1], task.train_batch(3, 16)[1])
             True
         """
-        gen = batch_generator(self.seed, step, batch_size, generator)
+        step, batch_size = check_batch(step, batch_size)
+        gen = batch_generator(self.seed, step, generator)
         if batch_size <= self.n_train:
             idx = torch.randperm(self.n_train, generator=gen)[:batch_size]
         else:

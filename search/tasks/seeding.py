@@ -11,6 +11,7 @@ import torch
 
 from einspace.errors import EinspaceError
 from einspace.seeds import derive_seed
+from einspace.validation import check_int
 
 __all__ = [
     "STREAM_EVAL",
@@ -19,6 +20,7 @@ __all__ = [
     "STREAM_SPLIT",
     "STREAM_TRAIN",
     "batch_generator",
+    "check_batch",
     "check_seed",
     "stream_generator",
 ]
@@ -28,19 +30,18 @@ STREAM_MODEL, STREAM_TRAIN, STREAM_EVAL, STREAM_NORM, STREAM_SPLIT = range(5)
 
 
 def check_seed(seed: object) -> int:
-    """``seed`` if it is an integer >= 0, else an :class:`EinspaceError` naming it.
+    """``seed`` as an ``int`` if it is an integer ≥ 0, else an :class:`EinspaceError` naming
+    it (:func:`einspace.validation.check_int` with ``low=0``).
 
     Examples:
         >>> check_seed(3)
         3
-        >>> check_seed(-1)
+        >>> check_seed(-1)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        einspace.errors.EinspaceError: seed must be an integer >= 0; got -1
+        einspace.errors.EinspaceError: seed = -1 must be an integer ≥ 0; ...
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise EinspaceError(f"seed must be an integer >= 0; got {seed!r}")
-    return seed
+    return check_int(seed, "seed", low=0)
 
 
 def stream_generator(seed: int, stream: int, step: int = 0) -> torch.Generator:
@@ -56,26 +57,31 @@ def stream_generator(seed: int, stream: int, step: int = 0) -> torch.Generator:
     return gen
 
 
-def batch_generator(
-    seed: int, step: int, batch_size: int, generator: torch.Generator | None
-) -> torch.Generator:
-    """The generator a training batch is drawn with: ``generator`` if given (it must be on
-    the CPU), else one seeded from ``(seed, step)`` alone; ``step`` and ``batch_size``
-    are checked.
+def check_batch(step: object, batch_size: object) -> tuple[int, int]:
+    """A training batch's ``step`` (an integer ≥ 0) and ``batch_size`` (≥ 1) as ``int``-s,
+    checked by :func:`einspace.validation.check_int`.
 
     Examples:
-        >>> a, b = batch_generator(0, 5, 8, None), batch_generator(0, 5, 8, None)
-        >>> torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
-        True
-        >>> batch_generator(0, 5, 0, None)
+        >>> check_batch(5, 8.0)
+        (5, 8)
+        >>> check_batch(5, 0)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        einspace.errors.EinspaceError: batch_size must be an integer >= 1; got 0
+        einspace.errors.EinspaceError: batch_size = 0 must be an integer ≥ 1; ...
     """
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise EinspaceError(f"step must be an integer >= 0; got {step!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise EinspaceError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    return check_int(step, "step", low=0), check_int(batch_size, "batch_size", example=64)
+
+
+def batch_generator(seed: int, step: int, generator: torch.Generator | None) -> torch.Generator:
+    """The generator a training batch is drawn with: ``generator`` if given (it must be on
+    the CPU), else one seeded from ``(seed, step)`` alone (``step`` as returned by
+    :func:`check_batch`).
+
+    Examples:
+        >>> a, b = batch_generator(0, 5, None), batch_generator(0, 5, None)
+        >>> torch.equal(torch.rand(3, generator=a), torch.rand(3, generator=b))
+        True
+    """
     if generator is None:
         return stream_generator(seed, STREAM_TRAIN, step)
     if generator.device.type != "cpu":

@@ -13,12 +13,14 @@ from torch import Tensor
 
 from einspace.errors import EinspaceError, suggest
 from einspace.nn.device import resolve_device
+from einspace.validation import check_int
 from search.tasks.protocol import DeviceLike
 from search.tasks.seeding import (
     STREAM_EVAL,
     STREAM_MODEL,
     STREAM_NORM,
     batch_generator,
+    check_batch,
     check_seed,
     stream_generator,
 )
@@ -74,11 +76,8 @@ class MLPRegression:
         n_eval: int = 4096,
         seed: int = 0,
     ) -> None:
-        for arg, value in (("d_in", d_in), ("hidden", hidden), ("depth", depth)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise EinspaceError(f"{arg} must be an integer >= 1; got {value!r}")
-        if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 2:
-            raise EinspaceError(f"n_eval must be an integer >= 2; got {n_eval!r}")
+        d_in, hidden = check_int(d_in, "d_in", example=8), check_int(hidden, "hidden", example=64)
+        depth, n_eval = check_int(depth, "depth", example=2), check_int(n_eval, "n_eval", low=2)
         if activation not in ACTIVATIONS:
             raise EinspaceError(
                 f"unknown teacher activation {activation!r}; "
@@ -149,7 +148,8 @@ class MLPRegression:
             >>> torch.equal(task.train_batch(1, 8)[1], task.train_batch(2, 8)[1])
             False
         """
-        gen = batch_generator(self.seed, step, batch_size, generator)
+        step, batch_size = check_batch(step, batch_size)
+        gen = batch_generator(self.seed, step, generator)
         x = self._inputs(batch_size, gen)
         dev = resolve_device(device)
         return x.to(dev), self._teacher(x).to(dev)

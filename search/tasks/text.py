@@ -12,9 +12,10 @@ from torch import Tensor
 
 from einspace.errors import EinspaceError
 from einspace.nn.device import resolve_device
+from einspace.validation import check_int
 from search.tasks.corpus import LM_CORPUS, corpus_bytes
 from search.tasks.protocol import DeviceLike
-from search.tasks.seeding import batch_generator, check_seed
+from search.tasks.seeding import batch_generator, check_batch, check_seed
 
 __all__ = ["TextLM"]
 
@@ -67,9 +68,8 @@ class TextLM:
         n_eval: int = 64,
         seed: int = 0,
     ) -> None:
-        for arg, value in (("n_ctx", n_ctx), ("n_eval", n_eval)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise EinspaceError(f"{arg} must be an integer >= 1; got {value!r}")
+        n_ctx = check_int(n_ctx, "n_ctx", example=64)
+        n_eval = check_int(n_eval, "n_eval", example=64)
         if isinstance(eval_fraction, bool) or not (
             isinstance(eval_fraction, int | float) and 0 < eval_fraction <= 0.5
         ):
@@ -120,7 +120,8 @@ class TextLM:
         device: DeviceLike = None,
     ) -> tuple[Tensor, Tensor]:
         """Inputs ``x`` and targets ``y``, both (batch_size, n_ctx) int64 byte values."""
-        gen = batch_generator(self.seed, step, batch_size, generator)
+        step, batch_size = check_batch(step, batch_size)
+        gen = batch_generator(self.seed, step, generator)
         high = len(self._train_bytes) - self.n_ctx  # starts 0 … high - 1
         starts = torch.randint(high, (batch_size, 1), generator=gen)
         w = self._train_bytes[starts + torch.arange(self.n_ctx + 1)].long()  # (B, n_ctx + 1)
