@@ -18,11 +18,12 @@ cannot (analysis.scaling.fit_table, printed by einspace.cli.output.print_fits).
 Nothing here is tuned toward the expected answer: the grid, horizons, widths and seeds are
 fixed up front (the two presets below) and printed.
 
-Presets (core-minutes measured on an idle core at about 2.8 GFLOP/s; see docs/experiments.md):
+Presets (minutes estimated from the planned FLOPs at the 2.8 GFLOP/s one thread reached on
+the MLP proxy; not yet measured on an idle machine; see docs/experiments.md):
 - default: widths 16, 32, 64; tokens per parameter 5, 10, 20, 40; 2 seeds; 5-point LR grid;
   2 layers (2.15e13 FLOPs planned: about 60 minutes on 2 idle cores).
 - ``--quick``: widths 16, 32, 48; tokens per parameter 10, 20, 30; 2 seeds; 3-point LR grid;
-  1 layer (4.1e12 FLOPs planned: about 10 minutes on 2 idle cores).
+  1 layer (4.1e12 FLOPs planned: about 10 to 12 minutes on 2 idle cores).
 
 Run: ``python benchmarks/paper_ordering.py [--quick] [--store runs.sqlite] [--dry-run]``
 (the runs go to a fresh SQLite store under /tmp unless ``--store`` is given; re-running with

@@ -42,8 +42,8 @@ DEMO_STRUCTURES: Final = ("dense", "btt", "monarch", "low_rank", "kronecker")
 """The named structures of the demo (BTT at rank d^0.25, low rank at d^0.5)."""
 
 DEMO_WIDTHS: Final = (16, 32, 64)
-"""Three octaves of width at which the named structures realize exactly (64 is the largest
-whose compute-optimal horizons fit the demo's minute)."""
+"""Three octaves of width at which the named structures realize exactly (at 64 the demo's
+compute-optimal horizons already take a few CPU minutes, see docs/experiments.md)."""
 
 DEMO_TOKENS_PER_PARAM: Final = (5.0, 10.0, 20.0, 40.0)
 """The demo's horizons (tokens per trained parameter): the search's default, bracketing
@@ -232,10 +232,11 @@ def demo_command(
     rank, Kronecker and θ-space trials on the MLP-regression task with the compute-optimal
     protocol (each structure's learning rate tuned at the smallest width; at widths 16, 32
     and 64 a wsd trunk to 40 tokens per parameter with cooldown branches at 5, 10 and 20),
-    then the fits, their verdicts and what this budget could not separate (about a minute
-    of CPU on 2 idle cores). --task lm runs the transformer proxy on English text instead
-    (one layer, widths 16, 32, 48, 1 to 4 tokens per parameter: undertrained). Several seeds
-    are pooled in the fits and resampled in the intervals. Re-running resumes or skips
+    then the fits, their verdicts and what this budget could not separate (about 5
+    core-minutes: 2 to 3 minutes on 2 idle cores). --task lm runs the transformer proxy on
+    English text instead (one layer, widths 16, 32, 48, 1 to 4 tokens per parameter:
+    undertrained). Several seeds are pooled in the fits and resampled in the intervals.
+    Re-running resumes or skips
     finished runs."""
     from rich.console import Console
 
