@@ -299,8 +299,9 @@ def envelope_table(
 ) -> pd.DataFrame:
     """The envelope law per group of a long-format table of points, with multipliers.
 
-    **Points.** With a boolean ``final`` column only the finished schedules are fitted;
-    without one, the power-law part of each curve (:func:`power_law_points`: no untrained
+    **Points.** Where a ``final`` column says which points end a finished schedule, only
+    those are fitted; elsewhere (no such column, or ``<NA>`` for runs logged without a
+    schedule) the power-law part of each curve (:func:`power_law_points`: no untrained
     start, no warmup). ``n_used`` and ``n_left_out`` count the points kept and dropped.
     Each group is then fitted with :func:`~analysis.laws.fit_power_law`.
 
@@ -339,12 +340,13 @@ def envelope_table(
         (3.0518, 3.0518)
     """
     chosen = check_form(form)
-    if final in points.columns:
-        used = points[final].fillna(False).astype(bool) & (points[compute] != 0)
-    else:
-        used = power_law_points(
-            points, compute=compute, run=run, step=step, lr=lr, warmup_fraction=warmup_fraction
-        )
+    used = power_law_points(
+        points, compute=compute, run=run, step=step, lr=lr, warmup_fraction=warmup_fraction
+    )
+    if final in points.columns:  # finished schedules only, where the points say which
+        known = points[final].notna()
+        finished = points[final].fillna(False).astype(bool) & (points[compute] != 0)
+        used = used.where(~known, finished)
     left_out = (~used).groupby(points[group]).sum()
     groups, fits = _fit_groups(points[used], group, compute, loss, run, width, chosen, use_frontier)
     for key in left_out.index:  # every point of the group was warmup or untrained

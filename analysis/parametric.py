@@ -463,7 +463,7 @@ def _wider_flops(runs: FinishedRuns) -> float:
     except (TypeError, ValueError):
         return math.nan
     levels = np.unique(widths)
-    if levels.size < 2:
+    if levels.size < 2 or not ((runs.params > 0) & (runs.macs > 0)).all():
         return math.nan
     top = widths == levels[-1]
     n_by_w = [float(np.mean(runs.params[widths == w])) for w in levels]

@@ -150,6 +150,9 @@ def fit_table(
     if law not in LAWS:
         raise EinspaceError(f"unknown law {law!r}; {suggest(str(law), LAWS)}")
     has_nd = params in points.columns and tokens in points.columns
+    if has_nd and law == "auto":  # an older store's runs have the columns but no values
+        known = points[params].notna() & points[tokens].notna()
+        has_nd = bool(known.any())
     if law == "parametric" and not has_nd:
         raise EinspaceError(
             f"law='parametric' needs the columns {params!r} and {tokens!r} (N and D of each "
@@ -186,7 +189,10 @@ def _fit(
     if law == "envelope" or not has_nd:
         table = envelope.assign(law="envelope", multiplier_envelope=envelope["multiplier"])
         if law == "auto":
-            extra = f"no {args['params']!r}/{args['tokens']!r} columns: the envelope law is fitted"
+            extra = (
+                f"no {args['params']!r}/{args['tokens']!r} columns (or no values in them: runs "
+                f"logged without N and D, e.g. by an older einspace): the envelope law is fitted"
+            )
             table["note"] = [_join(n, extra) for n in table["note"]]
         return _with_verdicts(table, group, dense)
     return _parametric(points, envelope, group, dense, args)

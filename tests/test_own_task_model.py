@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from torch import nn
@@ -445,19 +446,26 @@ def test_coord_check_command_writes_png_and_csv(task: str, tmp_path: Path) -> No
 
 
 def test_demo_runs_on_the_lm_task(tmp_path: Path) -> None:
-    from einspace.cli.search import DEMO_STRUCTURES, run_demo
+    """The demo's protocol at tiny horizons: per structure and seed a wsd trunk at each
+    width and a cooldown branch (from its trunk) at the shorter horizon."""
+    from einspace.cli.search import DEMO_STRUCTURES, DEMO_TASKS, run_demo
 
+    quiet: Any = _quiet()
     result = run_demo(
         tmp_path / "demo",
         workers=1,
         progress=False,
-        console=_quiet(),  # type: ignore[arg-type]
+        console=quiet,
         task="lm",
-        steps=2,
+        tokens_per_param=(0.02, 0.04),
         trials=0,
         seeds=[0, 1],
         lr_grid=1,
     )
+    widths = set(DEMO_TASKS["lm"]["widths"])
     assert set(result.runs["status"]) == {"finished"}
-    assert len(result.runs) == len(DEMO_STRUCTURES) * 3 * 2  # structures × widths × seeds
-    assert set(result.runs["width"]) == {32, 64, 128}
+    assert set(result.runs["width"]) == widths == {16, 32, 48}
+    assert set(result.runs["tokens_per_param"]) == {0.02, 0.04}
+    # structures × widths × seeds × 2 horizons (a horizon that rounds to the trunk's steps
+    # at a small width is the trunk itself, so at most that many)
+    assert len(DEMO_STRUCTURES) * 3 * 2 < len(result.runs) <= len(DEMO_STRUCTURES) * 3 * 2 * 2

@@ -223,10 +223,11 @@ def test_a_models_point_extra_is_logged_with_each_point(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "runs.sqlite")
     kwargs = {"steps": 2, "eval_every": 1, **TINY}
     run = proxy_run("dense", width=8, store=store, model=_counting, **kwargs)  # type: ignore[arg-type]
-    # 1 call measures its FLOPs (it has no macs()); step 0 adds the eval and the first
-    # batch's loss at init; each step one training forward and one eval
+    # extra is read right after each evaluation: 1 call measures its FLOPs (it has no
+    # macs()) and step 0's eval is the 2nd; the first batch's loss at init is the 3rd, then
+    # each step adds one training forward and one eval
     assert [p.extra for p in run.points] == [
-        {"forward_calls": 3.0},
+        {"forward_calls": 2.0},
         {"forward_calls": 5.0},
         {"forward_calls": 7.0},
     ]

@@ -136,11 +136,13 @@ def _task_figures(pts: pd.DataFrame, laws: pd.DataFrame) -> list[Block]:
     taken: set[str] = set()
     blocks: list[Block] = []
     tasks = sorted(pts["task"].fillna("(no task)").unique()) if len(pts) else []
-    parametric = all(c in pts.columns for c in PARAMETRIC_POINT_COLUMNS)
+    has_columns = all(c in pts.columns for c in PARAMETRIC_POINT_COLUMNS)
     for task in tasks:
         group = pts[pts["task"].fillna("(no task)") == task]
         stem = file_name(str(task), taken)
-        if not parametric:
+        task_laws = laws[laws["task"] == task]
+        fitted = "law" in task_laws.columns and bool((task_laws["law"] == "parametric").any())
+        if not (has_columns and fitted):  # the envelope law was fitted (no N and D logged)
             blocks.append(
                 Figure(
                     f"curves-{stem}",

@@ -28,15 +28,32 @@ if TYPE_CHECKING:
 
     from search.driver import SearchResult
 
-__all__ = ["DEMO_STRUCTURES", "DEMO_WIDTHS", "demo_command", "search_command"]
+__all__ = [
+    "DEMO_STRUCTURES",
+    "DEMO_TASKS",
+    "DEMO_WIDTHS",
+    "demo_budget_note",
+    "demo_command",
+    "run_demo",
+    "search_command",
+]
 
 DEMO_STRUCTURES: Final = ("dense", "btt", "monarch", "low_rank", "kronecker")
 """The named structures of the demo (BTT at rank d^0.25, low rank at d^0.5)."""
 
-DEMO_WIDTHS: Final = (16, 64, 256)
-"""Powers of 4: squares, so Kronecker, Monarch and BTT realize exactly."""
+DEMO_WIDTHS: Final = (16, 32, 64)
+"""Three octaves of width at which the named structures realize exactly (at 64 the demo's
+compute-optimal horizons already take a few CPU minutes, see docs/experiments.md)."""
 
-DEMO_STEPS: Final = 1000
+DEMO_TOKENS_PER_PARAM: Final = (5.0, 10.0, 20.0)
+"""The demo's horizons (tokens per trained parameter): one wsd trunk to Chinchilla's 20 with
+cooldown branches at 5 and 10 (the search's default adds 40; here it would double the
+demo's cost, most of it at width 64)."""
+
+DEMO_SEEDS: Final = "0,1"
+"""Two seeds: the bootstrap resamples whole runs within each width, so with one seed per
+width the interval could not show the seed-to-seed spread."""
+
 DEMO_TRIALS: Final = 3
 DEMO_LR_GRID: Final = 3
 """Learning rates tuned per structure at the smallest width: lr/10, lr, 10·lr (extended by a
@@ -45,16 +62,19 @@ step when the best is at an edge)."""
 DEMO_TASKS: Final[dict[str, dict[str, Any]]] = {
     "mlp_regression": {
         "widths": DEMO_WIDTHS,
-        "steps": DEMO_STEPS,
+        "tokens_per_param": DEMO_TOKENS_PER_PARAM,
         "settings": {"mode": "exact"},
     },
     "lm": {
-        "widths": (32, 64, 128),
-        "steps": 200,
-        "settings": {"mode": "auto", "batch_size": 16, "lr": 1e-2},
+        "widths": (16, 32, 48),
+        "tokens_per_param": (1.0, 2.0, 4.0),
+        "settings": {"mode": "auto", "batch_size": 16, "lr": 1e-2, "n_layer": 1},
     },
 }
-"""Per demo task: widths, steps and the other run settings."""
+"""Per demo task: widths, horizons (tokens per parameter; wsd trunk and cooldown branches)
+and the other run settings. The LM task's horizons are far below Chinchilla's 20 tokens per
+parameter (its compute-optimal horizons take about an hour, see
+``benchmarks/paper_ordering.py``): its fits describe undertrained models."""
 
 
 def _fail(console: Console, err: EinspaceError) -> typer.Exit:
@@ -207,14 +227,18 @@ def demo_command(
     task: Annotated[
         str, typer.Option(help="mlp_regression (fast) or lm (the transformer proxy on text).")
     ] = "mlp_regression",
-    seeds: Annotated[str, typer.Option(help="Seeds per run, comma-separated.")] = "0",
+    seeds: Annotated[str, typer.Option(help="Seeds per run, comma-separated.")] = DEMO_SEEDS,
 ) -> None:
-    """Run the default search end to end (about a minute on 2 CPU cores) and write the
-    report: dense, BTT, Monarch, low rank, Kronecker and θ-space trials at widths 16, 64
-    and 256 on the MLP-regression task, each structure's learning rate tuned first at the
-    smallest width. --task lm runs the transformer proxy on English text instead (widths
-    32, 64, 128). Several seeds are pooled in the fits and resampled in the intervals.
-    Re-running resumes or skips finished runs."""
+    """Run the default search end to end and write the report: dense, BTT, Monarch, low
+    rank, Kronecker and θ-space trials on the MLP-regression task with the compute-optimal
+    protocol (each structure's learning rate tuned at the smallest width; at widths 16, 32
+    and 64 a wsd trunk to 40 tokens per parameter with cooldown branches at 5, 10 and 20),
+    then the fits, their verdicts and what this budget could not separate (about 5
+    core-minutes: 2 to 3 minutes on 2 idle cores). --task lm runs the transformer proxy on
+    English text instead (one layer, widths 16, 32, 48, 1 to 4 tokens per parameter:
+    undertrained). Several seeds are pooled in the fits and resampled in the intervals.
+    Re-running resumes or skips
+    finished runs."""
     from rich.console import Console
 
     from search.settings import parse_seeds
@@ -236,11 +260,47 @@ def demo_command(
     except EinspaceError as err:
         raise _fail(console, err) from None
     print_lrs(console, result)
-    print_fits(console, fit_search(result), result.sweep)
+    fits = fit_search(result)
+    print_fits(console, fits, result.sweep)
     if result.interrupted:
         raise typer.Exit(130)
+    console.print(demo_budget_note(fits, task), highlight=False)
     _demo_report(out, console, max(DEMO_TASKS[task]["widths"]))
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
+
+
+def demo_budget_note(fits: Any, task: str) -> str:
+    """One plain sentence on what the demo's budget separated, from the fits' verdicts.
+
+    Examples:
+        >>> import pandas as pd
+        >>> fits = pd.DataFrame({"structure": ["dense", "btt", "kronecker"],
+        ...     "verdict": ["baseline", "ahead of dense", "not separable at this budget"]})
+        >>> print(demo_budget_note(fits, "mlp_regression"))  # doctest: +NORMALIZE_WHITESPACE
+        This budget (widths 16–64, tokens per parameter 5–40) separates 1 of 2 structures
+        from dense (btt); kronecker: not at this budget (see what would separate it above).
+        A toy regression task: its ordering says nothing about language models (see
+        benchmarks/paper_ordering.py).
+    """
+    plan = DEMO_TASKS[task]
+    widths, tpp = plan["widths"], plan["tokens_per_param"]
+    rows = fits[fits["structure"] != "dense"] if "verdict" in fits else fits.iloc[0:0]
+    pairs = zip(rows["structure"], rows["verdict"], strict=True)
+    decided = [str(r) for r, v in pairs if "dense" in str(v)]
+    open_ = [str(r) for r in rows["structure"] if str(r) not in decided]
+    text = (
+        f"This budget (widths {min(widths)}–{max(widths)}, tokens per parameter "
+        f"{min(tpp):g}–{max(tpp):g}) separates {len(decided)} of {len(rows)} structures from "
+        f"dense" + (f" ({', '.join(decided)})" if decided else "")
+    )
+    if open_:
+        text += f"; {', '.join(open_)}: not at this budget (see what would separate it above)"
+    if task == "lm":
+        return text + ". Horizons far below 20 tokens per parameter: undertrained models."
+    return (
+        text + ". A toy regression task: its ordering says nothing about language models "
+        "(see benchmarks/paper_ordering.py)."
+    )
 
 
 def _demo_space(console: Console, width: int) -> None:
@@ -288,7 +348,7 @@ def run_demo(
     workers: int = 2,
     progress: bool = True,
     console: Console | None = None,
-    steps: int | None = None,
+    tokens_per_param: tuple[float, ...] | None = None,
     trials: int = DEMO_TRIALS,
     task: str = "mlp_regression",
     seeds: list[int] | None = None,
@@ -296,9 +356,12 @@ def run_demo(
 ) -> SearchResult:
     """The demo's search (without the report); its store is ``out/runs.sqlite``.
 
-    MLP task: exact realization mode (at the demo widths the named structures realize the
-    same in both modes, and θ points realize far more often than with rounding). LM task:
-    ``auto`` sizes, fewer steps and smaller widths (:data:`DEMO_TASKS`).
+    Compute-optimal protocol: each structure's learning rate tuned at the smallest width,
+    then per (structure, width, seed) a wsd trunk to the longest horizon of
+    ``tokens_per_param`` (default: the task's, :data:`DEMO_TASKS`) and a cooldown branch at
+    each shorter one. MLP task: exact realization mode (at the demo widths the named
+    structures realize the same in both modes, and θ points realize far more often than
+    with rounding). LM task: ``auto`` sizes, one layer, smaller widths and short horizons.
     """
     from search.driver import RunSettings, run_search
 
@@ -307,23 +370,22 @@ def run_demo(
         raise EinspaceError(f"--out {str(out)!r} is a file; expected a folder (new or a demo's)")
     out.mkdir(parents=True, exist_ok=True)
     plan = DEMO_TASKS[task]
-    n_steps = int(plan["steps"]) if steps is None else steps
-    settings = RunSettings(
-        task=task, steps=n_steps, eval_every=max(1, n_steps // 20), **plan["settings"]
-    )
+    horizons = tuple(plan["tokens_per_param"]) if tokens_per_param is None else tokens_per_param
+    settings = RunSettings(task=task, schedule="wsd", eval_every=10, **plan["settings"])
     widths = list(plan["widths"])
     return run_search(
         list(DEMO_STRUCTURES),
         widths,
-        seeds or [0],
+        seeds or [0, 1],
         settings=settings,
         store=out / "runs.sqlite",
         sweep="demo",
         workers=workers,
         trials=trials,
-        promote=trials,
+        promote=min(trials, 1),
         theta_width=widths[1],
         progress=progress,
         console=console,
         lr_grid=lr_grid,
+        tokens_per_param=horizons,
     )

@@ -48,7 +48,9 @@ def points_frame(
     """Logged points joined with their run's labels, status and size, by run and step, with
     the run's ``parent`` (its config's, for a cooldown branch) and ``final``: whether the
     point ends a finished run whose schedule completed (its step is the config's ``steps``,
-    where the config has one; a run stopped early by pruning has no final point)."""
+    where the config has one; a run stopped early by pruning has no final point). ``final``
+    is unknown (``<NA>``) for runs whose config has no ``schedule`` (logged by an older
+    einspace, or by hand): their points are not known to end a schedule or not."""
     import pandas as pd
 
     from_runs = (
@@ -94,7 +96,9 @@ def points_frame(
     last = frame.groupby("run_id")["step"].transform("max")
     horizon = [_steps(configs[rid], step) for rid, step in zip(frame["run_id"], last, strict=True)]
     ends = (frame["step"] == last) & (frame["step"] == pd.Series(horizon, index=frame.index))
-    frame["final"] = (ends & (frame["status"] == "finished")).fillna(False).astype(bool)
+    final = (ends & (frame["status"] == "finished")).fillna(False).astype("boolean")
+    scheduled = pd.Series(["schedule" in configs[rid] for rid in frame["run_id"]], frame.index)
+    frame["final"] = final.where(scheduled, pd.NA)  # unknown for runs logged without a schedule
     return frame[list(POINT_COLUMNS)]
 
 
