@@ -98,7 +98,7 @@ def points_frame(
     ends = (frame["step"] == last) & (frame["step"] == pd.Series(horizon, index=frame.index))
     final = (ends & (frame["status"] == "finished")).fillna(False).astype("boolean")
     scheduled = pd.Series(["schedule" in configs[rid] for rid in frame["run_id"]], frame.index)
-    frame["final"] = final.where(scheduled, pd.NA)  # unknown for runs logged without a schedule
+    frame["final"] = final.where(scheduled)  # <NA>: unknown for runs logged without a schedule
     return frame[list(POINT_COLUMNS)]
 
 
