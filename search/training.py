@@ -43,11 +43,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from einspace.nn import param_groups
+from einspace.seeds import derive_seed
 from search.checkpoint import checkpoint_bytes
 from search.models import build_model
 from search.run_result import CurvePoint
@@ -109,7 +109,7 @@ class TrainingHook(Protocol):
 def seeded_model(config: ProxyConfig, task: Task) -> nn.Module:
     """The model of ``config``, built on CPU from its seed without touching global RNG."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed_from(config.seed, _STREAM_INIT))
+        torch.manual_seed(derive_seed(config.seed, _STREAM_INIT))
         return build_model(config, task)
 
 
@@ -135,7 +135,7 @@ def train_batch(
 ) -> tuple[Tensor, Tensor]:
     """The training batch of ``step``: drawn from a generator seeded by ``(seed, step)``."""
     gen = torch.Generator(device="cpu")
-    gen.manual_seed(_seed_from(config.seed, _STREAM_BATCH, step))
+    gen.manual_seed(derive_seed(config.seed, _STREAM_BATCH, step))
     return task.train_batch(step, config.batch_size, generator=gen, device=device)
 
 
@@ -316,8 +316,3 @@ def _measure(
     lr = config.lr * config.lr_factor(max(step - 1, 0))
     train = None if math.isnan(train_loss) else train_loss
     return CurvePoint(step, 0.0, train, eval_loss, 0, lr, dict(extra) if extra else None)
-
-
-def _seed_from(*words: int) -> int:
-    state = np.random.SeedSequence(list(words)).generate_state(1, dtype=np.uint64)
-    return int(state[0] & 0x7FFF_FFFF_FFFF_FFFF)
