@@ -71,13 +71,16 @@ from einspace.errors import EinspaceError, suggest
 from einspace.moe import MoESpec, parse_spec
 from einspace.nn import BTTMoE, EinsumLinear, param_groups
 from einspace.nn.moe import RoutedLayer, aux_loss, routed_layers, routing_stats, top_k_route
-from einspace.proxy_realization import padding_record, proxy_realization
+from einspace.proxy_realization import (
+    DEFAULT_LAYER_SIZING,
+    LayerSizing,
+    padding_record,
+    proxy_realization,
+)
 from einspace.realization import Realization
 from einspace.structure import Structure
 
 __all__ = ["GPT", "GPTConfig", "MoEMLP", "build_gpt"]
-
-SizeMode = Literal["auto", "round", "exact"]
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class GPTConfig:
     vocab_size: int = 256
     tied: bool = False
     base_width: int | None = None
-    mode: SizeMode = "auto"
+    mode: LayerSizing = DEFAULT_LAYER_SIZING
     pad_tol: float = 0.15
     zero_init: bool = True
     aux_weight: float = 0.01

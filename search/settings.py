@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from einspace.errors import EinspaceError, suggest
 from einspace.moe import MOE_KINDS, MoESpec, is_moe_spec, parse_spec
+from einspace.proxy_realization import DEFAULT_LAYER_SIZING, LayerSizing
 from einspace.structure import Structure
 from search.schedules import Schedule
-from search.space import Mode
 
 if TYPE_CHECKING:
     from search.tasks import Task
@@ -236,8 +236,8 @@ class RunSettings:
     eval_every: int = field(default=25, metadata=_help("Steps between logged points."))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW's decoupled weight decay."))
     base_width: int = field(default=64, metadata=_help("Width at which --lr applies unscaled."))
-    mode: Mode = field(
-        default="auto",
+    mode: LayerSizing = field(
+        default=DEFAULT_LAYER_SIZING,
         metadata=_help(
             "Layer sizes: 'auto' (exact, most balanced, where the width factors; else round), "
             "'round' (pad) or 'exact'."

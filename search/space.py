@@ -47,8 +47,7 @@ from typing import Final, cast
 import numpy as np
 
 from einspace.errors import EinspaceError
-from einspace.proxy_realization import DEFAULT_LAYER_SIZING, proxy_realization
-from einspace.proxy_realization import LayerSizing as Mode
+from einspace.proxy_realization import DEFAULT_LAYER_SIZING, LayerSizing, proxy_realization
 from einspace.sizing import SizingMode
 from einspace.structure import Structure
 from einspace.validation import check_int
@@ -76,7 +75,7 @@ RESOLUTION: Final = 0.05
 """Default grid the exponents are rounded to."""
 
 
-def _realize(structure: Structure, width: int, mode: Mode, pad_tol: float) -> object:
+def _realize(structure: Structure, width: int, mode: LayerSizing, pad_tol: float) -> object:
     if mode == "auto":
         return proxy_realization(structure, width, width, pad_tol=pad_tol)
     return structure.realize(width, width, mode=cast(SizingMode, mode), pad_tol=pad_tol)
@@ -204,7 +203,7 @@ def theta_point(
     raw: Sequence[float],
     *,
     widths: Iterable[int] = (),
-    mode: Mode = DEFAULT_LAYER_SIZING,
+    mode: LayerSizing = DEFAULT_LAYER_SIZING,
     pad_tol: float = 0.15,
     snap: float = SNAP,
     resolution: float = RESOLUTION,
@@ -270,7 +269,7 @@ def sample_points(
     *,
     seed: int = 0,
     widths: Iterable[int] = (),
-    mode: Mode = DEFAULT_LAYER_SIZING,
+    mode: LayerSizing = DEFAULT_LAYER_SIZING,
     pad_tol: float = 0.15,
     snap: float = SNAP,
     resolution: float = RESOLUTION,
@@ -324,7 +323,7 @@ def sample_points(
 # --------------------------------------------------------------------------- widths
 
 
-def _realizes(structure: Structure, width: int, mode: Mode, pad_tol: float) -> bool:
+def _realizes(structure: Structure, width: int, mode: LayerSizing, pad_tol: float) -> bool:
     try:
         _realize(structure, width, mode, pad_tol)
     except EinspaceError:
@@ -336,7 +335,7 @@ def nearest_width(
     structure: Structure,
     width: int,
     *,
-    mode: Mode = DEFAULT_LAYER_SIZING,
+    mode: LayerSizing = DEFAULT_LAYER_SIZING,
     pad_tol: float = 0.15,
     search: int = 256,
 ) -> int | None:
@@ -360,7 +359,7 @@ def check_widths(
     structures: Mapping[str, Structure] | Iterable[Structure],
     widths: Iterable[int],
     *,
-    mode: Mode = DEFAULT_LAYER_SIZING,
+    mode: LayerSizing = DEFAULT_LAYER_SIZING,
     pad_tol: float = 0.15,
 ) -> None:
     """Raise unless every structure realizes at every width (square layers).
@@ -402,7 +401,7 @@ def check_widths(
                 ) from None
 
 
-def _other_mode_hint(structure: Structure, width: int, mode: Mode) -> str:
+def _other_mode_hint(structure: Structure, width: int, mode: LayerSizing) -> str:
     """``"; or pass mode='exact'"`` where exact mode realizes a width round mode refused
     (an exact-mode refusal already names round mode), else empty."""
     if mode == "exact":

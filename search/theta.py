@@ -23,7 +23,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 from einspace.errors import EinspaceError
 from einspace.seeds import derive_seed
@@ -32,7 +32,7 @@ from search.budget import parse_compute_flops
 from search.options import MAX_COMPUTE_RATIO, SearchOptions, check_int
 from search.proxy_config import compute_per_step, make_config
 from search.settings import RunSettings
-from search.space import PARAM_NAMES, Mode, snap_theta, theta_point
+from search.space import PARAM_NAMES, snap_theta, theta_point
 from search.workers import Emit, processes, pump, raise_crashes, set_threads, torch_threads
 
 if TYPE_CHECKING:
@@ -350,7 +350,7 @@ def _objective(job: ThetaJob, store: RunStore, wid: int, emit: Emit) -> Callable
         point = theta_point(
             raw,
             widths=widths,
-            mode=cast(Mode, job.settings.mode),
+            mode=job.settings.mode,
             pad_tol=job.settings.pad_tol,
         )
         trial.set_user_attr("theta", point.spec)
