@@ -79,6 +79,7 @@ from einspace.proxy_realization import (
 )
 from einspace.realization import Realization
 from einspace.structure import Structure
+from einspace.validation import check_int
 
 __all__ = ["GPT", "GPTConfig", "MoEMLP", "build_gpt"]
 
@@ -135,21 +136,15 @@ class GPTConfig:
         if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0:
             raise EinspaceError(f"aux_weight = {w!r} must be a number >= 0, e.g. 0.01")
         for name in ("d_model", "n_layer", "d_head", "n_ctx", "vocab_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise EinspaceError(f"{name} = {value!r} must be an integer >= 1")
+            object.__setattr__(self, name, check_int(getattr(self, name), name))
         if self.d_model % self.d_head:
             near = max(self.d_head, round(self.d_model / self.d_head) * self.d_head)
             raise EinspaceError(
                 f"d_model = {self.d_model} is not a multiple of d_head = {self.d_head}; "
                 f"use d_model = {near} or another d_head"
             )
-        if self.base_width is not None and (
-            isinstance(self.base_width, bool)
-            or not isinstance(self.base_width, int)
-            or self.base_width < 1
-        ):
-            raise EinspaceError(f"base_width = {self.base_width!r} must be an integer >= 1")
+        if self.base_width is not None:
+            object.__setattr__(self, "base_width", check_int(self.base_width, "base_width"))
         if self.mode not in ("auto", "round", "exact"):
             raise EinspaceError(
                 f"mode = {self.mode!r}; {suggest(str(self.mode), ['auto', 'round', 'exact'])}"

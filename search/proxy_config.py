@@ -27,12 +27,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final
 
-import numpy as np
-
 from einspace.errors import EinspaceError, suggest
 from einspace.moe import MoESpec
 from einspace.proxy_realization import padding_record
 from einspace.realization import Realization
+from einspace.validation import check_int
 from search.compute import step_flops
 from search.schedules import SCHEDULES, decay_start, lr_factor, warmup_steps_of
 from search.settings import Candidate, RunSettings, parse_candidate
@@ -112,8 +111,9 @@ class ProxyConfig(RunSettings):
     def __post_init__(self) -> None:
         object.__setattr__(self, "structure", str(parse_candidate(self.structure)))
         for name in _POSITIVE_INTS:
-            positive_int(getattr(self, name), name, allow_zero=name == "depth")
-        positive_int(self.seed, "seed", allow_zero=True)
+            value = positive_int(getattr(self, name), name, allow_zero=name == "depth")
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "seed", positive_int(self.seed, "seed", allow_zero=True))
         for name in _NON_NEGATIVE_NUMBERS:
             object.__setattr__(self, name, _non_negative(getattr(self, name), name))
         if self.mode not in ("auto", "round", "exact"):
@@ -287,7 +287,7 @@ def check_settings(settings: RunSettings) -> None:
         >>> check_settings(RunSettings(steps=0))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        einspace.errors.EinspaceError: steps = 0 must be an integer >= 1; ...
+        einspace.errors.EinspaceError: steps = 0 must be an integer ≥ 1; ...
     """
     settings.make_task()
     make_config(settings, "dense", 16)  # validates every number
@@ -318,13 +318,9 @@ def positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
         >>> positive_int(0, "steps")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        einspace.errors.EinspaceError: steps = 0 must be an integer >= 1; the nearest valid ...
+        einspace.errors.EinspaceError: steps = 0 must be an integer ≥ 1; the nearest valid ...
     """
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        nearest = f"; the nearest valid value is {low}" if isinstance(value, int) else ""
-        raise EinspaceError(f"{name} = {value!r} must be an integer >= {low}{nearest}")
-    return int(value)
+    return check_int(value, name, low=0 if allow_zero else 1)
 
 
 def _non_negative(value: object, name: str) -> float:

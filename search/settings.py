@@ -20,6 +20,7 @@ from einspace.errors import EinspaceError, suggest
 from einspace.moe import MOE_KINDS, MoESpec, is_moe_spec, parse_spec
 from einspace.proxy_realization import DEFAULT_LAYER_SIZING, LayerSizing
 from einspace.structure import Structure
+from einspace.validation import check_int
 from search.schedules import Schedule
 
 if TYPE_CHECKING:
@@ -53,9 +54,8 @@ def _parse_ints(values: str | Iterable[int], what: str, low: int, example: str) 
         try:
             value = int(item) if isinstance(item, str) else item
         except ValueError:
-            value = None
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise EinspaceError(f"{what} {item!r} must be an integer >= {low}, e.g. {example}")
+            value = item
+        value = check_int(value, what, low=low, example=int(example.split(",")[0]))
         if value not in out:
             out.append(value)
     if not out:
@@ -317,8 +317,3 @@ def _task(name: str, kwargs_json: str, task_repr: str | None, stamp: object) -> 
     from search.models import resolve_task
 
     return resolve_task(name, json.loads(kwargs_json), task_repr)
-
-
-def _check_int(value: object, name: str, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise EinspaceError(f"{name} = {value!r} must be an integer >= {low}")

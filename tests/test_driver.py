@@ -309,7 +309,7 @@ def test_interpolation_is_log_log() -> None:
         (lambda p: run_search(["dense"], [16], store=p, lease_s=0), r"lease_s \(--lease\) = 0"),
         (
             lambda p: run_search(["dense"], [16], store=p, settings=RunSettings(steps=0)),
-            "steps = 0 must be an integer >= 1; the nearest valid value is 1",
+            "steps = 0 must be an integer ≥ 1; the nearest valid value is steps = 1",
         ),
     ],
 )

@@ -209,7 +209,7 @@ def test_config_round_trip_and_run_id() -> None:
         ({"lr": -1.0}, "lr"),
         ({"mode": "exactly"}, "did you mean 'exact'"),
         ({"structure": "bttt"}, "unknown structure name"),
-        ({"steps": 0}, "steps = 0 must be an integer >= 1; the nearest valid value is 1"),
+        ({"steps": 0}, "steps = 0 must be an integer ≥ 1; the nearest valid value is steps = 1"),
     ],
 )
 def test_bad_config_raises(kwargs: dict[str, object], match: str) -> None:
@@ -268,6 +268,6 @@ def test_search_command_refuses_zero_steps(tmp_path: Path) -> None:
         ],
     )
     assert out.exit_code == 2
-    assert "steps = 0 must be an integer >= 1; the nearest valid value is 1" in out.output
+    assert "steps = 0 must be an integer ≥ 1; the nearest valid value is steps = 1" in out.output
     assert "Traceback" not in out.output
     assert not store.exists() or RunStore(store).runs().empty
