@@ -509,7 +509,6 @@ def _bmm(
     a: torch.Tensor,
     b: torch.Tensor,
     mid: bool,
-    inplace: bool,
     accumulate: torch.Tensor | None = None,
     strided: bool = False,
 ) -> torch.Tensor:
@@ -520,7 +519,7 @@ def _bmm(
     A mid result is a contiguous product plus a row move: ``bmm(out=)`` into the strided
     view would save the move, but torch's CPU bmm then loops over matrices and was measured
     up to 30× slower. ``accumulate`` (same shape as the result, not mid) is added to in
-    place and returned. ``inplace`` is kept for callers that may write in place.
+    place and returned.
     """
     a, b = _batch_ready(a), _batch_ready(b)
     if accumulate is not None:
@@ -538,9 +537,7 @@ def _bmm(
     return torch.bmm(a, b).transpose(0, 1).contiguous()
 
 
-def _product(
-    kn: Kernel, t3: torch.Tensor, w: torch.Tensor, inplace: bool, strided: bool = False
-) -> torch.Tensor:
+def _product(kn: Kernel, t3: torch.Tensor, w: torch.Tensor, strided: bool = False) -> torch.Tensor:
     """The step's product in its output layout (``kn.out_shape``); with ``strided``, a mid
     product comes as a view of the bmm output (its batch outermost in memory).
 
@@ -550,16 +547,15 @@ def _product(
     if kn.z_batch:
         w = w.expand(t3.shape[0], -1, -1)
     if kn.transposed and t3.shape[1] == 1 and not kn.out_mid:
-        return _bmm(t3, w.transpose(1, 2), False, inplace).view(kn.out_shape)
+        return _bmm(t3, w.transpose(1, 2), False).view(kn.out_shape)
     a, b = (w, t3.transpose(1, 2)) if kn.transposed else (t3, w)
-    return _bmm(a, b, kn.out_mid, inplace, strided=strided).view(kn.out_shape)
+    return _bmm(a, b, kn.out_mid, strided=strided).view(kn.out_shape)
 
 
 def _run(
     program: Program,
     x: torch.Tensor,
     weights: Sequence[torch.Tensor],
-    inplace: bool,
     saved: list[torch.Tensor] | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -580,7 +576,7 @@ def _run(
         if saved is not None:
             saved.append(t3)
         w = weights[kn.factor].reshape(kn.matrix)
-        t = _product(kn, t3, w, inplace, strided=strided_last and i == last)
+        t = _product(kn, t3, w, strided=strided_last and i == last)
     if not program.padded_out:  # a sub-program: the live tensor, in its layout
         return t
     if out is not None:
@@ -603,13 +599,13 @@ def run_program(
     (inference only) runs cache-sized chunks of tokens and writes in place.
     """
     if not chunked or not program.padded_out:
-        return _run(program, x, weights, inplace=False)
+        return _run(program, x, weights)
     chunks = token_chunks(program, x.shape[0])
     if len(chunks) <= 1:
-        return _run(program, x, weights, inplace=True)
+        return _run(program, x, weights)
     y = x.new_empty((x.shape[0], program.padded_out))
     for z0, z1 in chunks:
-        _run(program, x[z0:z1], weights, inplace=True, out=y[z0:z1])
+        _run(program, x[z0:z1], weights, out=y[z0:z1])
     return y
 
 
@@ -628,11 +624,11 @@ class PlanFunction(torch.autograd.Function):
         # a sub-program (padded_out == 0) runs whole
         chunks = token_chunks(program, x.shape[0]) if program.padded_out else [(0, 0)]
         if len(chunks) == 1:
-            y = _run(program, x, weights, True, saved)
+            y = _run(program, x, weights, saved)
         else:
             y = x.new_empty((x.shape[0], program.padded_out))
             for z0, z1 in chunks:
-                _run(program, x[z0:z1], weights, True, saved, out=y[z0:z1])
+                _run(program, x[z0:z1], weights, saved, out=y[z0:z1])
         ctx.program = program
         ctx.x_shape = x.shape
         ctx.chunks = chunks
@@ -707,7 +703,7 @@ def _backward_chunk(
                 if m == 1 and acc3 is None:  # outer products: a broadcast multiply
                     gw = torch.mul(a, b, out=a.new_empty(kn.matrix))  # the factor's layout
                 else:
-                    gw = _bmm(a, b, False, True, acc3)
+                    gw = _bmm(a, b, False, acc3)
             grads[kn.factor] = gw.reshape(weights[kn.factor].shape)
         if s == 0 and not need_x:
             return None
@@ -720,9 +716,9 @@ def _backward_chunk(
         lhs = g3.transpose(1, 2) if kn.transposed else g3  # (nb, m, n)
         rhs = w if kn.transposed else w.transpose(1, 2)  # (nb, n, c)
         if kn.grad_mode in ("bmc", "mbc") or m == 1:  # one row: both orders share memory
-            gt = _bmm(lhs, rhs, False, inplace=True)
+            gt = _bmm(lhs, rhs, False)
         else:  # the contracted group before the rows: compute the transpose
-            gt = _bmm(rhs.transpose(1, 2), lhs.transpose(1, 2), False, inplace=True)
+            gt = _bmm(rhs.transpose(1, 2), lhs.transpose(1, 2), False)
             gt = gt.transpose(1, 2)
         g = gt.reshape(kn.group_shape)
         if kn.inverse_perm is not None:
