@@ -295,7 +295,7 @@ def test_interpolation_is_log_log() -> None:
             ),
             "width 16.*nearest width that works is 14",
         ),
-        (lambda p: run_search(["dense"], [0], store=p), "width 0"),
+        (lambda p: run_search(["dense"], [0], store=p), "width = 0 must be an integer ≥ 1"),
         (lambda p: run_search(["dens"], [16], store=p), "did you mean 'dense'"),
         (
             lambda p: run_search(["dense"], [16], store=p, trials=1, storage="not a url"),
