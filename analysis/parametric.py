@@ -516,6 +516,8 @@ def _frontier_at(fit: StructureFit, compute: FloatArray) -> FloatArray:
     losses = law.E + (hi - law.E) * np.geomspace(1e-3, 1.0, 120)
     c = np.array([fit.optimal.compute_at(float(v)) for v in losses])
     ok = np.isfinite(c)
+    if not ok.any():  # a degenerate replicate (e.g. a flat law): no frontier to draw
+        return np.full(np.shape(compute), math.nan)
     order = np.argsort(c[ok])
     x, y = np.log(c[ok][order]), np.log(losses[ok][order])
     out = np.exp(np.interp(np.log(compute), x, y, left=np.nan, right=np.nan))

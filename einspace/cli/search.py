@@ -277,7 +277,7 @@ def demo_budget_note(fits: Any, task: str) -> str:
         >>> fits = pd.DataFrame({"structure": ["dense", "btt", "kronecker"],
         ...     "verdict": ["baseline", "ahead of dense", "not separable at this budget"]})
         >>> print(demo_budget_note(fits, "mlp_regression"))  # doctest: +NORMALIZE_WHITESPACE
-        This budget (widths 16–64, tokens per parameter 5–40) separates 1 of 2 structures
+        This budget (widths 16–64, tokens per parameter 5–20) separates 1 of 2 structures
         from dense (btt); kronecker: not at this budget (see what would separate it above).
         A toy regression task: its ordering says nothing about language models (see
         benchmarks/paper_ordering.py).
