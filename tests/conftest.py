@@ -17,9 +17,13 @@ import os
 import pickle
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,6 +63,47 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+KILLED_RUN = """
+import time
+import torch
+torch.set_num_threads(1)  # as the test (one_thread): bit for bit needs the same reductions
+from search.proxy import run_config
+from search.proxy_config import ProxyConfig
+from search.store import RunStore
+save = RunStore.save_checkpoint
+def held(self, *args, **kwargs):  # hold each checkpoint long enough to be killed after it
+    out = save(self, *args, **kwargs)
+    print("CHECKPOINT", args[1], flush=True)
+    time.sleep(0.5)
+    return out
+RunStore.save_checkpoint = held
+run_config(ProxyConfig.from_dict({config!r}), store={store!r}, checkpoint_every=2)
+"""
+
+
+@pytest.fixture
+def kill_after_checkpoint() -> Callable[[dict[str, object], str, int], None]:
+    """``kill(config, store, step)``: run the proxy config in a child process against the store
+    (a checkpoint every 2 steps, each held 0.5 s) and SIGKILL it once it has saved the
+    checkpoint at ``step`` (or after 120 s)."""
+
+    def kill(config: dict[str, object], store: str, step: int) -> None:
+        code = textwrap.dedent(KILLED_RUN.format(config=config, store=store))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            if line.startswith(f"CHECKPOINT {step}") or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    return kill
 
 
 @pytest.fixture(scope="session")

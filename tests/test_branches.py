@@ -3,12 +3,7 @@ wsd run of its horizon; it waits for its trunk; it resumes from its own checkpoi
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -110,39 +105,14 @@ def test_a_killed_branch_resumes_bit_identically(tmp_path: Path) -> None:
     assert stored["eval_loss"].tolist() == [p.eval_loss for p in alone.points]
 
 
-BRANCH = """
-import sys, time
-from search.proxy import run_config
-from search.proxy_config import ProxyConfig
-from search.store import RunStore
-save = RunStore.save_checkpoint
-def held(self, *args, **kwargs):  # hold each checkpoint long enough to be killed after it
-    out = save(self, *args, **kwargs)
-    print("CHECKPOINT", args[1], flush=True)
-    time.sleep(0.5)
-    return out
-RunStore.save_checkpoint = held
-run_config(ProxyConfig.from_dict({config!r}), store={store!r}, checkpoint_every=2)
-"""
-
-
-def test_a_branch_killed_with_sigkill_resumes_bit_identically(tmp_path: Path) -> None:
+def test_a_branch_killed_with_sigkill_resumes_bit_identically(
+    tmp_path: Path, kill_after_checkpoint: Callable[[dict[str, object], str, int], None]
+) -> None:
     path = tmp_path / "runs.sqlite"
     trunk = _trunk()
     long = _branch(trunk, 16)
     run_config(trunk, store=RunStore(path), keep_steps=[12])
-    code = textwrap.dedent(BRANCH.format(config=long.to_dict(), store=str(path)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:  # the branch's first own checkpoint, mid-cooldown
-        if line.startswith("CHECKPOINT 14") or time.monotonic() > deadline:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(long.to_dict(), str(path), 14)  # mid-cooldown, its own first
     rid = run_id(long.to_dict())
     assert RunStore(path).load_checkpoint(rid) is not None
     resumed = run_config(long, store=RunStore(path, lease_s=0))

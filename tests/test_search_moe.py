@@ -5,12 +5,7 @@ collapse flag, and resume after ``kill -9`` (docs/moe.md)."""
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -230,39 +225,13 @@ def test_a_search_of_sparse_candidates_trains_and_flags_collapse(tmp_path: Path)
 
 # --------------------------------------------------------------------------- kill -9
 
-KILLED = """
-import time
-import torch
-torch.set_num_threads(1)  # as the test's own process: bit for bit needs the same reductions
-from search.proxy import run_config
-from search.proxy_config import ProxyConfig
-from search.store import RunStore
-save = RunStore.save_checkpoint
-def held(self, *args, **kwargs):  # hold each checkpoint long enough to be killed after it
-    out = save(self, *args, **kwargs)
-    print("CHECKPOINT", args[1], flush=True)
-    time.sleep(0.5)
-    return out
-RunStore.save_checkpoint = held
-run_config(ProxyConfig.from_dict({config!r}), store={store!r}, checkpoint_every=2)
-"""
 
-
-def test_a_btt_moe_lm_run_killed_with_sigkill_resumes_bit_identically(tmp_path: Path) -> None:
+def test_a_btt_moe_lm_run_killed_with_sigkill_resumes_bit_identically(
+    tmp_path: Path, kill_after_checkpoint: Callable[[dict[str, object], str, int], None]
+) -> None:
     path = tmp_path / "runs.sqlite"
     config = make_config(replace(LM, steps=10), "btt_moe:e=4,k=1", 16, seed=3)
-    code = textwrap.dedent(KILLED.format(config=config.to_dict(), store=str(path)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        if line.startswith("CHECKPOINT 4") or time.monotonic() > deadline:
-            break
-    proc.send_signal(signal.SIGKILL)  # kill -9 mid-run
-    proc.wait()
+    kill_after_checkpoint(config.to_dict(), str(path), 4)  # kill -9 mid-run
     rid = run_id(config.to_dict())
     assert RunStore(path).runs().set_index("run_id").loc[rid, "status"] == "running"
     resumed = run_config(config, store=RunStore(path, lease_s=0))
